@@ -1,0 +1,19 @@
+"""genzoo's schedulers: each owns its probability path, training side and sampling side."""
+
+from .diffusers_interop import DiffusersFlowMatchAdapter
+from .paths import PREDICTION_TYPES, AffinePath
+from .scheduling_ddpm import DDPMScheduler, DDPMSchedulerOutput
+from .scheduling_flow_match import FlowMatchEulerScheduler, FlowMatchSchedulerOutput, shift_time
+from .scheduling_flow_match_heun import FlowMatchHeunScheduler
+
+__all__ = [
+    "AffinePath",
+    "DDPMScheduler",
+    "DDPMSchedulerOutput",
+    "DiffusersFlowMatchAdapter",
+    "FlowMatchEulerScheduler",
+    "FlowMatchHeunScheduler",
+    "FlowMatchSchedulerOutput",
+    "PREDICTION_TYPES",
+    "shift_time",
+]

@@ -1,0 +1,75 @@
+"""Flow matching with Heun's method (explicit trapezoidal rule): second order, 2*N - 1 model calls for N steps."""
+
+from __future__ import annotations
+
+import torch
+
+from .scheduling_flow_match import FlowMatchEulerScheduler, FlowMatchSchedulerOutput
+
+
+class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
+    """Same path, configuration and training side as :class:`FlowMatchEulerScheduler`; sampling uses Heun's method.
+
+    Over each interval ``[t_k, t_{k+1}]`` but the last:
+
+    1. predictor (model at ``t_k``):      ``x~ = x_k + h * v(x_k, t_k)``
+    2. corrector (model at ``t_{k+1}``):   ``x_{k+1} = x_k + h/2 * (v(x_k, t_k) + v(x~, t_{k+1}))``
+
+    The last interval is a plain Euler step, as in ``diffusers.FlowMatchHeunDiscreteScheduler``; one
+    first-order step adds an O(h^2) error once, so the method stays second order overall.
+    ``scheduler.timesteps`` therefore holds ``[t_0, t_1, t_1, t_2, t_2, ..., t_{N-1}]`` (2N - 1 entries) and a
+    plain ``for t in scheduler.timesteps`` loop drives it, exactly like the Euler scheduler.
+    """
+
+    order = 2
+
+    def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None) -> None:
+        super().set_timesteps(num_inference_steps=num_inference_steps, device=device, timesteps=timesteps)
+        self._predictor_state = None  # (x_k, v_k) while a corrector call is pending
+
+    def _call_times(self) -> torch.Tensor:
+        # call 2k evaluates at t_k (predictor), call 2k+1 at t_{k+1} (corrector); the last interval has no corrector.
+        return torch.cat([self.times[:1], self.times[1:-1].repeat_interleave(2)])
+
+    @property
+    def state_in_first_order(self) -> bool:
+        """``True`` when the next ``step`` call is a predictor (Diffusers' name for it)."""
+        return getattr(self, "_predictor_state", None) is None
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: float | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+    ) -> FlowMatchSchedulerOutput | tuple:
+        """A predictor call returns the Euler guess ``x~`` (the next model input); the corrector call that
+        follows returns ``x_{k+1}``."""
+        if self._step_index is None or self._step_index >= len(self.timesteps):
+            self._predictor_state = None  # a fresh run
+        i = self._begin_step(timestep, model_output, sample)
+        work = torch.float64 if sample.dtype == torch.float64 else torch.float32
+        x, out = sample.to(work), model_output.to(work)
+        k = (i + 1) // 2  # the interval [t_k, t_{k+1}] this call belongs to
+        if i % 2 == 0:  # predictor at t_k
+            t, t_next = self.times[k].to(work), self.times[k + 1].to(work)
+            v = self._velocity(out, x, t)
+            prev_sample = x + (t_next - t) * v
+            pred_original_sample = x + (1 - t) * v
+            is_last = i == len(self.timesteps) - 1
+            self._predictor_state = None if is_last else (x, v)
+        else:  # corrector at t_{k}, closing interval [t_{k-1}, t_k]
+            if self._predictor_state is None:
+                raise ValueError("FlowMatchHeunScheduler.step: corrector call without a predictor; restart with set_timesteps.")
+            x_start, v_start = self._predictor_state
+            t_prev, t = self.times[k - 1].to(work), self.times[k].to(work)
+            v = self._velocity(out, x, t)
+            prev_sample = x_start + (t - t_prev) * 0.5 * (v_start + v)
+            pred_original_sample = x + (1 - t) * v
+            self._predictor_state = None
+        self._step_index = i + 1
+        prev_sample, pred_original_sample = prev_sample.to(sample.dtype), pred_original_sample.to(sample.dtype)
+        if not return_dict:
+            return (prev_sample, pred_original_sample)
+        return FlowMatchSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)

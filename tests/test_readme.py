@@ -1,0 +1,24 @@
+"""README.md's two commands are the ones CI and users run."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands():
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```bash\n(.*?)```", text, re.S)[:2]
+
+
+def test_ci_runs_the_readme_test_command():
+    _, test_command = readme_commands()
+    last_line = test_command.strip().splitlines()[-1]
+    assert "pytest" in last_line
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert last_line.strip() in ci_lines, f".ci/run must run the README's test command {last_line!r}"
+
+
+def test_ci_installs_cpu_torch_first():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ci.index("torch==2.13.0") < ci.index('pip install -e ".[test]"')
