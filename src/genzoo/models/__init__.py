@@ -1,0 +1,54 @@
+"""Models for genzoo, all ``diffusers.ModelMixin`` + ``ConfigMixin`` (``save_pretrained`` / ``from_pretrained``).
+
+* :class:`DCGANGenerator` / :class:`DCGANDiscriminator` -- convolutional GAN for images.
+* :class:`MLPGenerator` / :class:`MLPDiscriminator` -- GAN for vector data.
+* :class:`MLPDenoiser` -- time-conditioned MLP with ``UNet2DModel``'s call signature (DDPM, flow matching).
+* :class:`MLPVAE` -- VAE for vector data with ``AutoencoderKL``'s interface.
+* :func:`vae_latent_shape` -- per-sample latent shape of an ``AutoencoderKL`` or an ``MLPVAE``.
+"""
+
+from __future__ import annotations
+
+from ._common import GeneratorOutput
+from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .mlp_denoiser import MLPDenoiser
+from .mlp_gan import MLPDiscriminator, MLPGenerator
+from .mlp_vae import MLPVAE, DiagonalGaussianDistributionND
+
+__all__ = [
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "DiagonalGaussianDistributionND",
+    "GeneratorOutput",
+    "MLPDenoiser",
+    "MLPDiscriminator",
+    "MLPGenerator",
+    "MLPVAE",
+    "vae_latent_shape",
+]
+
+
+def vae_latent_shape(vae) -> tuple[int, ...]:
+    """Per-sample latent shape of a VAE (what ``vae.encode(x).latent_dist.sample()`` has after the batch dim).
+
+    * Models with a ``latent_shape`` property (:class:`MLPVAE`): that, e.g. ``(latent_dim,)``.
+    * ``AutoencoderKL``-style configs (``latent_channels`` + ``block_out_channels``): ``(latent_channels, H // f,
+      W // f)`` with ``f = 2 ** (len(block_out_channels) - 1)`` (Diffusers' ``vae_scale_factor``) and
+      ``sample_size`` an int or an ``(H, W)`` pair.
+
+    Raises:
+        TypeError: for any other object.
+    """
+    shape = getattr(type(vae), "latent_shape", None)
+    if shape is not None:
+        return tuple(vae.latent_shape)
+    config = getattr(vae, "config", None)
+    if config is not None and "latent_channels" in config and "block_out_channels" in config:
+        factor = 2 ** (len(config["block_out_channels"]) - 1)
+        size = config["sample_size"]
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        return (config["latent_channels"], height // factor, width // factor)
+    raise TypeError(
+        f"Cannot infer the latent shape of {type(vae).__name__}: expected an MLPVAE-like model with a "
+        "`latent_shape` property or an AutoencoderKL-like config with `latent_channels` and `block_out_channels`."
+    )
