@@ -1,8 +1,17 @@
 """Shared fixtures. Tests never touch the network: Hub access is pointed at nowhere unless a test starts its own server."""
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 
+# Before anything imports huggingface_hub or diffusers (both read these once, at import): a private, throw-away
+# Hugging Face home (Hub cache, Diffusers' remote-code module cache), offline, no telemetry.
+_HF_HOME = tempfile.mkdtemp(prefix="genzoo-tests-hf-home-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_MODULES_CACHE"] = os.path.join(_HF_HOME, "modules")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 

@@ -2,6 +2,38 @@
 
 __version__ = "0.1.0.dev0"
 
+from . import registry
+from .models import DCGANDiscriminator, DCGANGenerator, MLPDenoiser, MLPDiscriminator, MLPGenerator, MLPVAE
+from .pipelines import (
+    DDPMPipeline,
+    FlowMatchingPipeline,
+    GANPipeline,
+    GenzooPipeline,
+    PipelineLoadError,
+    VAEPipeline,
+    VectorPipelineOutput,
+    load_pipeline,
+)
 from .schedulers import DDPMScheduler, FlowMatchEulerScheduler, FlowMatchHeunScheduler
 
-__all__ = ["DDPMScheduler", "FlowMatchEulerScheduler", "FlowMatchHeunScheduler", "__version__"]
+__all__ = [
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "DDPMPipeline",
+    "DDPMScheduler",
+    "FlowMatchEulerScheduler",
+    "FlowMatchHeunScheduler",
+    "FlowMatchingPipeline",
+    "GANPipeline",
+    "GenzooPipeline",
+    "MLPDenoiser",
+    "MLPDiscriminator",
+    "MLPGenerator",
+    "MLPVAE",
+    "PipelineLoadError",
+    "VAEPipeline",
+    "VectorPipelineOutput",
+    "__version__",
+    "load_pipeline",
+    "registry",
+]

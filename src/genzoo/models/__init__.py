@@ -5,6 +5,7 @@
 * :class:`MLPDenoiser` -- time-conditioned MLP with ``UNet2DModel``'s call signature (DDPM, flow matching).
 * :class:`MLPVAE` -- VAE for vector data with ``AutoencoderKL``'s interface.
 * :func:`vae_latent_shape` -- per-sample latent shape of an ``AutoencoderKL`` or an ``MLPVAE``.
+* :func:`denoiser_sample_shape` -- per-sample data shape of a ``UNet2DModel`` or an ``MLPDenoiser``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "MLPDiscriminator",
     "MLPGenerator",
     "MLPVAE",
+    "denoiser_sample_shape",
     "vae_latent_shape",
 ]
 
@@ -51,4 +53,24 @@ def vae_latent_shape(vae) -> tuple[int, ...]:
     raise TypeError(
         f"Cannot infer the latent shape of {type(vae).__name__}: expected an MLPVAE-like model with a "
         "`latent_shape` property or an AutoencoderKL-like config with `latent_channels` and `block_out_channels`."
+    )
+
+
+def denoiser_sample_shape(model) -> tuple[int, ...]:
+    """Per-sample shape of the data a denoiser works on: ``(in_channels, H, W)`` for a ``UNet2DModel``-style config
+    (``sample_size`` an int or an ``(H, W)`` pair), ``(sample_size,)`` for an :class:`MLPDenoiser`.
+
+    Raises:
+        TypeError: for a model whose config has neither form.
+    """
+    config = getattr(model, "config", None)
+    if config is not None and "in_channels" in config and "sample_size" in config:
+        size = config["sample_size"]
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        return (config["in_channels"], height, width)
+    if isinstance(model, MLPDenoiser):
+        return (config["sample_size"],)
+    raise TypeError(
+        f"Cannot infer the sample shape of {type(model).__name__}: expected a UNet2DModel-like config "
+        "(in_channels, sample_size) or an MLPDenoiser."
     )

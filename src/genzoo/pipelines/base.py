@@ -1,0 +1,169 @@
+"""What every genzoo pipeline shares: Hub-aware ``from_pretrained``, a ``save_pretrained`` that plain Diffusers can
+load back, the starting noise, and turning samples into "pil" / "np" / "pt" outputs for images and vectors."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from . import loading
+
+IMAGE_OUTPUT_TYPES = ("pil", "np", "pt")
+VECTOR_OUTPUT_TYPES = ("np", "pt")
+
+
+@dataclass
+class VectorPipelineOutput(BaseOutput):
+    """Samples of vector data (2-D points, feature vectors): ``samples`` has shape ``(batch_size, dim)``,
+    a ``numpy.ndarray`` for ``output_type="np"`` or a ``torch.Tensor`` for ``"pt"``."""
+
+    samples: np.ndarray | torch.Tensor
+
+
+def sampling_mode(call):
+    """Run a sampling method with every module in eval mode (batch norm on running statistics, no dropout), so a
+    sample depends on its own seed and not on the rest of the batch, then restore the modes the caller had (a
+    trainer may be sampling from the very modules it trains)."""
+
+    @functools.wraps(call)
+    def wrapper(self, *args, **kwargs):
+        modules = [m for m in self.components.values() if isinstance(m, torch.nn.Module)]
+        modes = [[sub.training for sub in m.modules()] for m in modules]
+        for m in modules:
+            m.eval()
+        try:
+            with torch.no_grad():
+                return call(self, *args, **kwargs)
+        finally:
+            for m, mode in zip(modules, modes):
+                for sub, training in zip(m.modules(), mode):
+                    sub.training = training
+
+    return wrapper
+
+
+class GenzooPipeline(DiffusionPipeline):
+    """Base class of genzoo's pipelines (and of plugin pipelines that want the same loading and saving)."""
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        torch_dtype: torch.dtype | None = None,
+        allow_pickle: bool = False,
+        trust_remote_code: bool = False,
+        **components,
+    ):
+        """Load a pipeline from a folder written by ``save_pretrained`` or from a Hub repo id.
+
+        Hub repos are downloaded with ``huggingface_hub.snapshot_download`` (``revision``, ``token``, ``cache_dir``,
+        ``local_files_only`` and ``HF_HUB_OFFLINE`` are honoured), then loaded like a folder. Weights load from
+        safetensors only unless ``allow_pickle=True``. No code from the repository is executed; classes are looked
+        up in genzoo's registry. ``trust_remote_code`` is accepted for symmetry with Diffusers and has no effect
+        here. Components passed as keyword arguments (e.g. ``scheduler=...``) replace the saved ones.
+        """
+        del trust_remote_code  # genzoo never runs repository code; the argument is accepted for Diffusers parity
+        folder = loading.resolve_pretrained_path(
+            pretrained_model_name_or_path, revision, token, cache_dir, local_files_only, allow_pickle
+        )
+        model_index = loading.read_model_index(folder)
+        saved_class = loading.pipeline_class_name(model_index)
+        pipeline_class = cls
+        if cls is GenzooPipeline or cls.__name__ != saved_class:
+            from .. import registry
+
+            try:
+                pipeline_class = registry.get("pipeline", saved_class)
+            except KeyError as exc:
+                raise loading.PipelineLoadError(f"{pretrained_model_name_or_path}: {exc.args[0]}") from None
+            if not issubclass(pipeline_class, cls):
+                raise loading.PipelineLoadError(
+                    f"{pretrained_model_name_or_path} holds a {saved_class}, not a {cls.__name__}; load it with "
+                    f"genzoo.{saved_class}.from_pretrained or genzoo.load_pipeline."
+                )
+        expected, _ = pipeline_class._get_signature_keys(pipeline_class)
+        unknown = sorted(set(components) - set(expected))
+        if unknown:
+            raise TypeError(
+                f"{pipeline_class.__name__}.from_pretrained got unexpected arguments {unknown}; besides revision, "
+                "token, cache_dir, local_files_only, torch_dtype, allow_pickle and trust_remote_code it takes "
+                f"replacement components: {sorted(expected)}."
+            )
+        loaded = loading.load_components(
+            folder, model_index, allow_pickle=allow_pickle, torch_dtype=torch_dtype, skip=set(components)
+        )
+        pipe = pipeline_class(**loaded, **components)
+        pipe.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
+        return pipe
+
+    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs):
+        """Diffusers' folder layout, safetensors only, plus the files that let plain
+        ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` load it (see :mod:`.loading`)."""
+        if not safe_serialization:
+            raise ValueError("genzoo saves weights as safetensors only; safe_serialization=False is not supported.")
+        if kwargs.get("push_to_hub"):
+            raise ValueError("Use pipe.push_to_hub(repo_id) to upload; save_pretrained(push_to_hub=True) is not supported.")
+        super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
+        loading.write_remote_code_files(Path(save_directory), self)
+
+    # ------------------------------------------------------------------ helpers for __call__
+    def _noise(self, shape, generator, latents, batch_size):
+        """Starting noise of ``(batch_size, *shape)`` from ``generator`` (one, or a list of one per sample), or the
+        caller's ``latents`` checked for shape."""
+        full = (batch_size, *shape)
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(
+                f"Got a list of {len(generator)} generators for batch_size={batch_size}; pass one generator, "
+                "or exactly one per sample."
+            )
+        if latents is None:
+            return randn_tensor(full, generator=generator, device=self.device, dtype=self.dtype)
+        if tuple(latents.shape) != full:
+            raise ValueError(f"latents must have shape {full} (batch_size, *sample shape), got {tuple(latents.shape)}.")
+        return latents.to(device=self.device, dtype=self.dtype)
+
+    def _output(self, samples: torch.Tensor, output_type: str, return_dict: bool, data_range=(-1.0, 1.0)):
+        """Images (4-D) become "pil"/"np"/"pt" in [0, 1]; vectors (2-D) become "np"/"pt" as they are."""
+        if samples.ndim == 4:
+            if output_type not in IMAGE_OUTPUT_TYPES:
+                raise ValueError(f"output_type={output_type!r} is not supported for images; use one of {IMAGE_OUTPUT_TYPES}.")
+            low, high = data_range
+            images = ((samples.float() - low) / (high - low)).clamp(0, 1)
+            if output_type == "pt":
+                result = images.cpu()
+            else:
+                result = images.cpu().permute(0, 2, 3, 1).numpy()
+                if output_type == "pil":
+                    result = images_to_pil(result)
+            return ImagePipelineOutput(images=result) if return_dict else (result,)
+        if output_type not in VECTOR_OUTPUT_TYPES:
+            raise ValueError(
+                f"output_type={output_type!r} is not supported for vector data of shape {tuple(samples.shape[1:])}: "
+                f"use one of {VECTOR_OUTPUT_TYPES} (PIL images exist only for image data)."
+            )
+        result = samples.float().cpu()
+        if output_type == "np":
+            result = result.numpy()
+        return VectorPipelineOutput(samples=result) if return_dict else (result,)
+
+
+def images_to_pil(images: np.ndarray) -> list[PIL.Image.Image]:
+    """``(B, H, W, C)`` floats in [0, 1] -> PIL images (grayscale for one channel)."""
+    pixels = (images * 255).round().astype("uint8")
+    if pixels.shape[-1] == 1:
+        return [PIL.Image.fromarray(p[..., 0]) for p in pixels]  # uint8 2-D arrays become mode "L"
+    return [PIL.Image.fromarray(p) for p in pixels]
