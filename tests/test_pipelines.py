@@ -204,3 +204,13 @@ def test_vae_encode_reconstruct_interpolate():
     vectors = tiny_pipeline("vae", "vector")
     line = vectors.interpolate(torch.zeros(1, 2), torch.ones(1, 2), steps=3, output_type="np").samples
     assert line.shape == (3, 2)
+
+
+def test_denoiser_sample_shape():
+    from genzoo.models import denoiser_sample_shape
+    from helpers import tiny_unet
+
+    assert denoiser_sample_shape(genzoo.MLPDenoiser(sample_size=5)) == (5,)
+    assert denoiser_sample_shape(tiny_unet(channels=3, size=8)) == (3, 8, 8)
+    with pytest.raises(TypeError, match="sample_shape"):
+        denoiser_sample_shape(torch.nn.Linear(2, 2))

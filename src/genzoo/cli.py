@@ -1,27 +1,245 @@
-"""The `genzoo` command line."""
+"""The `genzoo` command line: list what is registered, sample a saved pipeline.
+
+Each subcommand is one ``add_<command>_command(subparsers)`` function that declares its arguments and one
+``run_<command>(args) -> int`` function that does the work; ``main`` only parses and dispatches. Mistakes a user can
+fix (a bad argument, a path or repo that does not resolve, a bad output name) end as one line on stderr,
+``genzoo: error: ...``, and exit status 2 -- never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.utils import make_image_grid, numpy_to_pil
+
+from . import VectorPipelineOutput, __version__, load_pipeline, registry
+
+#: Errors reported as ``genzoo: error: <message>`` (exit status 2): missing or unreadable pipelines
+#: (``PipelineLoadError`` is an ``OSError``), bad values, unknown registry names, missing plugins or packages.
+USER_ERRORS = (OSError, ValueError, KeyError, ImportError, TypeError)
+EXIT_USAGE = 2
+DTYPES = ("float32", "bfloat16", "float16")
+OUTPUT_SUFFIXES = (".png", ".npy")
 
 
+class CLIError(Exception):
+    """A mistake on the command line; ``main`` prints it as one ``genzoo: error:`` line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake raises :class:`CLIError` (one line, same format as every other error) instead
+    of printing the usage block and exiting."""
+
+    def error(self, message):
+        raise CLIError(f"{message} (see `{self.prog} --help`)")
+
+
+# ---------------------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = argparse.ArgumentParser(prog="genzoo", description=__doc__)
+    parser = _Parser(prog="genzoo", description="GANs, VAEs, DDPM and flow matching in Diffusers conventions.")
     parser.add_argument("--version", action="version", version=f"genzoo {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_list_command(subparsers)
+    add_sample_command(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        return args.run(args)
+    except SystemExit as exc:  # --help and --version print, then exit 0
+        return int(exc.code or 0)
+    except (CLIError, *USER_ERRORS) as exc:
+        print(f"genzoo: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _one_line(exc: BaseException) -> str:
+    # KeyError's str() is the repr of its argument; the message is the argument itself.
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(str(message).split()) or type(exc).__name__
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+# ------------------------------------------------------------------------------------------------------------ list
+def add_list_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "list",
+        help="show the registered pipelines, schedulers, models and methods (genzoo's and plugins')",
+        description="Every name registered through genzoo's entry points, with the package that provides it. "
+        "A plugin that fails to import is shown as BROKEN with its error; the others are unaffected.",
+    )
+    parser.add_argument("--kind", choices=list(registry.GROUPS), help="only this kind")
+    parser.set_defaults(run=run_list)
+
+
+def run_list(args) -> int:
+    rows = []
+    for entry in registry.entries(args.kind):
+        try:
+            entry.load()
+            status = "ok"
+        except ImportError:
+            status = f"BROKEN: {' '.join(entry.error.split())}"
+        rows.append((entry.kind, entry.name, entry.target, entry.package, entry.version, status))
+    if not rows:
+        print(f"No genzoo {args.kind}s are registered." if args.kind else "Nothing is registered.")
         return 0
+    print(_table(("KIND", "NAME", "CLASS", "PACKAGE", "VERSION", "STATUS"), rows))
     return 0
+
+
+def _table(header, rows) -> str:
+    """Left-aligned columns; the last one (free text) is not padded."""
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header) - 1)]
+    lines = []
+    for row in (header, *rows):
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]
+        lines.append("  ".join([*cells, str(row[-1])]))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------- sample
+def add_sample_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sample",
+        help="draw samples from a saved pipeline (folder or Hub repo id) into a PNG or a .npy file",
+        description="Load a pipeline with genzoo.load_pipeline and draw seeded samples. Images are written as a "
+        "grid (.png), vector data as a scatter plot of the first two dimensions (.png); .npy writes the raw "
+        "array: images (N, H, W, C) in [0, 1], vectors (N, D).",
+    )
+    parser.add_argument("pretrained", metavar="PATH_OR_REPO_ID", help="a save_pretrained folder or a Hub id")
+    parser.add_argument("--num-samples", type=positive_int, default=16, help="number of samples (default: 16)")
+    parser.add_argument("--steps", type=positive_int, default=20, help="num_inference_steps (default: 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the torch.Generator (default: 0)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("samples.png"), help="a .png or .npy file (default: samples.png)"
+    )
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    parser.add_argument("--cache-dir", help="Hub cache folder")
+    parser.add_argument("--local-files-only", action="store_true", help="never download; use the Hub cache only")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights dtype (default: float32)")
+    parser.set_defaults(run=run_sample)
+
+
+def run_sample(args) -> int:
+    out = Path(args.out)
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise CLIError(f"--out {out}: unsupported file type {out.suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)}.")
+    device = _check_device(args.device)
+
+    pipe = load_pipeline(
+        args.pretrained,
+        revision=args.revision,
+        cache_dir=args.cache_dir,
+        local_files_only=args.local_files_only,
+        torch_dtype=getattr(torch, args.dtype),
+    )
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=not sys.stderr.isatty())  # the bar goes to stderr; stdout stays clean
+    result = pipe(
+        batch_size=args.num_samples,
+        generator=torch.Generator(device).manual_seed(args.seed),
+        num_inference_steps=args.steps,
+        output_type="np",
+    )
+    is_image = not isinstance(result, VectorPipelineOutput)  # else an ImagePipelineOutput
+    samples = result.images if is_image else result.samples
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".npy":
+        with open(out, "wb") as file:  # np.save(path) would append ".npy" to "x.NPY"
+            np.save(file, samples.astype("float32"))
+        what = f"an array of shape {tuple(samples.shape)}"
+    elif is_image:
+        rows, cols = grid_shape(len(samples))
+        save_image_grid(samples, rows, cols, out)
+        what = f"a {rows}x{cols} grid of {len(samples)} images"
+    else:
+        save_scatter_plot(samples, out, title=_plot_title(pipe, args))
+        what = f"a scatter plot of {len(samples)} samples"
+    print(f"Wrote {what} from {type(pipe).__name__} (seed {args.seed}) to {out}")
+    return 0
+
+
+def _check_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise CLIError(f"--device {name!r} is not a torch device ({exc}); e.g. cpu, cuda, cuda:1, mps.") from None
+    backend = {"cuda": torch.cuda, "mps": getattr(torch.backends, "mps", None)}.get(device.type)
+    if backend is not None and not backend.is_available():
+        raise CLIError(f"--device {name}: this torch build or machine has no {device.type}; use --device cpu.")
+    return device
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """``(rows, cols)`` for ``n`` images, close to square: an exact ``rows * cols == n`` at most twice as wide as
+    tall when there is one (16 -> 4x4, 8 -> 2x4, 18 -> 3x6), else ``ceil(sqrt(n))`` columns and the last row
+    padded with blank tiles (7 -> 3x3, 10 -> 3x4)."""
+    side = math.ceil(math.sqrt(n))
+    for cols in range(side, 2 * side + 1):
+        rows = n // cols
+        if n % cols == 0 and cols <= 2 * rows:
+            return rows, cols
+    return math.ceil(n / side), side
+
+
+def save_image_grid(images, rows: int, cols: int, out: Path) -> None:
+    """``(N, H, W, C)`` images in [0, 1] -> one PNG grid, padded with black tiles up to ``rows * cols``."""
+    tiles = numpy_to_pil(images)
+    tiles += [PIL.Image.new(tiles[0].mode, tiles[0].size) for _ in range(rows * cols - len(tiles))]
+    make_image_grid(tiles, rows=rows, cols=cols).save(out)
+
+
+def save_scatter_plot(samples, out: Path, title: str) -> None:
+    """``(N, D)`` vectors -> a PNG scatter plot of the first two dimensions (a histogram when ``D == 1``)."""
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no global backend or figure state is touched
+    except ImportError:
+        raise ImportError(
+            "Scatter plots of vector samples need matplotlib: `pip install matplotlib`, or write --out *.npy."
+        ) from None
+    fig = Figure(figsize=(5, 5), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    if samples.shape[1] >= 2:
+        ax.scatter(samples[:, 0], samples[:, 1], s=6, alpha=0.7)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlabel("x[0]")
+        ax.set_ylabel("x[1]")
+    else:
+        ax.hist(samples[:, 0], bins="auto")
+        ax.set_xlabel("x[0]")
+    ax.set_title(title)
+    fig.savefig(out)
+
+
+def _plot_title(pipe, args) -> str:
+    # Pipelines with a scheduler take num_inference_steps; the others (GAN, VAE) sample in one pass.
+    steps = f", {args.steps} steps" if getattr(pipe, "scheduler", None) is not None else ""
+    return f"{type(pipe).__name__}: {args.num_samples} samples{steps}, seed {args.seed}"
 
 
 if __name__ == "__main__":

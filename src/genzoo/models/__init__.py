@@ -57,20 +57,23 @@ def vae_latent_shape(vae) -> tuple[int, ...]:
 
 
 def denoiser_sample_shape(model) -> tuple[int, ...]:
-    """Per-sample shape of the data a denoiser works on: ``(in_channels, H, W)`` for a ``UNet2DModel``-style config
-    (``sample_size`` an int or an ``(H, W)`` pair), ``(sample_size,)`` for an :class:`MLPDenoiser`.
+    """Per-sample shape of the data a denoiser works on.
+
+    * Models with a ``sample_shape`` property (:class:`MLPDenoiser`, plugin denoisers): that, e.g. ``(2,)``.
+    * ``UNet2DModel``-style configs (``in_channels`` + ``sample_size``, an int or an ``(H, W)`` pair):
+      ``(in_channels, H, W)``.
 
     Raises:
-        TypeError: for a model whose config has neither form.
+        TypeError: for any other model.
     """
+    if getattr(type(model), "sample_shape", None) is not None:
+        return tuple(model.sample_shape)
     config = getattr(model, "config", None)
     if config is not None and "in_channels" in config and "sample_size" in config:
         size = config["sample_size"]
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         return (config["in_channels"], height, width)
-    if isinstance(model, MLPDenoiser):
-        return (config["sample_size"],)
     raise TypeError(
-        f"Cannot infer the sample shape of {type(model).__name__}: expected a UNet2DModel-like config "
-        "(in_channels, sample_size) or an MLPDenoiser."
+        f"Cannot infer the sample shape of {type(model).__name__}: give it a `sample_shape` property (like "
+        "MLPDenoiser) or a UNet2DModel-like config with `in_channels` and `sample_size`."
     )

@@ -115,6 +115,11 @@ class MLPDenoiser(ModelMixin, ConfigMixin):
             )
         return timestep.expand(batch_size)
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Per-sample data shape ``(sample_size,)``: a pipeline starts from ``randn(B, *model.sample_shape)``."""
+        return (self.config.sample_size,)
+
     def forward(
         self,
         sample: torch.Tensor,

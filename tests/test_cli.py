@@ -1,0 +1,209 @@
+"""The `genzoo` command line, run in-process through `genzoo.cli.main` (and once as a real process)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+import genzoo
+from genzoo.cli import grid_shape, main
+
+
+@pytest.fixture(scope="module")
+def image_pipeline(tmp_path_factory):
+    """A saved tiny GAN for 1-channel 8x8 images."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("gan")
+    genzoo.GANPipeline(genzoo.DCGANGenerator(sample_size=8, latent_dim=8, base_channels=8)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def vector_pipeline(tmp_path_factory):
+    """A saved tiny flow-matching pipeline for 2-D points."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("flow")
+    pipe = genzoo.FlowMatchingPipeline(genzoo.MLPDenoiser(hidden_dim=16), genzoo.FlowMatchEulerScheduler())
+    pipe.save_pretrained(path)
+    return path
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ------------------------------------------------------------------------------------------------------- basics
+def test_version(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert (code, out.strip()) == (0, f"genzoo {genzoo.__version__}")
+
+
+def test_no_command_prints_help(capsys):
+    code, out, _ = run(capsys)
+    assert code == 0 and "list" in out and "sample" in out
+
+
+# --------------------------------------------------------------------------------------------------------- list
+def test_list_shows_genzoo_components_as_a_table(capsys):
+    code, out, err = run(capsys, "list")
+    assert (code, err) == (0, "")
+    header, *rows = out.splitlines()
+    assert header.split() == ["KIND", "NAME", "CLASS", "PACKAGE", "VERSION", "STATUS"]
+    cells = {row.split()[1]: row.split() for row in rows}
+    assert cells["GANPipeline"] == ["pipeline", "GANPipeline", "genzoo.pipelines:GANPipeline", "genzoo",
+                                    genzoo.__version__, "ok"]
+    assert cells["FlowMatchHeunScheduler"][0] == "scheduler" and cells["MLPVAE"][0] == "model"
+    assert len({row.index("genzoo.") for row in rows}) == 1  # the CLASS column is aligned
+
+
+def test_list_one_kind(capsys):
+    code, out, _ = run(capsys, "list", "--kind", "scheduler")
+    assert code == 0
+    assert [row.split()[1] for row in out.splitlines()[1:]] == [
+        "DDPMScheduler", "FlowMatchEulerScheduler", "FlowMatchHeunScheduler"
+    ]
+
+
+def test_list_shows_plugins_and_broken_ones(example_plugins, capsys):
+    code, out, _ = run(capsys, "list", "--kind", "pipeline")
+    assert code == 0
+    rows = {row.split()[1]: row for row in out.splitlines()[1:]}
+    assert "genzoo-example-plugin  0.1.0" in rows["ExampleFlowPipeline"] and rows["ExampleFlowPipeline"].endswith("ok")
+    assert "BROKEN: ModuleNotFoundError: No module named 'genzoo_missing_dependency'" in rows["BrokenPipeline"]
+    assert rows["GANPipeline"].endswith("ok")
+
+
+def test_list_in_a_real_process_with_plugins_installed():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_plugins_dir(), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run(
+        [sys.executable, "-m", "genzoo.cli", "list"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {row.split()[1]: row for row in proc.stdout.splitlines()[1:]}
+    assert {"ExampleFlowPipeline", "ShiftedFlowScheduler", "TinyMLPDenoiser", "DDPMPipeline"} <= set(rows)
+    assert "genzoo-example-plugin" in rows["ShiftedFlowScheduler"]
+    assert "BROKEN" in rows["BrokenPipeline"] and "genzoo_missing_dependency" in rows["BrokenPipeline"]
+    assert "Traceback" not in proc.stderr
+
+
+def _plugins_dir():
+    return os.path.join(os.path.dirname(__file__), "plugins")
+
+
+# ------------------------------------------------------------------------------------------------------- sample
+@pytest.mark.parametrize("n, rows, cols", [(16, 4, 4), (7, 3, 3), (8, 2, 4), (1, 1, 1)])
+def test_sample_writes_an_image_grid(image_pipeline, tmp_path, capsys, n, rows, cols):
+    out_path = tmp_path / "grid.png"
+    code, out, err = run(capsys, "sample", image_pipeline, "--num-samples", n, "--out", out_path)
+    assert code == 0, err
+    assert out.strip() == f"Wrote a {rows}x{cols} grid of {n} images from GANPipeline (seed 0) to {out_path}"
+    assert PIL.Image.open(out_path).size == (cols * 8, rows * 8)
+
+
+def test_grid_shape_is_close_to_square():
+    for n in range(1, 50):
+        rows, cols = grid_shape(n)
+        assert n <= rows * cols < n + cols and rows <= cols <= 2 * rows
+
+
+def test_sample_images_as_npy(image_pipeline, tmp_path, capsys):
+    code, _, _ = run(capsys, "sample", image_pipeline, "--num-samples", 3, "--out", tmp_path / "x.npy")
+    images = np.load(tmp_path / "x.npy")
+    assert code == 0 and images.shape == (3, 8, 8, 1) and images.dtype == np.float32
+    assert 0 <= images.min() and images.max() <= 1
+
+
+def test_sample_vectors_scatter_and_npy(vector_pipeline, tmp_path, capsys):
+    code, out, err = run(capsys, "sample", vector_pipeline, "--steps", 4, "--out", tmp_path / "plot.png")
+    assert code == 0, err
+    assert out.startswith("Wrote a scatter plot of 16 samples from FlowMatchingPipeline")
+    assert PIL.Image.open(tmp_path / "plot.png").format == "PNG"
+
+    arrays = []
+    for name in ("a.npy", "b.npy"):
+        code, out, _ = run(capsys, "sample", vector_pipeline, "--steps", 4, "--seed", 3, "--out", tmp_path / name)
+        assert code == 0 and "an array of shape (16, 2)" in out
+        arrays.append(np.load(tmp_path / name))
+    assert arrays[0].shape == (16, 2)
+    np.testing.assert_array_equal(arrays[0], arrays[1])
+
+    run(capsys, "sample", vector_pipeline, "--steps", 4, "--seed", 4, "--out", tmp_path / "c.npy")
+    assert not np.array_equal(np.load(tmp_path / "c.npy"), arrays[0])
+
+
+def test_scatter_plot_without_matplotlib_says_what_to_install(vector_pipeline, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes `import matplotlib.figure` fail
+    code, out, err = run(capsys, "sample", vector_pipeline, "--steps", 2, "--out", tmp_path / "plot.png")
+    assert_usage_error(code, out, err, "pip install matplotlib")
+
+
+def test_sample_matches_the_python_api(vector_pipeline, tmp_path, capsys):
+    run(capsys, "sample", vector_pipeline, "--num-samples", 5, "--steps", 3, "--seed", 1, "--out", tmp_path / "s.npy")
+    pipe = genzoo.load_pipeline(vector_pipeline)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(batch_size=5, generator=torch.Generator().manual_seed(1), num_inference_steps=3, output_type="np")
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), expected.samples)
+
+
+def test_sample_bfloat16(vector_pipeline, tmp_path, capsys):
+    out_path = tmp_path / "s.npy"
+    code, _, err = run(capsys, "sample", vector_pipeline, "--steps", 2, "--dtype", "bfloat16", "--out", out_path)
+    assert code == 0, err
+    assert np.load(out_path).dtype == np.float32
+
+
+def test_sample_a_plugin_pipeline(example_plugins, tmp_path, capsys):
+    from genzoo_example_plugin import ExampleFlowPipeline, ShiftedFlowScheduler, TinyMLPDenoiser
+
+    ExampleFlowPipeline(unet=TinyMLPDenoiser(), scheduler=ShiftedFlowScheduler()).save_pretrained(tmp_path / "p")
+    code, out, err = run(capsys, "sample", tmp_path / "p", "--steps", 2, "--out", tmp_path / "s.png")
+    assert code == 0, err
+    assert "from ExampleFlowPipeline" in out
+
+
+# ------------------------------------------------------------------------------------------------------- errors
+BAD_SAMPLE_ARGS = {
+    "missing folder": (["./no/such/folder"], "No such folder"),
+    "repo not in cache": (["someone/not-cached"], "not in the local Hub cache"),
+    "no model_index.json": (["{empty}"], "has no model_index.json"),
+    "bad dtype": (["{vector}", "--dtype", "float64"], "argument --dtype: invalid choice: 'float64'"),
+    "zero samples": (["{vector}", "--num-samples", "0"], "expected a positive integer, got 0"),
+    "bad steps": (["{vector}", "--steps", "many"], "argument --steps: expected a positive integer"),
+    "bad extension": (["{vector}", "--out", "x.jpg"], "use one of .png, .npy"),
+    "bad device": (["{vector}", "--device", "gpu0"], "is not a torch device"),
+    "no path": ([], "required: PATH_OR_REPO_ID"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SAMPLE_ARGS)
+def test_sample_errors_are_one_line(case, vector_pipeline, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    args, message = BAD_SAMPLE_ARGS[case]
+    args = [a.format(vector=vector_pipeline, empty=tmp_path / "empty") for a in args]
+    code, out, err = run(capsys, "sample", *args)
+    assert_usage_error(code, out, err, message)
+    assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["list", "--kind", "sampler"], "invalid choice: 'sampler'"), (["frobnicate"], "invalid choice: 'frobnicate'")],
+)
+def test_usage_errors_are_one_line(argv, message, capsys):
+    assert_usage_error(*run(capsys, *argv), message)
+
+
+def assert_usage_error(code, out, err, message):
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("genzoo: error: ") and message in lines[0]
+    assert "Traceback" not in err
