@@ -37,8 +37,8 @@ def build(family: str, data: str):
         if image
         else genzoo.MLPDenoiser(sample_size=2)
     )
-    if family == "ddpm":
-        return genzoo.DDPMPipeline(unet=unet, scheduler=genzoo.DDPMScheduler())
+    if family == "ddpm":  # clipping x_0 to [-1, 1] suits images, not points in data units
+        return genzoo.DDPMPipeline(unet=unet, scheduler=genzoo.DDPMScheduler(clip_sample=image))
     return genzoo.FlowMatchingPipeline(unet=unet, scheduler=genzoo.FlowMatchEulerScheduler())
 
 

@@ -103,7 +103,12 @@ def test_sample_writes_an_image_grid(image_pipeline, tmp_path, capsys, n, rows, 
     code, out, err = run(capsys, "sample", image_pipeline, "--num-samples", n, "--out", out_path)
     assert code == 0, err
     assert out.strip() == f"Wrote a {rows}x{cols} grid of {n} images from GANPipeline (seed 0) to {out_path}"
-    assert PIL.Image.open(out_path).size == (cols * 8, rows * 8)
+    grid = np.asarray(PIL.Image.open(out_path))
+    assert grid.shape[:2] == (rows * 64, cols * 64)  # 8x8 tiles enlarged 8x, pixel for pixel
+    code, _, _ = run(capsys, "sample", image_pipeline, "--num-samples", n, "--out", tmp_path / "same.npy")
+    first = (np.load(tmp_path / "same.npy")[0, ..., 0] * 255).round().astype(np.uint8)
+    tile = grid[:64, :64] if grid.ndim == 2 else grid[:64, :64, 0]
+    np.testing.assert_array_equal(tile[::8, ::8], first)
 
 
 def test_grid_shape_is_close_to_square():

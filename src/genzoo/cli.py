@@ -207,9 +207,17 @@ def grid_shape(n: int) -> tuple[int, int]:
     return math.ceil(n / side), side
 
 
+#: Small images (8x8 digits) are enlarged, pixel for pixel, to at least this many pixels a side in a grid.
+MIN_TILE_SIZE = 64
+
+
 def save_image_grid(images, rows: int, cols: int, out: Path) -> None:
-    """``(N, H, W, C)`` images in [0, 1] -> one PNG grid, padded with black tiles up to ``rows * cols``."""
+    """``(N, H, W, C)`` images in [0, 1] -> one PNG grid, padded with black tiles up to ``rows * cols``; tiles smaller
+    than ``MIN_TILE_SIZE`` are enlarged by a whole factor with nearest-neighbour, so every pixel stays visible."""
     tiles = numpy_to_pil(images)
+    factor = max(1, MIN_TILE_SIZE // max(tiles[0].size))
+    if factor > 1:
+        tiles = [t.resize((t.width * factor, t.height * factor), PIL.Image.Resampling.NEAREST) for t in tiles]
     tiles += [PIL.Image.new(tiles[0].mode, tiles[0].size) for _ in range(rows * cols - len(tiles))]
     make_image_grid(tiles, rows=rows, cols=cols).save(out)
 

@@ -107,12 +107,17 @@ def _download(repo_id, revision, token, cache_dir, local_files_only, allow_pickl
             local_files_only=offline,
             ignore_patterns=None if allow_pickle else [f"*{s}" for s in PICKLE_SUFFIXES],
         )
-    except LocalEntryNotFoundError:
-        why = "HF_HUB_OFFLINE=1" if huggingface_hub.constants.HF_HUB_OFFLINE else "local_files_only=True"
+    except LocalEntryNotFoundError as exc:
+        where = f" at {cache_dir}" if cache_dir else ""
+        if offline:
+            why = "HF_HUB_OFFLINE=1" if huggingface_hub.constants.HF_HUB_OFFLINE else "local_files_only=True"
+            raise PipelineLoadError(
+                f"{not_local}, and Hub repo {repo_id} (revision {revision or 'main'}) is not in the local Hub cache"
+                f"{where}, and {why} forbids downloading it. Download it once while online, or point at a local folder."
+            ) from None
         raise PipelineLoadError(
-            f"{not_local}, and Hub repo {repo_id} (revision {revision or 'main'}) is not in the local Hub cache"
-            f"{f' at {cache_dir}' if cache_dir else ''}, and {why} forbids downloading it. "
-            "Download it once while online, or point at a local folder."
+            f"{not_local}; the Hub could not be reached for {repo_id} (revision {revision or 'main'}) and it is not in "
+            f"the local Hub cache{where}: {' '.join(str(exc).split())}"
         ) from None
     except GatedRepoError:
         raise PipelineLoadError(f"{repo_id} is gated: accept its conditions on the Hub and pass a token.") from None
