@@ -214,3 +214,26 @@ def test_denoiser_sample_shape():
     assert denoiser_sample_shape(tiny_unet(channels=3, size=8)) == (3, 8, 8)
     with pytest.raises(TypeError, match="sample_shape"):
         denoiser_sample_shape(torch.nn.Linear(2, 2))
+
+
+def test_plain_diffusers_in_a_process_that_never_imports_genzoo(tmp_path):
+    """The user who has never heard of genzoo: only diffusers is imported; genzoo is merely installed."""
+    import subprocess
+    import sys
+
+    pipe = tiny_pipeline("ddpm", "vector")
+    pipe.save_pretrained(tmp_path / "repo")
+    expected = samples_of(pipe).numpy()
+    code = (
+        "import sys, diffusers, numpy, torch\n"
+        "assert 'genzoo' not in sys.modules\n"
+        f"pipe = diffusers.DiffusionPipeline.from_pretrained({str(tmp_path / 'repo')!r}, trust_remote_code=True)\n"
+        "pipe.set_progress_bar_config(disable=True)\n"
+        "out = pipe(batch_size=3, generator=torch.Generator().manual_seed(0), num_inference_steps=4, output_type='np')\n"
+        f"numpy.save({str(tmp_path / 'out.npy')!r}, out.samples)\n"
+        "print(type(pipe).__module__, type(pipe).__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["genzoo.pipelines.pipeline_ddpm", "DDPMPipeline"]
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
