@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import genzoo
-from genzoo.cli import grid_shape, main
+from genzoo.cli import main
+from genzoo.visualize import grid_shape
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +105,15 @@ def test_sample_writes_an_image_grid(image_pipeline, tmp_path, capsys, n, rows, 
     assert code == 0, err
     assert out.strip() == f"Wrote a {rows}x{cols} grid of {n} images from GANPipeline (seed 0) to {out_path}"
     grid = np.asarray(PIL.Image.open(out_path))
-    assert grid.shape[:2] == (rows * 64, cols * 64)  # 8x8 tiles enlarged 8x, pixel for pixel
+    gap = 4  # grey pixels between and around the tiles
+    assert grid.shape[:2] == (gap + rows * (64 + gap), gap + cols * (64 + gap))  # 8x8 tiles enlarged 8x
     code, _, _ = run(capsys, "sample", image_pipeline, "--num-samples", n, "--out", tmp_path / "same.npy")
-    first = (np.load(tmp_path / "same.npy")[0, ..., 0] * 255).round().astype(np.uint8)
-    tile = grid[:64, :64] if grid.ndim == 2 else grid[:64, :64, 0]
-    np.testing.assert_array_equal(tile[::8, ::8], first)
+    images = (np.load(tmp_path / "same.npy")[..., 0] * 255).round().astype(np.uint8)
+    last_row, last_col = divmod(n - 1, cols)
+    for index, (r, c) in [(0, (0, 0)), (n - 1, (last_row, last_col))]:
+        top, left = gap + r * (64 + gap), gap + c * (64 + gap)
+        np.testing.assert_array_equal(grid[top : top + 64 : 8, left : left + 64 : 8], images[index])
+    assert (grid[:gap] == 128).all()
 
 
 def test_grid_shape_is_close_to_square():
@@ -212,3 +217,40 @@ def assert_usage_error(code, out, err, message):
     assert len(lines) == 1, err
     assert lines[0].startswith("genzoo: error: ") and message in lines[0]
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------------- train
+def test_train_in_process(tmp_path, capsys):
+    code, out, err = run(
+        capsys, "train", "--method", "flow-matching", "--dataset", "moons", "--num_samples", "256",
+        "--output_dir", tmp_path, "--train_batch_size", "32", "--max_train_steps", "4", "--hidden_dim", "16",
+        "--logger", "none", "--num_sample_images", "4", "--num_inference_steps", "2",
+    )
+    assert code == 0, err
+    assert out.strip().endswith(f"Trained 4 steps; pipeline, samples.png and metrics.json are in {tmp_path}")
+    assert (tmp_path / "model_index.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--method", "diffusion"], "No genzoo method named 'diffusion'"),
+        (["--dataset", "digitz"], "digits"),
+        (["--config", "no-such-recipe.yaml"], "no-such-recipe.yaml: no such file"),
+        (["--learning_rate", "fast"], "invalid float value: 'fast'"),
+    ],
+)
+def test_train_mistakes_are_one_line(capsys, tmp_path, argv, message):
+    code, out, err = run(capsys, "train", "--output_dir", tmp_path, "--logger", "none", *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("genzoo: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_train_hands_several_processes_to_accelerate_launch():
+    from genzoo.cli import accelerate_launch_command
+
+    command = accelerate_launch_command(2, ["--method", "ddpm"])
+    assert command[1:3] == ["-m", "accelerate.commands.launch"]
+    assert command[command.index("--num_processes") + 1] == "2" and "--multi_gpu" in command
+    assert command[-4:] == ["-m", "genzoo.training", "--method", "ddpm"]

@@ -1,4 +1,4 @@
-"""The `genzoo` command line: list what is registered, sample a saved pipeline.
+"""The `genzoo` command line: train, sample a saved pipeline, list what is registered.
 
 Each subcommand is one ``add_<command>_command(subparsers)`` function that declares its arguments and one
 ``run_<command>(args) -> int`` function that does the work; ``main`` only parses and dispatches. Mistakes a user can
@@ -9,16 +9,14 @@ fix (a bad argument, a path or repo that does not resolve, a bad output name) en
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import torch
-from diffusers.utils import make_image_grid, numpy_to_pil
 
 from . import VectorPipelineOutput, __version__, load_pipeline, registry
+from .visualize import save_samples
 
 #: Errors reported as ``genzoo: error: <message>`` (exit status 2): missing or unreadable pipelines
 #: (``PipelineLoadError`` is an ``OSError``), bad values, unknown registry names, missing plugins or packages.
@@ -45,15 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="genzoo", description="GANs, VAEs, DDPM and flow matching in Diffusers conventions.")
     parser.add_argument("--version", action="version", version=f"genzoo {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    add_list_command(subparsers)
+    add_train_command(subparsers)
     add_sample_command(subparsers)
+    add_list_command(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     parser = build_parser()
     try:
+        if argv and argv[0] == "train":  # the trainer parses its own options (argparse cannot forward them)
+            return run_train(argv[1:])
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
@@ -64,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, *USER_ERRORS) as exc:
         print(f"genzoo: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except RuntimeError as exc:  # training stopped (genzoo.training.TrainingError): not a usage mistake
+        if type(exc).__name__ != "TrainingError":
+            raise
+        print(f"genzoo: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
 def _one_line(exc: BaseException) -> str:
@@ -80,6 +87,59 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+# ----------------------------------------------------------------------------------------------------------- train
+def add_train_command(subparsers) -> None:
+    # Listed for `genzoo --help`; `main` hands `genzoo train ...` straight to run_train and the trainer's parser.
+    subparsers.add_parser(
+        "train",
+        add_help=False,
+        help="train a GAN, VAE, DDPM or flow-matching model (`genzoo train --help` lists every option; "
+        "--num_processes N > 1 runs it under `accelerate launch`)",
+    )
+
+
+def accelerate_launch_command(num_processes: int, trainer_args: list[str]) -> list[str]:
+    """The `accelerate launch` command line that runs the trainer in ``num_processes`` processes on this machine."""
+    import os
+
+    threads = max(1, (os.cpu_count() or 1) // num_processes)  # processes must not fight over the same cores
+    return [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--multi_gpu", "--num_processes", str(num_processes), "--num_machines", "1",
+        "--num_cpu_threads_per_process", str(threads), "--dynamo_backend", "no",
+        "-m", "genzoo.training", *trainer_args,
+    ]
+
+
+def run_train(argv: list[str]) -> int:
+    """``genzoo train [--num_processes N] TRAINER_OPTIONS``: in this process, or under `accelerate launch`."""
+    num_processes, rest = 1, []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--num_processes" or arg.startswith("--num_processes="):
+            value = arg.partition("=")[2] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            i += 1 if "=" in arg else 2
+            try:
+                num_processes = positive_int(value)
+            except argparse.ArgumentTypeError as exc:
+                raise CLIError(f"--num_processes: {exc}") from None
+            continue
+        rest.append(arg)
+        i += 1
+    if num_processes > 1:
+        import subprocess
+
+        command = accelerate_launch_command(num_processes, rest)
+        print("genzoo: running " + " ".join(command[1:]), file=sys.stderr)
+        return subprocess.call(command)
+    from .training import parse_args, train
+
+    result = train(parse_args(rest))
+    print(f"Trained {result.global_step} steps; pipeline, samples.png and metrics.json are in {result.output_dir}")
+    return 0
 
 
 # ------------------------------------------------------------------------------------------------------------ list
@@ -173,13 +233,8 @@ def run_sample(args) -> int:
         with open(out, "wb") as file:  # np.save(path) would append ".npy" to "x.NPY"
             np.save(file, samples.astype("float32"))
         what = f"an array of shape {tuple(samples.shape)}"
-    elif is_image:
-        rows, cols = grid_shape(len(samples))
-        save_image_grid(samples, rows, cols, out)
-        what = f"a {rows}x{cols} grid of {len(samples)} images"
     else:
-        save_scatter_plot(samples, out, title=_plot_title(pipe, args))
-        what = f"a scatter plot of {len(samples)} samples"
+        what = save_samples(samples, out, title=_plot_title(pipe, args))
     print(f"Wrote {what} from {type(pipe).__name__} (seed {args.seed}) to {out}")
     return 0
 
@@ -193,55 +248,6 @@ def _check_device(name: str) -> torch.device:
     if backend is not None and not backend.is_available():
         raise CLIError(f"--device {name}: this torch build or machine has no {device.type}; use --device cpu.")
     return device
-
-
-def grid_shape(n: int) -> tuple[int, int]:
-    """``(rows, cols)`` for ``n`` images, close to square: an exact ``rows * cols == n`` at most twice as wide as
-    tall when there is one (16 -> 4x4, 8 -> 2x4, 18 -> 3x6), else ``ceil(sqrt(n))`` columns and the last row
-    padded with blank tiles (7 -> 3x3, 10 -> 3x4)."""
-    side = math.ceil(math.sqrt(n))
-    for cols in range(side, 2 * side + 1):
-        rows = n // cols
-        if n % cols == 0 and cols <= 2 * rows:
-            return rows, cols
-    return math.ceil(n / side), side
-
-
-#: Small images (8x8 digits) are enlarged, pixel for pixel, to at least this many pixels a side in a grid.
-MIN_TILE_SIZE = 64
-
-
-def save_image_grid(images, rows: int, cols: int, out: Path) -> None:
-    """``(N, H, W, C)`` images in [0, 1] -> one PNG grid, padded with black tiles up to ``rows * cols``; tiles smaller
-    than ``MIN_TILE_SIZE`` are enlarged by a whole factor with nearest-neighbour, so every pixel stays visible."""
-    tiles = numpy_to_pil(images)
-    factor = max(1, MIN_TILE_SIZE // max(tiles[0].size))
-    if factor > 1:
-        tiles = [t.resize((t.width * factor, t.height * factor), PIL.Image.Resampling.NEAREST) for t in tiles]
-    tiles += [PIL.Image.new(tiles[0].mode, tiles[0].size) for _ in range(rows * cols - len(tiles))]
-    make_image_grid(tiles, rows=rows, cols=cols).save(out)
-
-
-def save_scatter_plot(samples, out: Path, title: str) -> None:
-    """``(N, D)`` vectors -> a PNG scatter plot of the first two dimensions (a histogram when ``D == 1``)."""
-    try:
-        from matplotlib.figure import Figure  # no pyplot: no global backend or figure state is touched
-    except ImportError:
-        raise ImportError(
-            "Scatter plots of vector samples need matplotlib: `pip install matplotlib`, or write --out *.npy."
-        ) from None
-    fig = Figure(figsize=(5, 5), dpi=100, layout="constrained")
-    ax = fig.add_subplot()
-    if samples.shape[1] >= 2:
-        ax.scatter(samples[:, 0], samples[:, 1], s=6, alpha=0.7)
-        ax.set_aspect("equal", adjustable="datalim")
-        ax.set_xlabel("x[0]")
-        ax.set_ylabel("x[1]")
-    else:
-        ax.hist(samples[:, 0], bins="auto")
-        ax.set_xlabel("x[0]")
-    ax.set_title(title)
-    fig.savefig(out)
 
 
 def _plot_title(pipe, args) -> str:

@@ -1,0 +1,128 @@
+"""GAN (Goodfellow et al. 2014): a generator and a discriminator trained against each other.
+
+Two optimiser groups, ``discriminator`` and ``generator``; ``--d_steps`` discriminator updates per generator update.
+Losses on the discriminator's raw logits: ``non_saturating`` (the standard practical form of the minimax game),
+``hinge`` (Lim & Ye 2017, SAGAN/BigGAN) and ``wgan_gp`` (Gulrajani et al. 2017), with an optional R1 penalty on
+real data (Mescheder et al. 2018).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from ..pipelines import GANPipeline
+from .base import Method, randn_like
+
+GAN_LOSSES = ("non_saturating", "hinge", "wgan_gp")
+
+
+def gradient_norm_penalty(discriminator, inputs: torch.Tensor, target_norm: float | None):
+    """Mean over the batch of ``(||grad_x D(x)|| - target)^2``, or of ``||grad_x D(x)||^2`` when ``target_norm`` is None."""
+    inputs = inputs.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator(inputs).sum(), inputs, create_graph=True)
+    squared = grad.float().pow(2).flatten(1).sum(dim=1)
+    if target_norm is None:
+        return squared.mean()
+    return (squared.add(1e-12).sqrt() - target_norm).pow(2).mean()
+
+
+class GANMethod(Method):
+    name = "gan"
+    model_names = ("generator", "discriminator")
+    trainer_defaults = {"learning_rate": 2e-4, "adam_beta1": 0.5, "use_ema": True, "lr_scheduler": "constant",
+                        "lr_warmup_steps": 0}
+
+    @classmethod
+    def add_arguments(cls, parser):
+        g = parser.add_argument_group("gan")
+        g.add_argument("--gan_loss", choices=GAN_LOSSES, default="non_saturating")
+        g.add_argument("--d_steps", type=int, default=1, help="discriminator updates per generator update")
+        g.add_argument("--r1_gamma", type=float, default=0.0, help="weight gamma of the R1 penalty gamma/2*|grad D(x)|^2")
+        g.add_argument("--gp_weight", type=float, default=10.0, help="wgan_gp: weight of the gradient penalty")
+        g.add_argument("--latent_dim", type=int, default=64, help="size of z (default 64)")
+        g.add_argument("--base_channels", type=int, default=64, help="images: DCGAN width at full resolution")
+        g.add_argument("--max_channels", type=int, default=256, help="images: DCGAN width cap")
+        g.add_argument("--spectral_norm", action="store_true", help="spectral normalisation in the discriminator")
+        g.add_argument("--gan_hidden_dim", type=int, default=128, help="vectors: MLP width")
+        g.add_argument("--gan_num_layers", type=int, default=3, help="vectors: MLP hidden layers")
+
+    def check_data(self):
+        if self.args.d_steps < 1:
+            raise ValueError(f"--d_steps must be a positive integer, got {self.args.d_steps}.")
+        if self.data.kind == "image":
+            size = self.data.sample_shape[1]
+            if self.data.sample_shape[1] != self.data.sample_shape[2] or size < 8 or size & (size - 1):
+                raise ValueError(
+                    f"The DCGAN models need square images whose side is a power of two >= 8; got "
+                    f"{self.data.sample_shape[1]}x{self.data.sample_shape[2]}. Use --resolution 8, 16, 32, ..."
+                )
+
+    def build_models(self):
+        a, shape = self.args, self.data.sample_shape
+        if self.data.kind == "image":
+            widths = dict(base_channels=a.base_channels, max_channels=a.max_channels)
+            generator = DCGANGenerator(sample_size=shape[1], out_channels=shape[0], latent_dim=a.latent_dim, **widths)
+            discriminator = DCGANDiscriminator(
+                sample_size=shape[1], in_channels=shape[0], spectral_norm=a.spectral_norm, **widths
+            )
+        else:
+            generator = MLPGenerator(
+                sample_size=shape[0], latent_dim=a.latent_dim, hidden_dim=a.gan_hidden_dim, num_layers=a.gan_num_layers
+            )
+            discriminator = MLPDiscriminator(
+                sample_size=shape[0], hidden_dim=a.gan_hidden_dim, num_layers=a.gan_num_layers,
+                spectral_norm=a.spectral_norm,
+            )
+        return {"generator": generator, "discriminator": discriminator}
+
+    def optimizer_groups(self):
+        return {"discriminator": ["discriminator"], "generator": ["generator"]}
+
+    def phases(self, step):
+        if (step + 1) % self.args.d_steps == 0:
+            return ["discriminator", "generator"]
+        return ["discriminator"]
+
+    def ema_models(self):
+        return ["generator"]
+
+    def _fake(self, generator_model, batch_size, like, generator):
+        z = randn_like(like.new_empty((batch_size, *self.latent_shape)), generator)
+        return generator_model(z).sample
+
+    @property
+    def latent_shape(self):
+        return (self.args.latent_dim,)
+
+    def loss(self, phase, models, batch, step, generator):
+        real = batch["sample"]
+        G, D = models["generator"], models["discriminator"]
+        kind = self.args.gan_loss
+        if phase == "discriminator":
+            with torch.no_grad():
+                fake = self._fake(G, real.shape[0], real, generator)
+            d_real, d_fake = D(real).float(), D(fake).float()
+            if kind == "non_saturating":
+                loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+            elif kind == "hinge":
+                loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+            else:  # wgan_gp: critic loss plus the penalty on random interpolates
+                alpha = torch.rand((real.shape[0],) + (1,) * (real.ndim - 1), generator=generator).to(real)
+                mixed = alpha * real.detach() + (1 - alpha) * fake.detach()
+                penalty = gradient_norm_penalty(D, mixed, target_norm=1.0)
+                loss = d_fake.mean() - d_real.mean() + self.args.gp_weight * penalty
+            terms = {"loss_d": loss, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
+            if self.args.r1_gamma > 0:
+                r1 = gradient_norm_penalty(D, real, target_norm=None)
+                loss = loss + 0.5 * self.args.r1_gamma * r1
+                terms["r1"] = r1
+            return loss, terms
+        fake = self._fake(G, real.shape[0], real, generator)
+        d_fake = D(fake).float()
+        loss = F.softplus(-d_fake).mean() if kind == "non_saturating" else -d_fake.mean()
+        return loss, {"loss_g": loss}
+
+    def make_pipeline(self, models):
+        return GANPipeline(generator=models["generator"])

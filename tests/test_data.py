@@ -1,0 +1,379 @@
+"""genzoo.data: built-in data, user data through `datasets`, transforms, determinism and the bad-data errors."""
+
+import argparse
+import logging
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from genzoo.data import (
+    BUILTIN_DATASETS,
+    TOY_DATASETS,
+    DataError,
+    TrainingData,
+    add_data_arguments,
+    digits_dataset,
+    load_training_data,
+    toy_dataset,
+    toy_points,
+)
+
+# Measured over 5 x 100,000 points; the table in docs/data.md shows the same numbers.
+TOY_STATS = {  # name: (mean, std) per coordinate
+    "moons": ((0.0, 0.30), (1.743, 1.008)),
+    "8gaussians": ((0.0, 0.0), (2.031, 2.031)),
+    "checkerboard": ((0.0, 0.0), (2.309, 2.309)),
+    "swissroll": ((0.40, 0.04), (1.340, 1.406)),
+    "circles": ((0.0, 0.0), (1.695, 1.695)),
+    "spirals": ((0.0, 0.0), (1.611, 1.584)),
+}
+
+
+def load(*argv, seed=None):
+    parser = argparse.ArgumentParser()
+    add_data_arguments(parser)
+    args = parser.parse_args([str(a) for a in argv])
+    args.seed = seed
+    return load_training_data(args)
+
+
+def write_images(folder, sizes_and_modes, bad=0):
+    """PNGs with a horizontal ramp (so crops and flips are visible) and `bad` corrupt .png files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, ((w, h), mode) in enumerate(sizes_and_modes):
+        ramp = np.tile(np.linspace(0, 255, w).astype(np.uint8), (h, 1)) // (i % 3 + 1)
+        image = PIL.Image.fromarray(ramp)
+        image.convert(mode).save(folder / f"img{i:03d}.png")
+    for i in range(bad):
+        (folder / f"bad{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------------- digits
+def test_digits_training_data():
+    data = load()
+    assert isinstance(data, TrainingData) and data.name == "digits" and data.kind == "image"
+    assert len(data.dataset) == 1797 and data.sample_shape == (1, 8, 8)
+    assert data.num_classes == 10 and data.id2label == {i: str(i) for i in range(10)}
+    assert data.describe() == "digits: 1797 images 1x8x8, 10 classes"
+    assert len(data.hf_dataset) == 1797 and data.hf_dataset.features["label"].names[3] == "3"
+    samples = torch.stack([data.dataset[i]["sample"] for i in range(len(data.dataset))])
+    assert samples.dtype == torch.float32 and samples.shape == (1797, 1, 8, 8)
+    assert samples.min() == -1.0 and samples.max() == 1.0
+    labels = [data.dataset[i]["label"] for i in range(len(data.dataset))]
+    assert sorted(set(labels)) == list(range(10))
+    for i in (0, 5, 1796):
+        item = data.dataset[i]
+        assert set(item) == {"sample", "index", "label"} and item["index"] == i and isinstance(item["label"], int)
+    with pytest.raises(IndexError):
+        data.dataset[1797]
+
+
+def test_digits_pixel_scaling_round_trip():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    data = load()
+    for i in (0, 1, 100):
+        expected = np.rint(digits.images[i] * 255 / 16) / 127.5 - 1
+        sample = data.dataset[i]["sample"][0].numpy()
+        np.testing.assert_allclose(sample, expected, atol=1e-6)
+        assert data.dataset[i]["label"] == digits.target[i]
+    k = int(np.argmax((digits.images == 16).any(axis=(1, 2))))  # the first digit with a pixel at sklearn's maximum
+    v, sample = digits.images[k], data.dataset[k]["sample"][0].numpy()
+    assert (v == 16).any() and (v == 0).any()
+    assert (sample[v == 16] == 1.0).all() and (sample[v == 0] == -1.0).all()
+    assert digits_dataset()[0]["image"].mode == "L"
+
+
+@pytest.mark.parametrize("resolution", [16, 32])
+def test_digits_upscaled(resolution):
+    data = load("--resolution", resolution, "--max_train_samples", 20)
+    sample = data.dataset[3]["sample"]
+    assert data.sample_shape == sample.shape == (1, resolution, resolution)
+    assert -1.0 <= sample.min() < sample.max() <= 1.0
+    assert len(data.dataset) == 20 and data.dataset[19]["label"] == load().dataset[19]["label"]
+
+
+# ------------------------------------------------------------------------------------------------------ toys
+@pytest.mark.parametrize("name", TOY_DATASETS)
+def test_toy_points_seeded_with_documented_statistics(name):
+    points = toy_points(name, 10000, np.random.default_rng(0))
+    assert points.shape == (10000, 2) and points.dtype == np.float32
+    np.testing.assert_array_equal(points, toy_points(name, 10000, np.random.default_rng(0)))
+    assert not np.array_equal(points, toy_points(name, 10000, np.random.default_rng(1)))
+    mean, std = TOY_STATS[name]
+    np.testing.assert_allclose(points.mean(0), mean, atol=0.1)
+    np.testing.assert_allclose(points.std(0), std, atol=0.08)
+    assert toy_points(name, 7, np.random.default_rng(0)).shape == (7, 2)  # odd sizes too
+
+
+def test_8gaussians_has_eight_equal_clusters():
+    points = toy_points("8gaussians", 8000, np.random.default_rng(3))
+    angles = np.arange(8) * np.pi / 4
+    centers = 4 * np.stack([np.cos(angles), np.sin(angles)], 1) / 1.414
+    nearest = np.argmin(((points[:, None] - centers[None]) ** 2).sum(-1), axis=1)
+    counts = np.bincount(nearest, minlength=8)
+    assert counts.min() > 850 and counts.max() < 1150, counts
+    spread = np.linalg.norm(points - centers[nearest], axis=1)
+    assert 0.3 < spread.mean() < 0.6  # 0.5 / 1.414 * sqrt(pi / 2) = 0.443
+
+
+def test_toy_training_data_uses_seed_and_num_samples():
+    data = load("--dataset", "moons", "--num_samples", 500, seed=7)
+    assert data.kind == "vector" and data.sample_shape == (2,) and data.num_classes is None
+    assert data.describe() == "moons: 500 vectors of dimension 2"
+    item = data.dataset[4]
+    assert set(item) == {"sample", "index"} and item["index"] == 4 and item["sample"].dtype == torch.float32
+    expected = toy_points("moons", 500, np.random.default_rng(7))
+    np.testing.assert_array_equal(torch.stack([data.dataset[i]["sample"] for i in range(500)]).numpy(), expected)
+    again = load("--dataset", "moons", "--num_samples", 500, "--data_seed", 7, seed=99)
+    assert torch.equal(again.dataset[4]["sample"], item["sample"])
+    assert len(load("--dataset", "circles").dataset) == 10000
+    hf = toy_dataset("spirals", 10, seed=2)
+    assert hf.column_names == ["x"] and hf.features["x"].feature.dtype == "float32" and len(hf[0]["x"]) == 2
+
+
+def test_options_that_do_not_apply_are_ignored_with_a_warning(caplog):
+    """A recipe shared by toys and images may set both kinds of options: ignored, but said."""
+    caplog.set_level(logging.WARNING, logger="genzoo.data")
+    data = load("--dataset", "8gaussians", "--num_samples", 50, "--resolution", 8, "--random_flip")
+    assert data.sample_shape == (2,) and len(data.dataset) == 50
+    assert "--resolution, --random_flip: image options, ignored for the vector data '8gaussians'" in caplog.text
+    assert len(load("--num_samples", 100).dataset) == 1797
+    assert "--num_samples applies to the 2-D toy data sets only; ignored for 'digits'" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------- image folders
+def test_image_folder_channels(tmp_path):
+    gray = write_images(tmp_path / "gray", [((8, 8), "L")] * 4)
+    rgb = write_images(tmp_path / "rgb", [((8, 8), "RGB"), ((8, 8), "L"), ((8, 8), "RGB")])
+    data = load("--dataset", gray)
+    assert data.sample_shape == (1, 8, 8) and data.num_classes is None and "label" not in data.dataset[0]
+    assert data.describe() == f"{gray}: 4 images 1x8x8" and data.source == "imagefolder"
+    data = load("--dataset", rgb)
+    assert data.sample_shape == data.dataset[1]["sample"].shape == (3, 8, 8)
+    grey_as_rgb = data.dataset[1]["sample"]
+    assert torch.equal(grey_as_rgb[0], grey_as_rgb[2])
+    assert load("--dataset", gray, "--num_channels", 3).dataset[0]["sample"].shape == (3, 8, 8)
+    assert load("--dataset", rgb, "--num_channels", 1).dataset[0]["sample"].shape == (1, 8, 8)
+
+
+def test_image_folder_with_class_subfolders(tmp_path):
+    write_images(tmp_path / "pets" / "cat", [((6, 6), "RGB")] * 2)
+    write_images(tmp_path / "pets" / "dog", [((6, 6), "RGB")] * 3)
+    data = load("--dataset", tmp_path / "pets", "--resolution", 4, "--center_crop")
+    assert data.num_classes == 2 and data.id2label == {0: "cat", 1: "dog"}
+    assert sorted(data.dataset[i]["label"] for i in range(5)) == [0, 0, 1, 1, 1]
+    assert data.dataset[0]["sample"].shape == (3, 4, 4)
+    assert load("--dataset", tmp_path / "pets", "--label_column", "none").num_classes is None
+
+
+def test_center_crop_and_seeded_random_crop(tmp_path):
+    folder = write_images(tmp_path / "wide", [((16, 8), "L")] * 3)  # 16 wide, 8 high: crops slide horizontally
+    center = load("--dataset", folder, "--center_crop")
+    assert center.sample_shape == (1, 8, 8)
+    full = np.linspace(0, 255, 16).astype(np.uint8) / 127.5 - 1
+    np.testing.assert_allclose(center.dataset[0]["sample"][0, 0].numpy(), full[4:12], atol=1e-6)
+    center.set_epoch(5)
+    np.testing.assert_allclose(center.dataset[0]["sample"][0, 0].numpy(), full[4:12], atol=1e-6)
+
+    def crops(data, epochs, index=0):
+        seen = []
+        for epoch in epochs:
+            data.set_epoch(epoch)
+            seen.append(data.dataset[index]["sample"])
+        return seen
+
+    random = load("--dataset", folder, seed=1)
+    first = crops(random, range(12))
+    assert len({tuple(s[0, 0].tolist()) for s in first}) > 3  # the crop moves from epoch to epoch
+    for s in first:  # ... and is always a window of the ramp
+        row = s[0, 0].numpy()
+        offsets = [o for o in range(9) if np.allclose(row, full[o : o + 8], atol=1e-6)]
+        assert len(offsets) == 1
+    again = load("--dataset", folder, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(first, crops(again, range(12))))
+    other_seed = crops(load("--dataset", folder, "--data_seed", 2, seed=1), range(12))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other_seed))
+    # the crop depends on the index too, and not on the order items are read in
+    random.set_epoch(3)
+    by_index = [random.dataset[i]["sample"] for i in (2, 1, 0)]
+    assert torch.equal(by_index[2], first[3])
+
+
+def test_random_flip_is_a_function_of_seed_epoch_index(tmp_path):
+    folder = write_images(tmp_path / "square", [((8, 8), "RGB")] * 2)
+    plain = load("--dataset", folder).dataset[0]["sample"]
+    data = load("--dataset", folder, "--random_flip", seed=3)
+    samples = []
+    for epoch in range(16):
+        data.set_epoch(epoch)
+        samples.append(data.dataset[0]["sample"])
+    flipped = [torch.equal(s, plain.flip(-1)) for s in samples]
+    assert all(f or torch.equal(s, plain) for f, s in zip(flipped, samples))
+    assert 0 < sum(flipped) < 16
+    replay = load("--dataset", folder, "--random_flip", seed=3)
+    replay.set_epoch(11)
+    assert torch.equal(replay.dataset[0]["sample"], samples[11])
+
+
+def test_set_epoch_reaches_persistent_dataloader_workers(tmp_path):
+    folder = write_images(tmp_path / "wide", [((16, 8), "L")] * 4)
+    data = load("--dataset", folder, seed=0)
+    expected = {}
+    for epoch in (0, 1, 2):
+        data.set_epoch(epoch)
+        expected[epoch] = torch.stack([data.dataset[i]["sample"] for i in range(4)])
+    loader = torch.utils.data.DataLoader(data.dataset, batch_size=4, num_workers=1, persistent_workers=True)
+    for epoch in (0, 1, 2):
+        data.set_epoch(epoch)
+        (batch,) = list(loader)
+        assert torch.equal(batch["sample"], expected[epoch]) and batch["index"].tolist() == [0, 1, 2, 3]
+
+
+# ------------------------------------------------------------------------------------------- save_to_disk data
+def test_save_to_disk_with_custom_image_column(tmp_path):
+    import datasets
+
+    images = [PIL.Image.fromarray(np.full((12, 10, 3), 40 * i, np.uint8)) for i in range(3)]
+    hf = datasets.Dataset.from_dict(
+        {"picture": images, "caption": ["a", "b", "c"]},
+        features=datasets.Features({"picture": datasets.Image(), "caption": datasets.Value("string")}),
+    )
+    hf.save_to_disk(str(tmp_path / "saved"))
+    data = load("--dataset", tmp_path / "saved", "--image_column", "picture")
+    assert data.source == "disk" and data.sample_shape == (3, 10, 10) and len(data.dataset) == 3
+    assert torch.allclose(data.dataset[2]["sample"], torch.full((3, 10, 10), 80 / 127.5 - 1))
+    assert load("--dataset", tmp_path / "saved").details["image_column"] == "picture"  # the first Image column
+    with pytest.raises(DataError, match=r"--image_column 'photo' is not a column .*picture \(Image\), caption"):
+        load("--dataset", tmp_path / "saved", "--image_column", "photo")
+
+
+def test_save_to_disk_dataset_dict_uses_train(tmp_path):
+    import datasets
+
+    def split(n, value):
+        return datasets.Dataset.from_dict({"image": [PIL.Image.new("L", (8, 8), value)] * n, "label": [1] * n})
+
+    datasets.DatasetDict({"train": split(5, 255), "test": split(2, 0)}).save_to_disk(str(tmp_path / "dd"))
+    data = load("--train_data_dir", tmp_path / "dd")
+    assert len(data.dataset) == 5 and data.dataset[0]["sample"].max() == 1.0
+    assert data.num_classes == 2 and data.dataset[4]["label"] == 1
+    datasets.DatasetDict({"test": split(2, 0)}).save_to_disk(str(tmp_path / "no_train"))
+    with pytest.raises(DataError, match="no 'train' split .*test"):
+        load("--dataset", tmp_path / "no_train")
+
+
+def test_save_to_disk_vector_data(tmp_path):
+    import datasets
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3)).astype(np.float32)
+    datasets.Dataset.from_dict({"x": x.tolist(), "label": ["b", "a"] * 10}).save_to_disk(str(tmp_path / "vec"))
+    data = load("--dataset_name", tmp_path / "vec")
+    assert data.kind == "vector" and data.sample_shape == (3,) and len(data.dataset) == 20
+    assert data.num_classes == 2 and data.id2label == {0: "a", 1: "b"} and data.dataset[0]["label"] == 1
+    np.testing.assert_array_equal(data.dataset[7]["sample"].numpy(), x[7])
+    assert data.describe() == f"{tmp_path / 'vec'}: 20 vectors of dimension 3, 2 classes"
+    datasets.Dataset.from_dict({"points": x.tolist()}).save_to_disk(str(tmp_path / "points"))
+    assert load("--dataset", tmp_path / "points", "--vector_column", "points").sample_shape == (3,)
+
+
+# ---------------------------------------------------------------------------------------------------- bad data
+def test_corrupt_images_are_skipped_or_refused(tmp_path, caplog):
+    folder = write_images(tmp_path / "some_bad", [((8, 8), "RGB")] * 9, bad=1)
+    caplog.set_level(logging.WARNING, logger="genzoo.data")
+    data = load("--dataset", folder, "--max_bad_images_fraction", 0.2)
+    assert len(data.dataset) == len(data.hf_dataset) == 9 and data.num_skipped == 1
+    assert "(1 undecodable images skipped)" in data.describe()
+    (record,) = [r for r in caplog.records if r.name == "genzoo.data"]
+    assert "skipped 1 of 10 images that failed to decode: first: " in record.getMessage()
+    assert "bad0.png" in record.getMessage()
+    assert all(data.dataset[i]["sample"].shape == (3, 8, 8) for i in range(9))
+    with pytest.raises(DataError, match=r"1 of 10 images .* failed to decode.*max_bad_images_fraction=0.01.*bad0.png"):
+        load("--dataset", folder)
+
+
+def test_empty_and_missing_data(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no images"):
+        load("--dataset", tmp_path / "empty")
+    with pytest.raises(DataError, match="no such folder: './data/x'"):
+        load("--dataset", "./data/x")
+    with pytest.raises(DataError, match="is a file"):
+        (tmp_path / "file.txt").write_text("hi")
+        load("--dataset", tmp_path / "file.txt")
+
+
+def test_missing_image_column_lists_the_columns(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_dict({"text": ["a", "b"], "score": [1.0, 2.0]}).save_to_disk(str(tmp_path / "text"))
+    with pytest.raises(DataError, match=r"columns text \(Value\), score \(Value\).*--image_column"):
+        load("--dataset", tmp_path / "text")
+    datasets.Dataset.from_dict({"image": []}, features=datasets.Features({"image": datasets.Image()})).save_to_disk(
+        str(tmp_path / "none")
+    )
+    with pytest.raises(DataError, match="is empty"):
+        load("--dataset", tmp_path / "none")
+
+
+def test_names_that_resolve_to_nothing():
+    with pytest.raises(DataError, match="did you mean 'digits'"):
+        load("--dataset", "digitz")
+    with pytest.raises(DataError, match="did you mean '8gaussians'"):
+        load("--dataset", "8gaussian")
+    with pytest.raises(DataError, match="'someone/no-such-dataset'.*Hub could not be reached.*HF_HUB_OFFLINE"):
+        load("--dataset", "someone/no-such-dataset")
+    assert set(BUILTIN_DATASETS) == {"digits", *TOY_DATASETS}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--num_channels", "2"], "--num_channels must be 1 .* or 3 .*, got 2"),
+        (["--resolution", "3"], "--resolution must be an int >= 4, got 3"),
+        (["--max_train_samples", "0"], "--max_train_samples must be a positive int"),
+        (["--max_bad_images_fraction", "1.5"], "between 0 and 1"),
+        (["--data_seed", "-1"], "non-negative int"),
+        (["--dataset", "moons", "--dataset_name", "circles"], "named twice.*--dataset 'moons'.*--dataset_name"),
+        (["--dataset_name", "moons", "--train_data_dir", "./x"], "named twice"),
+    ],
+)
+def test_bad_options(argv, message):
+    with pytest.raises(DataError, match=message):
+        load(*argv)
+    assert issubclass(DataError, ValueError)
+
+
+def test_diffusers_aliases(tmp_path):
+    folder = write_images(tmp_path / "imgs", [((8, 8), "L")] * 2)
+    assert load("--train_data_dir", folder).name == str(folder)
+    assert load("--dataset_name", "moons").name == "moons"
+    assert load("--dataset", folder, "--train_data_dir", folder).name == str(folder)  # the same twice is fine
+
+
+def test_large_data_sets_skip_bad_images_lazily(tmp_path, monkeypatch, caplog):
+    """Beyond VALIDATE_ALL_UP_TO images only the first VALIDATE_FIRST are checked at load time; a bad image met in
+    training is replaced by the next good one, logged, and refused past the threshold."""
+    from genzoo.data import ImageDataset, loading
+
+    monkeypatch.setattr(loading, "VALIDATE_ALL_UP_TO", 6)
+    monkeypatch.setattr(loading, "VALIDATE_FIRST", 3)
+    folder = write_images(tmp_path / "big", [((8, 8), "L")] * 7)
+    (folder / "zz_bad.png").write_bytes(b"not a png")  # sorts last: not among the first 3
+    caplog.set_level(logging.WARNING, logger="genzoo.data")
+    data = load("--dataset", folder)
+    assert len(data.dataset) == 8 and data.details["checked_images"] == 3 and not data.details["in_memory"]
+    bad = [i for i in range(8) if "zz_bad" in (data.dataset.hf_dataset[i]["image"]["path"] or "")]
+    assert bad, "the corrupt file should be in the data set"
+    item = data.dataset[bad[0]]
+    assert item["index"] == bad[0] and item["sample"].shape == (1, 8, 8)
+    assert any("zz_bad.png" in r.getMessage() for r in caplog.records if r.name == "genzoo.data")
+    monkeypatch.setattr(ImageDataset, "min_tries_to_refuse", 1)
+    fresh = load("--dataset", folder)
+    with pytest.raises(DataError, match="1 of 1 images failed to decode"):
+        fresh.dataset[bad[0]]

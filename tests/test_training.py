@@ -1,0 +1,223 @@
+"""The trainer: every method on images and on 2-D data, exact resume (also after SIGKILL), checkpoints, NaN,
+recipes, bad input, a third-party method, and two processes with `accelerate launch`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import genzoo
+from genzoo.training import RecipeError, TrainingError, list_checkpoints, parse_args, train
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGINS = ROOT / "tests" / "plugins"
+
+# Tiny models and budgets: these tests check behaviour, not quality.
+TINY = {
+    "flow-matching": ["--block_out_channels", "8,16", "--hidden_dim", "16", "--num_layers", "1"],
+    "ddpm": ["--block_out_channels", "8,16", "--hidden_dim", "16", "--num_layers", "1", "--num_train_timesteps", "50"],
+    "gan": ["--base_channels", "8", "--max_channels", "16", "--latent_dim", "8", "--gan_hidden_dim", "16"],
+    "vae": ["--vae_block_out_channels", "8,16", "--latent_channels", "2", "--vae_hidden_dim", "16"],
+}
+
+
+def tiny_args(method, dataset, output_dir, *extra):
+    return [
+        "--method", method, "--dataset", dataset, "--output_dir", str(output_dir), "--seed", "0",
+        "--train_batch_size", "16", "--max_train_steps", "6", "--checkpointing_steps", "3",
+        "--save_images_steps", "3", "--num_sample_images", "4", "--num_inference_steps", "3",
+        "--logger", "none", "--num_samples", "256", "--lr_warmup_steps", "2", *TINY.get(method, []), *map(str, extra),
+    ]
+
+
+def run_training(method, dataset, output_dir, *extra):
+    return train(parse_args(tiny_args(method, dataset, output_dir, *extra)))
+
+
+def final_weights(output_dir) -> dict:
+    """Every tensor of every saved component of the final pipeline."""
+    tensors = {}
+    for f in sorted(Path(output_dir).glob("*/diffusion_pytorch_model.safetensors")):
+        tensors.update({f"{f.parent.name}.{k}": v for k, v in load_file(f).items()})
+    return tensors
+
+
+def assert_same_weights(a, b, atol=1e-6):
+    wa, wb = final_weights(a), final_weights(b)
+    assert wa.keys() == wb.keys() and wa
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], atol=atol, rtol=0, msg=key)
+
+
+@pytest.mark.parametrize("method", ["flow-matching", "ddpm", "gan", "vae"])
+@pytest.mark.parametrize("dataset", ["digits", "moons"])
+def test_each_method_trains_saves_and_loads(method, dataset, tmp_path):
+    result = run_training(method, dataset, tmp_path)
+    assert result.global_step == 6
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["method"] == method and metrics["global_step"] == 6 and metrics["final_losses"]
+    assert all(np.isfinite(v) for v in metrics["final_losses"].values())
+    assert (tmp_path / "samples.png").is_file() and (tmp_path / "samples" / "step-000003.png").is_file()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-3", "checkpoint-6"]
+    pipe = genzoo.load_pipeline(tmp_path)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(batch_size=3, generator=torch.Generator().manual_seed(0), num_inference_steps=2, output_type="np")
+    samples = out.images if dataset == "digits" else out.samples
+    assert samples.shape == ((3, 8, 8, 1) if dataset == "digits" else (3, 2)) and np.isfinite(samples).all()
+
+
+@pytest.mark.parametrize(
+    "method,extra",
+    [
+        ("flow-matching", ["--gradient_accumulation_steps", "2"]),
+        ("gan", ["--d_steps", "2", "--r1_gamma", "1.0"]),
+        ("vae", ["--kl_warmup_steps", "4"]),
+    ],
+)
+def test_resume_from_a_checkpoint_is_exact(method, extra, tmp_path):
+    """Stopped at step 3 and resumed, a run ends with the same weights as the uninterrupted run (EMA, optimisers,
+    schedules, RNG, data order and the trainer's generator all restored)."""
+    run_training(method, "digits", tmp_path / "full", *extra)
+    stopped = tmp_path / "stopped"
+    (stopped / "checkpoints").mkdir(parents=True)
+    os.rename(tmp_path / "full" / "checkpoints" / "checkpoint-3", stopped / "checkpoints" / "checkpoint-3")
+    run_training(method, "digits", stopped, *extra, "--resume_from_checkpoint", "latest")
+    assert_same_weights(tmp_path / "full", stopped)
+
+
+def test_resume_after_sigkill(tmp_path):
+    """A real interruption: the process is killed with SIGKILL mid-training, then resumed from 'latest'. All three
+    runs are processes with the same thread count, as float sums must be added in the same order to agree."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    longer = ["--max_train_steps", "400", "--checkpointing_steps", "20", "--save_images_steps", "1000"]
+
+    def command(output_dir, *extra):
+        return [sys.executable, str(ROOT / "train" / "train.py"), *tiny_args("flow-matching", "digits", output_dir),
+                *longer, *extra]
+
+    proc = subprocess.Popen(command(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:
+        while not any(int(p.name.split("-")[1]) >= 40 for p in list_checkpoints(tmp_path / "killed")):
+            assert proc.poll() is None, "training ended before it could be killed"
+            assert time.time() < deadline, "no checkpoint appeared in time"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    killed_at = max(int(p.name.split("-")[1]) for p in list_checkpoints(tmp_path / "killed"))
+    assert killed_at < 400 and not (tmp_path / "killed" / "model_index.json").exists()
+    for args in (command(tmp_path / "killed", "--resume_from_checkpoint", "latest"), command(tmp_path / "full")):
+        subprocess.run(args, env=env, check=True, capture_output=True, timeout=600)
+    assert_same_weights(tmp_path / "full", tmp_path / "killed")
+
+
+def test_half_written_checkpoints_are_never_latest(tmp_path):
+    run_training("flow-matching", "moons", tmp_path)
+    root = tmp_path / "checkpoints"
+    (root / "checkpoint-9.partial").mkdir()  # a save interrupted before its rename
+    (root / "checkpoint-12").mkdir()  # a folder without the trainer state written last
+    assert list_checkpoints(tmp_path)[-1].name == "checkpoint-6"
+    with pytest.raises(TrainingError, match="not a complete checkpoint"):
+        run_training("flow-matching", "moons", tmp_path, "--resume_from_checkpoint", root / "checkpoint-12")
+
+
+def test_checkpoints_total_limit(tmp_path):
+    run_training("flow-matching", "moons", tmp_path, "--checkpointing_steps", "1", "--checkpoints_total_limit", "2")
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-5", "checkpoint-6"]
+    assert not list((tmp_path / "checkpoints").glob("*.partial"))
+
+
+def test_nan_stops_with_the_step_and_the_term(tmp_path, example_plugins):
+    with pytest.raises(TrainingError, match=r"Non-finite loss at step 5, phase 'model': .*mmd2=nan.*checkpoint-3"):
+        run_training("moment-matching", "moons", tmp_path, "--nan_at_step", "5")
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-3"]
+    assert not (tmp_path / "model_index.json").exists()
+
+
+def test_a_third_party_method_trains_through_the_same_trainer(tmp_path, example_plugins):
+    run_training("moment-matching", "moons", tmp_path)
+    pipe = genzoo.load_pipeline(tmp_path)
+    assert type(pipe) is genzoo.GANPipeline
+    assert json.loads((tmp_path / "metrics.json").read_text())["method"] == "moment-matching"
+
+
+def test_recipe_file_and_command_line_precedence(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"method": "ddpm", "dataset": "moons", "learning_rate": "3e-4",
+                                      "train_batch_size": 32, "snr_gamma": 5.0, "use_ema": False}))
+    args = parse_args(["--config", str(recipe), "--train_batch_size", "8"])
+    assert args.method == "ddpm" and args.dataset == "moons" and args.snr_gamma == 5.0
+    assert args.learning_rate == 3e-4 and args.train_batch_size == 8 and args.use_ema is False
+    defaults = parse_args(["--method", "gan"])  # the method's preferred defaults
+    assert defaults.learning_rate == 2e-4 and defaults.adam_beta1 == 0.5 and defaults.use_ema is True
+    assert defaults.output_dir == str(Path("runs") / "gan-digits")
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ({"learnig_rate": 1e-3}, r"unknown option\(s\) learnig_rate for method 'flow-matching'"),
+        ({"method": "diffusion"}, r"No genzoo method named 'diffusion'.*ddpm, flow-matching, gan, vae"),
+        ({"train_batch_size": 0}, r"--train_batch_size must be a positive integer, got 0"),
+        ("- just\n- a list\n", r"must hold a mapping"),
+    ],
+)
+def test_bad_recipes(tmp_path, content, message):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+    with pytest.raises(RecipeError, match=message):
+        parse_args(["--config", str(recipe)])
+
+
+def test_data_the_model_cannot_take_fails_before_training(tmp_path):
+    with pytest.raises(ValueError, match=r"power of two >= 8; got 12x12"):
+        run_training("gan", "digits", tmp_path, "--resolution", "12")
+    with pytest.raises(ValueError, match=r"divisible by 16; got 8x8"):
+        run_training("flow-matching", "digits", tmp_path, "--block_out_channels", "8,8,8,8,8")
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_with_accelerate_launch(tmp_path):
+    """accelerate launch --multi_gpu --num_processes 2 on CPU (gloo): both ranks keep identical weights, each sees
+    its own shard of every batch, and the saved pipeline loads."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1",
+        "--main_process_port", str(free_port()),
+        str(ROOT / "train" / "train.py"),
+        *tiny_args("moment-matching", "moons", out, "--record_batches", "--train_batch_size", "8", "--lr_warmup_steps", "0"),
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [[json.loads(line) for line in (out / f"record-rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    assert [r["step"] for r in records[0]] == [r["step"] for r in records[1]] == list(range(6))
+    for step0, step1 in zip(*records):
+        assert len(step0["indices"]) == len(step1["indices"]) == 8
+        assert not set(step0["indices"]) & set(step1["indices"])  # different shards of the same global batch
+        assert step0["checksum"] == step1["checksum"]  # identical weights on both ranks, every step
+    assert len({r["checksum"] for r in records[0]}) == 6  # and they do change
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2
+    pipe = genzoo.load_pipeline(out)
+    assert pipe(batch_size=4, output_type="np").samples.shape == (4, 2)
