@@ -221,3 +221,28 @@ def test_two_processes_with_accelerate_launch(tmp_path):
     assert metrics["num_processes"] == 2
     pipe = genzoo.load_pipeline(out)
     assert pipe(batch_size=4, output_type="np").samples.shape == (4, 2)
+
+
+@pytest.mark.parametrize("method", ["flow-matching", "gan", "vae"])
+def test_bf16_mixed_precision_on_cpu(method, tmp_path):
+    """bf16 autocast on the CPU, including the GAN's two optimisers."""
+    run_training(method, "digits", tmp_path, "--mixed_precision", "bf16", "--gan_loss", "hinge") if method == "gan" \
+        else run_training(method, "digits", tmp_path, "--mixed_precision", "bf16")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["mixed_precision"] == "bf16" and all(np.isfinite(v) for v in metrics["final_losses"].values())
+
+
+def test_wgan_gp_trains(tmp_path):
+    run_training("gan", "8gaussians", tmp_path, "--gan_loss", "wgan_gp", "--d_steps", "3")
+    terms = json.loads((tmp_path / "metrics.json").read_text())["final_losses"]
+    assert {"loss_d", "d_real", "d_fake", "loss_g"} <= set(terms)
+
+
+def test_tensorboard_gets_losses_and_sample_grids(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_training("ddpm", "moons", tmp_path, "--logger", "tensorboard", "--snr_gamma", "5.0")
+    events = EventAccumulator(str(next((tmp_path / "logs").rglob("events.out.tfevents.*")).parent)).Reload()
+    assert "train/loss" in events.Tags()["scalars"] and len(events.Scalars("train/loss")) == 6
+    images = events.Images("samples")
+    assert [i.step for i in images] == [3, 6]

@@ -482,7 +482,16 @@ class Trainer:
 
 def train(args) -> TrainResult:
     """Train from a parsed namespace (see :func:`genzoo.training.parse_args`)."""
-    return Trainer(finish_args(args)).run()
+    try:
+        return Trainer(finish_args(args)).run()
+    finally:
+        # Accelerate keeps mixed precision and gradient settings in process-wide singletons that refuse to change;
+        # forget them so that another run in this process (tests, notebooks, docs) may choose its own. The
+        # distributed set-up (PartialState) is kept. Accelerate's own tests reset state the same way.
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state()
+        GradientState._reset_state()
 
 
 def main(argv: list[str] | None = None) -> int:
