@@ -94,6 +94,18 @@ def test_resume_from_a_checkpoint_is_exact(method, extra, tmp_path):
     assert_same_weights(tmp_path / "full", stopped)
 
 
+def test_resume_across_an_epoch_with_a_dropped_partial_accumulation(tmp_path):
+    """256 moons / batch 16 = 16 batches per epoch; with 3 batches per update an epoch makes 5 updates and drops one
+    batch, so checkpoint-6 sits one update into the second epoch."""
+    extra = ["--gradient_accumulation_steps", "3", "--max_train_steps", "8", "--checkpointing_steps", "6"]
+    run_training("flow-matching", "moons", tmp_path / "full", *extra)
+    stopped = tmp_path / "stopped"
+    (stopped / "checkpoints").mkdir(parents=True)
+    os.rename(tmp_path / "full" / "checkpoints" / "checkpoint-6", stopped / "checkpoints" / "checkpoint-6")
+    run_training("flow-matching", "moons", stopped, *extra, "--resume_from_checkpoint", "latest")
+    assert_same_weights(tmp_path / "full", stopped)
+
+
 def test_resume_after_sigkill(tmp_path):
     """A real interruption: the process is killed with SIGKILL mid-training, then resumed from 'latest'. All three
     runs are processes with the same thread count, as float sums must be added in the same order to agree."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -162,10 +161,9 @@ class Trainer:
         self.groups = groups
 
         # Optimisers and learning-rate schedules, one per group; schedules count optimiser updates.
-        batches_per_epoch = math.ceil(len(self.dataloader) / accelerator.num_processes)
-        updates_per_epoch = max(1, batches_per_epoch // args.gradient_accumulation_steps)
         if args.max_train_steps is None:
-            args.max_train_steps = args.num_epochs * updates_per_epoch
+            batches_per_process = len(self.dataloader) // accelerator.num_processes
+            args.max_train_steps = args.num_epochs * max(1, batches_per_process // args.gradient_accumulation_steps)
         optimizers, self.lr_schedulers = {}, {}
         for group, names in groups.items():
             options = dict(
@@ -196,7 +194,7 @@ class Trainer:
         self.emas = {}
         if args.use_ema:
             for name in self.method.ema_models():
-                model = self.unwrap(name)
+                model = self.raw[name]
                 ema = EMAModel(
                     model.parameters(),
                     decay=args.ema_max_decay,
@@ -220,10 +218,6 @@ class Trainer:
             tracker_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
             accelerator.init_trackers("genzoo", config=tracker_config)
 
-    def unwrap(self, name):
-        """The plain module of a model (prepared modules hold the very same one)."""
-        return self.raw[name]
-
     # -------------------------------------------------------------------------------------------- state hooks
     def _save_hook(self, models, weights, output_dir):
         rank = self.accelerator.process_index
@@ -243,7 +237,7 @@ class Trainer:
             )
         self.generator.set_state(load_file(path)["generator"])
         for name, ema in self.emas.items():
-            model = self.unwrap(name)
+            model = self.raw[name]
             loaded = EMAModel.from_pretrained(os.path.join(input_dir, f"{name}_ema"), model_cls=type(model))
             ema.load_state_dict(loaded.state_dict())
             ema.to(self.accelerator.device)
@@ -339,17 +333,17 @@ class Trainer:
     def ema_weights(self):
         """Swap the EMA weights into the models (for samples and the saved pipeline), then swap them back."""
         for name, ema in self.emas.items():
-            params = list(self.unwrap(name).parameters())
+            params = list(self.raw[name].parameters())
             ema.store(params)
             ema.copy_to(params)
         try:
             yield
         finally:
             for name, ema in self.emas.items():
-                ema.restore(list(self.unwrap(name).parameters()))
+                ema.restore(list(self.raw[name].parameters()))
 
     def pipeline(self):
-        return self.method.make_pipeline({name: self.unwrap(name) for name in self.model_names})
+        return self.method.make_pipeline({name: self.raw[name] for name in self.model_names})
 
     def sample(self, num: int):
         """``num`` samples from the current (EMA) models with a fixed seed, as a numpy array."""
@@ -390,10 +384,17 @@ class Trainer:
         if resume is not None:
             self.load_checkpoint(resume)
 
+        # Each epoch makes len(dataloader) // accumulation updates (a last partial group of batches is dropped), so
+        # the step count alone says where in the data a resumed run continues.
         accumulation = args.gradient_accumulation_steps
-        batches_per_epoch = len(self.dataloader)
-        consumed = self.global_step * accumulation  # batches this process has already trained on
-        epoch, skip = divmod(consumed, batches_per_epoch)
+        updates_per_epoch = len(self.dataloader) // accumulation
+        if updates_per_epoch == 0:
+            raise TrainingError(
+                f"An epoch has {len(self.dataloader)} batches per process, fewer than --gradient_accumulation_steps "
+                f"{accumulation}; lower one of --gradient_accumulation_steps and --train_batch_size."
+            )
+        epoch, updates_done = divmod(self.global_step, updates_per_epoch)
+        skip = updates_done * accumulation
         logger.info(
             "training %s on %s: %d steps of %d x %d samples on %d process(es), %s precision",
             args.method, self.data.name, args.max_train_steps, args.train_batch_size, accumulation,
@@ -467,7 +468,7 @@ class Trainer:
                 "train_seconds_this_run": round(elapsed, 2),
                 "steps_per_second": round(steps_this_run / elapsed, 3) if elapsed > 0 else None,
                 "final_losses": {k: float(np.mean([t[k] for t in recent if k in t])) for k in keys},
-                "parameters": {n: sum(p.numel() for p in self.unwrap(n).parameters()) for n in self.model_names},
+                "parameters": {n: sum(p.numel() for p in self.raw[n].parameters()) for n in self.model_names},
                 **self.method.describe(),
             }
             (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
