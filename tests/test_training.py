@@ -258,3 +258,14 @@ def test_tensorboard_gets_losses_and_sample_grids(tmp_path):
     assert "train/loss" in events.Tags()["scalars"] and len(events.Scalars("train/loss")) == 6
     images = events.Images("samples")
     assert [i.step for i in images] == [3, 6]
+
+
+def test_a_run_writes_the_recipe_that_reproduces_it(tmp_path):
+    run_training("gan", "moons", tmp_path / "first", "--gan_loss", "hinge", "--hub_token", "secret")
+    recipe = tmp_path / "first" / "recipe.yaml"
+    text = recipe.read_text()
+    assert "secret" not in text and "hub_token" not in text
+    again = parse_args(["--config", str(recipe), "--output_dir", str(tmp_path / "second")])
+    assert again.gan_loss == "hinge" and again.max_train_steps == 6 and again.num_samples == 256
+    train(again)
+    assert_same_weights(tmp_path / "first", tmp_path / "second")

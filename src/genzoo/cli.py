@@ -1,4 +1,4 @@
-"""The `genzoo` command line: train, sample a saved pipeline, list what is registered.
+"""The `genzoo` command line: train, sample a saved pipeline, push it to the Hub, list what is registered.
 
 Each subcommand is one ``add_<command>_command(subparsers)`` function that declares its arguments and one
 ``run_<command>(args) -> int`` function that does the work; ``main`` only parses and dispatches. Mistakes a user can
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_train_command(subparsers)
     add_sample_command(subparsers)
+    add_push_command(subparsers)
     add_list_command(subparsers)
     return parser
 
@@ -139,6 +140,38 @@ def run_train(argv: list[str]) -> int:
 
     result = train(parse_args(rest))
     print(f"Trained {result.global_step} steps; pipeline, samples.png and metrics.json are in {result.output_dir}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------ push
+def add_push_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "push",
+        help="upload a saved pipeline folder to the Hugging Face Hub, with a model card",
+        description="Uploads what save_pretrained (or the trainer) wrote, plus a model card, in one commit. "
+        "Training checkpoints, logs and intermediate sample grids stay local.",
+    )
+    parser.add_argument("path", metavar="PATH", help="a folder written by save_pretrained or genzoo train")
+    parser.add_argument("repo_id", metavar="REPO_ID", help="namespace/name on the Hub")
+    parser.add_argument("--private", action="store_true", help="create the repo private")
+    parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
+    parser.add_argument("--commit-message", help="commit message")
+    parser.add_argument("--revision", help="branch to push to (created if needed; default main)")
+    parser.add_argument("--license", default="apache-2.0", help="licence in the model card (default apache-2.0)")
+    parser.set_defaults(run=run_push)
+
+
+def run_push(args) -> int:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from .hub import push_folder
+
+    try:
+        url = push_folder(args.path, args.repo_id, token=args.token, private=args.private or None,
+                          commit_message=args.commit_message, revision=args.revision, license=args.license)
+    except HfHubHTTPError as exc:  # a refused token, a name taken by someone else, ...
+        raise CLIError(f"the Hub refused the push to {args.repo_id}: {exc}") from None
+    print(f"Pushed {args.path} to {args.repo_id}: {url}")
     return 0
 
 

@@ -120,6 +120,31 @@ class GenzooPipeline(DiffusionPipeline):
         super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
         loading.write_remote_code_files(Path(save_directory), self)
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        license: str = "apache-2.0",
+    ) -> str:
+        """Save this pipeline and upload it to ``repo_id`` in one commit, with a model card; returns the commit URL.
+
+        The upload is what ``save_pretrained`` writes (so plain Diffusers loads it with ``trust_remote_code=True``)
+        plus ``README.md``. ``revision`` names a branch (created if needed). See :func:`genzoo.hub.push_folder`.
+        """
+        import tempfile
+
+        from ..hub import push_folder
+
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder)
+            return push_folder(folder, repo_id, token=token, private=private, commit_message=commit_message,
+                               revision=revision, create_pr=create_pr, license=license)
+
     # ------------------------------------------------------------------ helpers for __call__
     def _noise(self, shape, generator, latents, batch_size):
         """Starting noise of ``(batch_size, *shape)`` from ``generator`` (one, or a list of one per sample), or the

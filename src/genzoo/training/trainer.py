@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 import PIL.Image
 import torch
 from accelerate import Accelerator
@@ -36,6 +37,18 @@ logger = logging.getLogger("genzoo.training")
 CHECKPOINTS = "checkpoints"
 PARTIAL = ".partial"
 TRAINER_STATE = "trainer_state.json"
+RECIPE = "recipe.yaml"
+#: Options that describe this invocation rather than the model: left out of the recipe a run writes.
+NOT_IN_RECIPE = ("config", "resume_from_checkpoint", "push_to_hub", "hub_model_id", "hub_token", "hub_private_repo")
+
+
+def write_recipe(args, path: Path) -> None:
+    """Every option of the run, as a recipe ``--config`` accepts: training the recipe again reproduces the run."""
+    recipe = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_IN_RECIPE}
+    path.write_text(
+        "# The options of the genzoo training run that wrote this folder. Reproduce it with\n"
+        "#   genzoo train --config recipe.yaml\n" + yaml.safe_dump(recipe, sort_keys=True)
+    )
 
 
 class TrainingError(RuntimeError):
@@ -215,6 +228,7 @@ class Trainer:
 
         if accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            write_recipe(args, self.output_dir / RECIPE)
             tracker_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
             accelerator.init_trackers("genzoo", config=tracker_config)
 
@@ -474,9 +488,11 @@ class Trainer:
             (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             logger.info("saved the %s pipeline, samples.png and metrics.json to %s", type(pipe).__name__, self.output_dir)
             if args.push_to_hub:
+                from ..hub import push_folder
+
                 repo_id = args.hub_model_id or self.output_dir.name
-                pipe.push_to_hub(repo_id, token=args.hub_token, private=args.hub_private_repo)
-                logger.info("pushed to the Hub as %s", repo_id)
+                url = push_folder(self.output_dir, repo_id, token=args.hub_token, private=args.hub_private_repo or None)
+                logger.info("pushed to the Hub as %s: %s", repo_id, url)
         accelerator.wait_for_everyone()
         return metrics
 

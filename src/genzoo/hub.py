@@ -1,0 +1,166 @@
+"""Sharing on the Hugging Face Hub: push a pipeline folder with a model card; load by id with
+:func:`genzoo.load_pipeline` (see :mod:`genzoo.pipelines.loading`).
+
+What a push uploads is the pipeline folder exactly as ``save_pretrained`` wrote it -- ``model_index.json``, one
+folder per component, safetensors weights and the ``genzoo_hub.py`` files that let plain Diffusers load it with
+``trust_remote_code=True`` -- plus ``README.md`` (the model card), and, when the folder comes from the trainer,
+``samples.png``, ``metrics.json`` and ``recipe.yaml``. Checkpoints, logs and intermediate sample grids stay local.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
+
+from .pipelines.loading import MODEL_INDEX, pipeline_class_name, read_model_index
+
+#: Top-level folders of a training run's output folder that stay local.
+LOCAL_ONLY = ("checkpoints", "logs", "samples")
+
+
+def files_to_upload(folder: Path) -> list[Path]:
+    """Every file of the pipeline folder except training state, logs and intermediate sample grids."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and path.relative_to(folder).parts[0] not in LOCAL_ONLY
+        and not path.name.startswith(".")
+        and path.name != "README.md"
+    )
+
+
+def _load_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _load_yaml(path: Path) -> dict:
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def data_kind(folder: Path) -> str:
+    """``"vector"`` when the pipeline's main model is one of the MLP family, else ``"image"``."""
+    for component in ("unet", "generator", "vae"):
+        config = _load_json(Path(folder) / component / "config.json")
+        if config:
+            return "vector" if str(config.get("_class_name", "")).startswith("MLP") else "image"
+    return "image"
+
+
+def make_model_card(folder: str | os.PathLike, repo_id: str, license: str = "apache-2.0") -> ModelCard:
+    """A model card for the pipeline in ``folder``: metadata (library, tags, pipeline tag, data set, licence, training
+    results from ``metrics.json``), the sample grid, how to load it, and the recipe that trained it."""
+    folder = Path(folder)
+    pipeline = pipeline_class_name(read_model_index(folder))
+    metrics = _load_json(folder / "metrics.json")
+    recipe = _load_yaml(folder / "recipe.yaml")
+    method = metrics.get("method") or recipe.get("method") or pipeline.replace("Pipeline", "").lower()
+    dataset = str(metrics.get("dataset") or recipe.get("dataset") or "unknown")
+    kind = data_kind(folder)
+    pipeline_tag = "unconditional-image-generation" if kind == "image" else None
+    task = pipeline_tag or "unconditional-generation"
+
+    eval_results = [
+        EvalResult(task_type=task, dataset_type=dataset, dataset_name=dataset, metric_type=f"train_{name}",
+                   metric_name=f"final training {name} (mean of the last steps)", metric_value=round(float(value), 6))
+        for name, value in sorted(metrics.get("final_losses", {}).items())
+    ]
+    for name, value in sorted(metrics.get("eval", {}).items()):  # written by evaluation, when it ran
+        eval_results.append(EvalResult(task_type=task, dataset_type=dataset, dataset_name=dataset, metric_type=name,
+                                       metric_value=value))
+    data = ModelCardData(
+        library_name="diffusers",
+        tags=["genzoo", method, f"{kind}-data", pipeline.lower()],
+        pipeline_tag=pipeline_tag,
+        datasets=[dataset],
+        license=license,
+        model_name=repo_id,
+        eval_results=eval_results or None,
+    )
+    samples = "![Samples from this model](samples.png)\n\n" if (folder / "samples.png").is_file() else ""
+    facts = ""
+    if metrics:
+        facts = (
+            f"Trained for {metrics.get('global_step')} steps of batch {metrics.get('train_batch_size')} x "
+            f"{metrics.get('gradient_accumulation_steps', 1)} on {metrics.get('num_processes', 1)} process(es) "
+            f"(mixed precision: {metrics.get('mixed_precision', 'no')}) in {metrics.get('train_seconds_this_run')} s "
+            f"({metrics.get('steps_per_second')} steps/s). Data: {metrics.get('data', dataset)}.\n\n"
+        )
+    recipe_block = ""
+    if recipe:
+        recipe_block = (
+            "## Training recipe\n\nReproduce it with `genzoo train --config recipe.yaml` (or "
+            "`accelerate launch train/train.py --config recipe.yaml`); the file is in this repository:\n\n"
+            f"```yaml\n{yaml.safe_dump(recipe, sort_keys=True)}```\n"
+        )
+    body = f"""# {repo_id}
+
+A genzoo `{pipeline}` ({method}) trained on `{dataset}`.
+
+{samples}{facts}## How to use
+
+With genzoo (`pip install genzoo`):
+
+```python
+import torch
+import genzoo
+
+pipe = genzoo.load_pipeline("{repo_id}")
+out = pipe(batch_size=16, generator=torch.Generator().manual_seed(0))
+```
+
+With plain Diffusers (genzoo must be installed; the repository's `genzoo_hub.py` hands Diffusers genzoo's classes):
+
+```python
+from diffusers import DiffusionPipeline
+
+pipe = DiffusionPipeline.from_pretrained("{repo_id}", trust_remote_code=True)
+```
+
+Or from the command line: `genzoo sample {repo_id} --num-samples 16 --out samples.png`.
+
+{recipe_block}"""
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    license: str = "apache-2.0",
+) -> str:
+    """Upload a saved pipeline folder (and its model card) to ``repo_id``; returns the commit URL.
+
+    The repo is created if needed (``private`` applies then); ``revision`` names a branch, created from ``main`` if
+    it does not exist yet. Every push is one commit.
+    """
+    folder = Path(folder)
+    if not (folder / MODEL_INDEX).is_file():
+        raise FileNotFoundError(f"{folder} has no {MODEL_INDEX}: push a folder written by save_pretrained or the trainer.")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision not in (None, "main"):
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    card = str(make_model_card(folder, repo_id, license=license)).encode()
+    operations = [
+        CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
+        for path in files_to_upload(folder)
+    ]
+    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card))
+    info = api.create_commit(
+        repo_id,
+        operations,
+        commit_message=commit_message or f"Upload {pipeline_class_name(read_model_index(folder))} with genzoo",
+        revision=revision,
+        create_pr=create_pr,
+    )
+    return str(info)
