@@ -54,3 +54,18 @@ def example_plugins(monkeypatch):
         for name in list(sys.modules):
             if name.partition(".")[0] in PLUGIN_MODULES:
                 del sys.modules[name]
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A Hugging Face Hub of this test's own (tests/hub_server.py), with huggingface_hub and Diffusers pointed at it:
+    online, no Xet, no ambient token, and a fresh Hub cache (``hub.cache_dir``; delete it to clear the cache). Yields
+    ``hub.url``, ``hub.token`` (user "user", who owns the namespace "user"; "hf_other_token" is user "someone-else")
+    and ``hub.server`` (the HubServer: ``.repos``, ``.requests``, ``.commit(...)`` to seed repos directly, ...)."""
+    from hub_server import HubFixture, HubServer, point_clients_at
+
+    cache_dir = tmp_path / "hub-cache"
+    with HubServer(tokens={"hf_test_token": "user", "hf_other_token": "someone-else"}) as server:
+        point_clients_at(monkeypatch, server.url, str(cache_dir))
+        yield HubFixture(url=server.url, token="hf_test_token", cache_dir=str(cache_dir), server=server)
+        assert not server.errors, "HubServer crashed:\n" + "\n".join(server.errors)
