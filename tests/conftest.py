@@ -58,8 +58,10 @@ def example_plugins(monkeypatch):
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    """A Hugging Face Hub of this test's own (tests/hub_server.py), with huggingface_hub and Diffusers pointed at it:
-    online, no Xet, no ambient token, and a fresh Hub cache (``hub.cache_dir``; delete it to clear the cache). Yields
+    """A Hugging Face Hub of this test's own (tests/hub_server.py), with huggingface_hub, Diffusers and ``datasets``
+    pointed at it: online, no Xet, no ambient token, a fresh Hub cache (``hub.cache_dir``; delete it to clear the
+    cache) and a fresh default ``datasets`` cache next to it (``Dataset.push_to_hub`` and ``load_dataset`` of a dataset
+    id work; the dataset viewer is not asked). Yields
     ``hub.url``, ``hub.token`` (user "user", who owns the namespace "user"; "hf_other_token" is user "someone-else")
     and ``hub.server`` (the HubServer: ``.repos``, ``.requests``, ``.commit(...)`` to seed repos directly, ...)."""
     from hub_server import HubFixture, HubServer, point_clients_at

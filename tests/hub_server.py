@@ -1,6 +1,7 @@
 """A Hugging Face Hub test double: an in-memory, Hub-compatible HTTP server on 127.0.0.1 (standard library only).
 
-It speaks the parts of the Hub's HTTP API that ``huggingface_hub`` (2.4) and Diffusers use to create repos, upload
+It speaks the parts of the Hub's HTTP API that ``huggingface_hub`` (2.4), Diffusers and ``datasets`` (5.2:
+``Dataset.push_to_hub``, ``load_dataset`` of a dataset id, with or without a config name) use to create repos, upload
 (regular commits and Git LFS "basic" transfers), list, inspect and download, so tests can exercise real client code
 without the network::
 
@@ -9,7 +10,8 @@ without the network::
         api.create_repo("user/demo")
         ...
 
-The ``hub`` fixture in ``tests/conftest.py`` starts one per test and points ``huggingface_hub`` and Diffusers at it.
+The ``hub`` fixture in ``tests/conftest.py`` starts one per test and points ``huggingface_hub``, Diffusers and
+``datasets`` at it (:func:`point_clients_at`).
 
 What it models, like the real Hub:
 
@@ -28,7 +30,10 @@ What it models, like the real Hub:
 
 What it leaves out: Xet storage (point clients at it with Xet disabled: the ``hub`` fixture does), pull requests,
 gated repos, multipart LFS uploads, CDN redirects (LFS files are served directly by ``/resolve`` with the ``X-Linked-*``
-headers a redirect would carry), pagination (listings come back in one page), search/listing of repos.
+headers a redirect would carry), pagination (listings come back in one page), search/listing of repos, the dataset
+viewer (a host of its own, ``datasets-server.<hub host>``: :func:`point_clients_at` keeps ``datasets`` from asking it,
+so ``load_dataset`` reads the ``dataset_info`` that ``push_to_hub`` writes in the README, as for a dataset the viewer
+has not processed yet) and its ``refs/convert/parquet`` branch.
 
 Seeding without the client: ``server.commit("user/repo", {"path": b"content", "old": None})`` (creates the repo if
 needed); inspecting: ``server.repo("user/repo")``, ``server.file("user/repo", "path", revision)``.
@@ -1039,12 +1044,14 @@ class HubFixture:
 
 
 def point_clients_at(monkeypatch, url: str, cache_dir: str) -> None:
-    """Point ``huggingface_hub`` and Diffusers at ``url`` for one test, with ``cache_dir`` as the Hub cache, online,
-    without Xet and without any ambient token. Everything goes through ``monkeypatch``, so it is undone afterwards.
+    """Point ``huggingface_hub``, Diffusers and ``datasets`` at ``url`` for one test, with ``cache_dir`` as the Hub
+    cache (and ``datasets``' default cache next to it, in ``datasets-cache``), online, without Xet and without any
+    ambient token. Everything goes through ``monkeypatch``, so it is undone afterwards.
 
-    Both libraries read their settings from the environment once, at import: ``huggingface_hub.constants`` holds them
-    (read again at call time by most code), and a few modules copied one into their own namespace, so those copies are
-    patched too. Setting the environment variables as well covers code that reads them later (and subprocesses).
+    These libraries read their settings from the environment once, at import: ``huggingface_hub.constants`` holds
+    them (read again at call time by most code), and a few modules copied one into their own namespace, so those
+    copies are patched too; ``datasets.config`` has copies of its own (see :func:`_point_datasets_at`). Setting the
+    environment variables as well covers code that reads them later (and subprocesses).
     """
     import importlib
 
@@ -1099,3 +1106,58 @@ def point_clients_at(monkeypatch, url: str, cache_dir: str) -> None:
         for name in names:
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, False if name == "HF_HUB_OFFLINE" else url)
+
+    _point_datasets_at(monkeypatch, url, cache_dir)
+
+
+def _point_datasets_at(monkeypatch, url: str, cache_dir: str) -> None:
+    """The ``datasets`` side of :func:`point_clients_at` (nothing to do if it is not installed).
+
+    ``datasets.config`` copied the endpoint, offline mode and cache paths from the environment at import, and every
+    client it builds (``HfApi(endpoint=config.HF_ENDPOINT)``, ``HfFileSystem(endpoint=config.HF_ENDPOINT)``, the
+    ``hf://`` storage options of ``DownloadConfig``, the resolve URLs of data files) reads them from there at call time.
+    Its default cache goes next to this test's Hub cache, so nothing prepared in one test is found by another.
+    ``HfFileSystem`` instances are cached by fsspec (per endpoint, token and thread; a port may be reused by a later
+    test) and cache repo listings and existence checks: the test gets an instance cache of its own.
+    """
+    try:
+        import datasets.config
+        import huggingface_hub.hf_file_system
+        from huggingface_hub import HfFileSystem
+    except ImportError:
+        return
+
+    datasets_cache = Path(cache_dir).parent / "datasets-cache"
+    for name, value in {
+        "HF_DATASETS_OFFLINE": "0",
+        "HF_DATASETS_CACHE": str(datasets_cache),
+        "HF_UPDATE_DOWNLOAD_COUNTS": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    config = datasets.config
+    monkeypatch.setattr(config, "HF_ENDPOINT", url)
+    monkeypatch.setattr(config, "HUB_DATASETS_URL", url + "/datasets/{repo_id}/resolve/{revision}/{path}")
+    monkeypatch.setattr(config, "HF_HUB_OFFLINE", False)  # file_utils.raise_if_offline and load.py read it
+    monkeypatch.setattr(config, "HF_DATASETS_OFFLINE", False)
+    # increase_load_count() HEADs a file on S3 (a real host) for each load_dataset: off.
+    monkeypatch.setattr(config, "HF_UPDATE_DOWNLOAD_COUNTS", False)
+    # The dataset viewer is another host, "datasets-server." + the endpoint's host, which no DNS resolves for
+    # 127.0.0.1 and this server cannot be. load_dataset asks it for the infos of the parquet export of a dataset (at
+    # its main revision, without data_dir/data_files) and falls back to the README's dataset_info when it has none,
+    # as for a dataset the real viewer has not processed yet (e.g. just pushed): take that path without asking.
+    monkeypatch.setattr(config, "USE_PARQUET_EXPORT", False)
+    downloads = datasets_cache / config.DOWNLOADED_DATASETS_DIR
+    extracted = downloads / config.EXTRACTED_DATASETS_DIR
+    monkeypatch.setattr(config, "HF_DATASETS_CACHE", datasets_cache)
+    monkeypatch.setattr(config, "DEFAULT_DOWNLOADED_DATASETS_PATH", str(downloads))
+    monkeypatch.setattr(config, "DOWNLOADED_DATASETS_PATH", downloads)
+    monkeypatch.setattr(config, "DEFAULT_EXTRACTED_DATASETS_PATH", str(extracted))
+    monkeypatch.setattr(config, "EXTRACTED_DATASETS_PATH", extracted)
+
+    # A fresh instance cache for this test (instances made before it, for another endpoint, are set aside with the
+    # original dict, and come back with it): nothing listed or checked before leaks in, nothing made now leaks out.
+    monkeypatch.setattr(HfFileSystem, "_cache", {})
+    monkeypatch.setattr(HfFileSystem, "_latest", None, raising=False)  # HfFileSystem.current(): a key of _cache
+    # huggingface_hub.hffs: the module-level instance (made at import, for the real Hub).
+    monkeypatch.setattr(huggingface_hub.hf_file_system, "hffs", HfFileSystem(endpoint=url))
+    monkeypatch.setattr(huggingface_hub, "hffs", huggingface_hub.hf_file_system.hffs, raising=False)
