@@ -19,6 +19,7 @@ from genzoo.data import (
     toy_dataset,
     toy_points,
 )
+from genzoo.data.builtin import digits_arrays, digits_split_indices
 
 # Measured over 5 x 100,000 points; the table in docs/data.md shows the same numbers.
 TOY_STATS = {  # name: (mean, std) per coordinate
@@ -53,22 +54,23 @@ def write_images(folder, sizes_and_modes, bad=0):
 
 # ---------------------------------------------------------------------------------------------------- digits
 def test_digits_training_data():
+    """--dataset digits is the train split: 1437 of the 1797 digits (the other 360 are the metrics' reference)."""
     data = load()
     assert isinstance(data, TrainingData) and data.name == "digits" and data.kind == "image"
-    assert len(data.dataset) == 1797 and data.sample_shape == (1, 8, 8)
+    assert len(data.dataset) == 1437 and data.sample_shape == (1, 8, 8)
     assert data.num_classes == 10 and data.id2label == {i: str(i) for i in range(10)}
-    assert data.describe() == "digits: 1797 images 1x8x8, 10 classes"
-    assert len(data.hf_dataset) == 1797 and data.hf_dataset.features["label"].names[3] == "3"
+    assert data.describe() == "digits: 1437 images 1x8x8, 10 classes"
+    assert len(data.hf_dataset) == 1437 and data.hf_dataset.features["label"].names[3] == "3"
     samples = torch.stack([data.dataset[i]["sample"] for i in range(len(data.dataset))])
-    assert samples.dtype == torch.float32 and samples.shape == (1797, 1, 8, 8)
+    assert samples.dtype == torch.float32 and samples.shape == (1437, 1, 8, 8)
     assert samples.min() == -1.0 and samples.max() == 1.0
     labels = [data.dataset[i]["label"] for i in range(len(data.dataset))]
     assert sorted(set(labels)) == list(range(10))
-    for i in (0, 5, 1796):
+    for i in (0, 5, 1436):
         item = data.dataset[i]
         assert set(item) == {"sample", "index", "label"} and item["index"] == i and isinstance(item["label"], int)
     with pytest.raises(IndexError):
-        data.dataset[1797]
+        data.dataset[1437]
 
 
 def test_digits_pixel_scaling_round_trip():
@@ -76,16 +78,45 @@ def test_digits_pixel_scaling_round_trip():
 
     digits = load_digits()
     data = load()
+    rows = digits_split_indices("train")  # row i of the training data is sklearn's digit rows[i]
     for i in (0, 1, 100):
-        expected = np.rint(digits.images[i] * 255 / 16) / 127.5 - 1
+        expected = np.rint(digits.images[rows[i]] * 255 / 16) / 127.5 - 1
         sample = data.dataset[i]["sample"][0].numpy()
         np.testing.assert_allclose(sample, expected, atol=1e-6)
-        assert data.dataset[i]["label"] == digits.target[i]
-    k = int(np.argmax((digits.images == 16).any(axis=(1, 2))))  # the first digit with a pixel at sklearn's maximum
-    v, sample = digits.images[k], data.dataset[k]["sample"][0].numpy()
+        assert data.dataset[i]["label"] == digits.target[rows[i]]
+    has_max = (digits.images[rows] == 16).any(axis=(1, 2))
+    k = int(np.argmax(has_max))  # the first training digit with a pixel at sklearn's maximum
+    v, sample = digits.images[rows[k]], data.dataset[k]["sample"][0].numpy()
     assert (v == 16).any() and (v == 0).any()
     assert (sample[v == 16] == 1.0).all() and (sample[v == 0] == -1.0).all()
     assert digits_dataset()[0]["image"].mode == "L"
+
+
+def test_digits_splits_are_disjoint_complete_stratified_and_fixed():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    target = load_digits().target
+    train, test, every = (digits_split_indices(s) for s in ("train", "test", "all"))
+    assert (len(train), len(test), len(every)) == (1437, 360, 1797)
+    assert not set(train) & set(test) and np.array_equal(np.sort(np.r_[train, test]), np.arange(1797))
+    assert np.array_equal(every, np.arange(1797)) and np.all(np.diff(train) > 0) and np.all(np.diff(test) > 0)
+    # stratified: each class keeps its share of the data, 35-37 test digits each
+    test_counts, all_counts = np.bincount(target[test], minlength=10), np.bincount(target, minlength=10)
+    assert test_counts.sum() == 360 and test_counts.min() >= 35 and test_counts.max() <= 37
+    np.testing.assert_allclose(test_counts / all_counts, 0.2, atol=0.01)
+    # the documented rule, recomputed
+    _, expected = train_test_split(np.arange(1797), test_size=360, stratify=target, random_state=0)
+    assert np.array_equal(test, np.sort(expected))
+    # the datasets and arrays agree with the indices
+    for split, rows in (("train", train), ("test", test), ("all", every)):
+        hf = digits_dataset(split)
+        pixels, labels = digits_arrays(split)
+        assert len(hf) == len(rows) == len(pixels) and np.array_equal(labels, target[rows])
+        assert np.array_equal(np.asarray(hf[3]["image"]), pixels[3]) and hf[3]["label"] == labels[3]
+    assert digits_dataset() is digits_dataset("train")
+    with pytest.raises(DataError, match="digits split must be one of train, test, all"):
+        digits_dataset("validation")
 
 
 @pytest.mark.parametrize("resolution", [16, 32])
@@ -142,7 +173,7 @@ def test_options_that_do_not_apply_are_ignored_with_a_warning(caplog):
     data = load("--dataset", "8gaussians", "--num_samples", 50, "--resolution", 8, "--random_flip")
     assert data.sample_shape == (2,) and len(data.dataset) == 50
     assert "--resolution, --random_flip: image options, ignored for the vector data '8gaussians'" in caplog.text
-    assert len(load("--num_samples", 100).dataset) == 1797
+    assert len(load("--num_samples", 100).dataset) == 1437
     assert "--num_samples applies to the 2-D toy data sets only; ignored for 'digits'" in caplog.text
 
 

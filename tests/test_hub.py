@@ -122,3 +122,13 @@ def test_genzoo_sample_by_repo_id(hub, trained, tmp_path, capsys):
     genzoo.load_pipeline(trained).push_to_hub("user/fm", token=hub.token)
     assert main(["sample", "user/fm", "--num-samples", "8", "--steps", "3", "--out", str(tmp_path / "x.npy")]) == 0
     assert "Wrote an array of shape (8, 2)" in capsys.readouterr().out
+
+
+def test_genzoo_eval_by_repo_id_reads_the_recipe_from_the_repo(hub, trained, tmp_path, capsys):
+    assert main(["push", str(trained), "user/fm-eval", "--token", hub.token]) == 0
+    capsys.readouterr()
+    code = main(["eval", "user/fm-eval", "--num-samples", "50", "--steps", "2", "--likelihood-steps", "5",
+                 "--out", str(tmp_path / "e.json")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert '"dataset": "moons"' in out and (tmp_path / "e.json").is_file()

@@ -18,6 +18,18 @@ from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, Mo
 
 from .pipelines.loading import MODEL_INDEX, pipeline_class_name, read_model_index
 
+#: Metrics of `genzoo eval` that go into a model card, with their names there.
+EVAL_METRICS = {
+    "w2": "W2 to held-out data (exact OT)",
+    "mmd2_rbf": "MMD^2, RBF kernels",
+    "nll_nats": "NLL of held-out data (nats, exact flow likelihood)",
+    "iwae_nll_nats": "NLL bound of held-out data (nats, IWAE)",
+    "digits_fd": "digits-FD (not Inception FID)",
+    "precision": "precision (k-NN manifolds)",
+    "recall": "recall (k-NN manifolds)",
+    "coverage": "class coverage",
+    "class_entropy": "class entropy (nats)",
+}
 #: Top-level folders of a training run's output folder that stay local.
 LOCAL_ONLY = ("checkpoints", "logs", "samples")
 
@@ -69,9 +81,12 @@ def make_model_card(folder: str | os.PathLike, repo_id: str, license: str = "apa
                    metric_name=f"final training {name} (mean of the last steps)", metric_value=round(float(value), 6))
         for name, value in sorted(metrics.get("final_losses", {}).items())
     ]
-    for name, value in sorted(metrics.get("eval", {}).items()):  # written by evaluation, when it ran
-        eval_results.append(EvalResult(task_type=task, dataset_type=dataset, dataset_name=dataset, metric_type=name,
-                                       metric_value=value))
+    evaluation = _load_json(folder / "eval.json")  # written by `genzoo eval`, when it ran
+    for name, value in sorted(evaluation.items()):
+        if name in EVAL_METRICS and isinstance(value, (int, float)):
+            eval_results.append(EvalResult(task_type=task, dataset_type=dataset, dataset_name=dataset,
+                                           metric_type=name, metric_name=EVAL_METRICS[name],
+                                           metric_value=round(float(value), 6)))
     data = ModelCardData(
         library_name="diffusers",
         tags=["genzoo", method, f"{kind}-data", pipeline.lower()],

@@ -14,28 +14,83 @@ TOY_DATASETS = ("moons", "8gaussians", "checkerboard", "swissroll", "circles", "
 BUILTIN_DATASETS = ("digits",) + TOY_DATASETS
 
 DIGITS_NUM_CLASSES = 10
-_digits = None  # the digits datasets.Dataset, built once per process
+DIGITS_SPLITS = ("train", "test", "all")
+DIGITS_TEST_SIZE = 360  # 20 % of 1797, 35-37 per class (stratified): the held-out reference split of the digits metrics
+DIGITS_SPLIT_SEED = 0
+_digits_arrays = None  # sklearn's (pixels uint8 (1797, 8, 8), labels int64 (1797,)), built once per process
+_digits_indices = None  # {"train": ..., "test": ..., "all": ...}: sorted sklearn indices
+_digits = {}  # split -> the digits datasets.Dataset, built once per process
 
 
-def digits_dataset():
-    """scikit-learn's 1797 handwritten digits as a ``datasets.Dataset``: an ``image`` column of 8x8 grayscale ("L")
-    PIL images, pixel = round(v * 255 / 16) for sklearn's values v in 0..16, and a ``label`` ClassLabel "0".."9"."""
-    global _digits
-    if _digits is None:
-        import datasets
-        import PIL.Image
+def _check_split(split) -> str:
+    if split not in DIGITS_SPLITS:
+        from .training_data import DataError
+
+        raise DataError(f"the digits split must be one of {', '.join(DIGITS_SPLITS)}, got {split!r}")
+    return split
+
+
+def digits_split_indices(split: str = "train") -> np.ndarray:
+    """The indices into ``sklearn.datasets.load_digits()`` of a digits split, sorted ascending (int64, a copy).
+
+    The 1797 digits are split once, deterministically, by
+    ``train_test_split(np.arange(1797), test_size=360, stratify=labels, random_state=0)``: "test" (360 digits, 35-37 per
+    class) is the held-out reference of the digits metrics (``genzoo.metrics.digits``) and is never used for training;
+    "train" (the other 1437) is what ``--dataset digits`` trains on; "all" is all 1797."""
+    global _digits_indices
+    _check_split(split)
+    if _digits_indices is None:
+        from sklearn.model_selection import train_test_split
+
+        _, labels = digits_arrays("all")
+        train, test = train_test_split(
+            np.arange(len(labels)), test_size=DIGITS_TEST_SIZE, stratify=labels, random_state=DIGITS_SPLIT_SEED
+        )
+        _digits_indices = {"train": np.sort(train), "test": np.sort(test), "all": np.arange(len(labels))}
+        for indices in _digits_indices.values():
+            indices.setflags(write=False)
+    return _digits_indices[split].astype(np.int64)
+
+
+def digits_arrays(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """A digits split as numpy arrays, without PIL: pixels ``uint8`` of shape (N, 8, 8) with
+    pixel = round(v * 255 / 16) for sklearn's values v in 0..16, and labels ``int64`` (N,) in 0..9 (copies)."""
+    global _digits_arrays
+    _check_split(split)
+    if _digits_arrays is None:
         from sklearn.datasets import load_digits
 
         digits = load_digits()
         pixels = np.rint(digits.images * (255 / 16)).astype(np.uint8)  # (1797, 8, 8), 0..255
+        _digits_arrays = (pixels, digits.target.astype(np.int64))
+    pixels, labels = _digits_arrays
+    if split == "all":
+        return pixels.copy(), labels.copy()
+    indices = digits_split_indices(split)
+    return pixels[indices], labels[indices]
+
+
+def digits_dataset(split: str = "train"):
+    """scikit-learn's handwritten digits as a ``datasets.Dataset``: an ``image`` column of 8x8 grayscale ("L") PIL
+    images, pixel = round(v * 255 / 16) for sklearn's values v in 0..16, and a ``label`` ClassLabel "0".."9".
+
+    ``split``: "train" (default, 1437 digits: what ``--dataset digits`` trains on), "test" (the 360 held-out digits,
+    35-37 per class, that the digits metrics use as reference: never train on them) or "all" (1797). Rows keep
+    scikit-learn's order; :func:`digits_split_indices` gives each row's index into ``load_digits()``."""
+    _check_split(split)
+    if split not in _digits:
+        import datasets
+        import PIL.Image
+
+        pixels, labels = digits_arrays(split)
         features = datasets.Features(
             {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(i) for i in range(DIGITS_NUM_CLASSES)])}
         )
-        _digits = datasets.Dataset.from_dict(
-            {"image": [PIL.Image.fromarray(p) for p in pixels], "label": digits.target.tolist()},
+        _digits[split] = datasets.Dataset.from_dict(
+            {"image": [PIL.Image.fromarray(p) for p in pixels], "label": labels.tolist()},
             features=features,
         )
-    return _digits
+    return _digits[split]
 
 
 # ---------------------------------------------------------------------------------------------------------- toys

@@ -216,7 +216,7 @@ class TrainingData:
         self.dataset.set_epoch(epoch)
 
     def describe(self) -> str:
-        """One line, e.g. ``digits: 1797 images 1x8x8, 10 classes``."""
+        """One line, e.g. ``digits: 1437 images 1x8x8, 10 classes``."""
         if self.kind == "image":
             text = f"{self.name}: {len(self)} images {'x'.join(map(str, self.sample_shape))}"
         else:

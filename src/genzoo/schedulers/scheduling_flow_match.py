@@ -53,6 +53,11 @@ def shift_time(t: torch.Tensor | np.ndarray, shift: float):
     return t / (t + shift * (1 - t))
 
 
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision tensors in float32 for the ODE arithmetic; float32 and float64 as they are."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def straight_path(t: torch.Tensor) -> AffinePath:
     """The flow-matching path at flow time ``t``: ``alpha = t``, ``sigma = 1 - t`` and their derivatives 1, -1."""
     one = torch.ones_like(t)
@@ -179,6 +184,7 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
                 raise ValueError(f"num_inference_steps must be a positive integer, got {n!r}.")
             grid = shift_time(np.linspace(0.0, 1.0, int(n) + 1), self.config.shift)
         self.times = torch.from_numpy(grid).to(dtype=torch.float32, device=device)
+        self._grid = [float(t) for t in grid]  # the same times as Python floats: step() does scalar arithmetic
         self.num_inference_steps = len(grid) - 1
         self.timesteps = self._call_times() * self.time_scale
         self._step_index = None
@@ -212,8 +218,11 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
             self._step_index = index
         return self._step_index
 
-    def _velocity(self, model_output: torch.Tensor, sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def _velocity(self, model_output: torch.Tensor, sample: torch.Tensor, t: float) -> torch.Tensor:
         """The velocity at flow time ``t`` implied by the model output (itself, for ``velocity`` models)."""
+        if self.config.prediction_type == "velocity":
+            return model_output
+        t = torch.tensor(t, dtype=sample.dtype, device=sample.device)
         return straight_path(t).velocity_from(model_output, sample, self.config.prediction_type)
 
     def step(
@@ -230,14 +239,14 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         ``generator`` is accepted for interchangeability; the ODE step draws no noise.
         """
         i = self._begin_step(timestep, model_output, sample)
-        work = torch.float64 if sample.dtype == torch.float64 else torch.float32
-        x, out = sample.to(work), model_output.to(work)
-        t, t_next = self.times[i].to(work), self.times[i + 1].to(work)
+        x, out = upcast(sample), upcast(model_output)
+        t, t_next = self._grid[i], self._grid[i + 1]
         v = self._velocity(out, x, t)
-        prev_sample = x + (t_next - t) * v
-        pred_original_sample = x + (1 - t) * v
+        prev_sample = torch.add(x, v, alpha=t_next - t)
+        pred_original_sample = torch.add(x, v, alpha=1 - t)
         self._step_index = i + 1
-        prev_sample, pred_original_sample = prev_sample.to(sample.dtype), pred_original_sample.to(sample.dtype)
+        if prev_sample.dtype != sample.dtype:
+            prev_sample, pred_original_sample = prev_sample.to(sample.dtype), pred_original_sample.to(sample.dtype)
         if not return_dict:
             return (prev_sample, pred_original_sample)
         return FlowMatchSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)

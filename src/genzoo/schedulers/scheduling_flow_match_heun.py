@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .scheduling_flow_match import FlowMatchEulerScheduler, FlowMatchSchedulerOutput
+from .scheduling_flow_match import FlowMatchEulerScheduler, FlowMatchSchedulerOutput, upcast
 
 
 class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
@@ -49,27 +49,27 @@ class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
         if self._step_index is None or self._step_index >= len(self.timesteps):
             self._predictor_state = None  # a fresh run
         i = self._begin_step(timestep, model_output, sample)
-        work = torch.float64 if sample.dtype == torch.float64 else torch.float32
-        x, out = sample.to(work), model_output.to(work)
+        x, out = upcast(sample), upcast(model_output)
         k = (i + 1) // 2  # the interval [t_k, t_{k+1}] this call belongs to
         if i % 2 == 0:  # predictor at t_k
-            t, t_next = self.times[k].to(work), self.times[k + 1].to(work)
+            t, t_next = self._grid[k], self._grid[k + 1]
             v = self._velocity(out, x, t)
-            prev_sample = x + (t_next - t) * v
-            pred_original_sample = x + (1 - t) * v
+            prev_sample = torch.add(x, v, alpha=t_next - t)
+            pred_original_sample = torch.add(x, v, alpha=1 - t)
             is_last = i == len(self.timesteps) - 1
             self._predictor_state = None if is_last else (x, v)
         else:  # corrector at t_{k}, closing interval [t_{k-1}, t_k]
             if self._predictor_state is None:
                 raise ValueError("FlowMatchHeunScheduler.step: corrector call without a predictor; restart with set_timesteps.")
             x_start, v_start = self._predictor_state
-            t_prev, t = self.times[k - 1].to(work), self.times[k].to(work)
+            t_prev, t = self._grid[k - 1], self._grid[k]
             v = self._velocity(out, x, t)
-            prev_sample = x_start + (t - t_prev) * 0.5 * (v_start + v)
-            pred_original_sample = x + (1 - t) * v
+            prev_sample = torch.add(x_start, v_start + v, alpha=0.5 * (t - t_prev))
+            pred_original_sample = torch.add(x, v, alpha=1 - t)
             self._predictor_state = None
         self._step_index = i + 1
-        prev_sample, pred_original_sample = prev_sample.to(sample.dtype), pred_original_sample.to(sample.dtype)
+        if prev_sample.dtype != sample.dtype:
+            prev_sample, pred_original_sample = prev_sample.to(sample.dtype), pred_original_sample.to(sample.dtype)
         if not return_dict:
             return (prev_sample, pred_original_sample)
         return FlowMatchSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)

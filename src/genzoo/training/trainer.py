@@ -62,6 +62,25 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
 
 
+def peak_memory(device: torch.device) -> dict:
+    """Peak resident memory of this process (Linux VmHWM: this program only, not a parent it was forked from), and
+    peak CUDA memory allocated by torch when training on a GPU, in MiB."""
+    peak = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak["peak_rss_mib"] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:  # not Linux: the rusage figure (kB on Linux, bytes on macOS) is the best there is
+        import resource
+        import sys
+
+        scale = 2**20 if sys.platform == "darwin" else 2**10
+        peak["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale, 1)
+    if device.type == "cuda":
+        peak["peak_cuda_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return peak
+
+
 # ------------------------------------------------------------------------------------------------ checkpoints
 def checkpoint_dir(output_dir, step: int) -> Path:
     return Path(output_dir) / CHECKPOINTS / f"checkpoint-{step}"
@@ -483,6 +502,7 @@ class Trainer:
                 "steps_per_second": round(steps_this_run / elapsed, 3) if elapsed > 0 else None,
                 "final_losses": {k: float(np.mean([t[k] for t in recent if k in t])) for k in keys},
                 "parameters": {n: sum(p.numel() for p in self.raw[n].parameters()) for n in self.model_names},
+                **peak_memory(accelerator.device),
                 **self.method.describe(),
             }
             (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -1,0 +1,403 @@
+"""The genzoo benchmark: the four families side by side, quality against model calls, speed ratios, scale.
+
+    python benchmarks/run.py            # the full run; writes benchmarks/RESULTS.md, results.json, quality_vs_nfe.png
+    python benchmarks/run.py --quick    # the same sections on tiny budgets (< 5 minutes on a 2-core CPU)
+
+Run it with nothing else running: speeds are measured as ratios of two things timed side by side in this one
+process, but a busy machine still adds noise. Every number in RESULTS.md comes from the run that wrote it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+METHODS = ("gan", "vae", "ddpm", "flow-matching")
+POINT_SETS = ("8gaussians", "moons", "checkerboard")
+
+FULL = dict(seeds=(0, 1, 2), image_steps=1000, point_steps=1500, eval_samples=1000,
+            nfe=(1, 2, 4, 8, 16, 32, 100, 1000), nfe_samples=500, speed_steps=60, batch_sizes=(8, 16, 32, 64, 128, 256, 512))
+QUICK = dict(seeds=(0,), image_steps=60, point_steps=150, eval_samples=200,
+             nfe=(1, 4, 16), nfe_samples=200, speed_steps=10, batch_sizes=(8, 64))
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def run_child(command: list[str]) -> float:
+    """Run a training process and return its wall-clock seconds (its peak memory is in its metrics.json)."""
+    start = time.perf_counter()
+    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def train_command(method, dataset, seed, steps, output_dir, extra=()):
+    args = [sys.executable, "-m", "genzoo.training", "--method", method, "--dataset", dataset, "--seed", str(seed),
+            "--max_train_steps", str(steps), "--output_dir", str(output_dir), "--logger", "none",
+            "--checkpointing_steps", str(10 * steps), "--save_images_steps", str(10 * steps),
+            "--num_sample_images", "64", *extra]
+    if dataset != "digits":
+        args += ["--train_batch_size", "256", "--lr_warmup_steps", "50"]
+    return args
+
+
+def mean_spread(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values)) if len(values) > 1 else 0.0
+
+
+def fmt(mean, spread, digits=3):
+    if mean is None:
+        return "–"
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}" if spread else f"{mean:.{digits}f}"
+
+
+# ------------------------------------------------------------------------------------------------ 1. quality
+def quality(cfg, work: Path) -> dict:
+    """The four methods on the same data and the same budget of optimiser steps, several seeds."""
+    import genzoo
+    from genzoo.metrics.evaluate import evaluate_pipeline
+
+    runs = []
+    for dataset in ("digits", *POINT_SETS):
+        steps = cfg["image_steps"] if dataset == "digits" else cfg["point_steps"]
+        for method in METHODS:
+            for seed in cfg["seeds"]:
+                out = work / f"{method}-{dataset}-{seed}"
+                seconds = run_child(train_command(method, dataset, seed, steps, out))
+                pipe = genzoo.load_pipeline(out)
+                metrics = evaluate_pipeline(pipe, dataset, num_samples=cfg["eval_samples"], seed=seed,
+                                            likelihood_points=200, iwae_k=16)
+                train_metrics = json.loads((out / "metrics.json").read_text())
+                runs.append({"method": method, "dataset": dataset, "seed": seed, "steps": steps,
+                             "train_seconds": round(seconds, 1), "peak_memory_mib": train_metrics["peak_rss_mib"],
+                             "steps_per_second": train_metrics["steps_per_second"], **metrics})
+                print(f"quality: {method} {dataset} seed {seed}: {seconds:.0f} s", flush=True)
+    return {"runs": runs}
+
+
+# ------------------------------------------------------------------------------------------------ 2. model calls
+def quality_vs_calls(cfg, work: Path) -> dict:
+    """DDPM (its own sampler and Diffusers' DDIM) and flow matching (Euler and Heun) at several numbers of calls,
+    using the seed-0 models of the quality section."""
+    import diffusers
+
+    import genzoo
+    from genzoo.metrics.evaluate import evaluate_pipeline
+
+    curves = []
+    for dataset, metric in (("digits", "digits_fd"), ("moons", "w2")):
+        for label, method, scheduler in (
+            ("DDPM (DDPMScheduler)", "ddpm", None),
+            ("DDPM (Diffusers DDIMScheduler)", "ddpm", diffusers.DDIMScheduler),
+            ("flow matching (Euler)", "flow-matching", None),
+            ("flow matching (Heun)", "flow-matching", genzoo.FlowMatchHeunScheduler),
+        ):
+            pipe = genzoo.load_pipeline(work / f"{method}-{dataset}-0")
+            if scheduler is not None:
+                pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
+            points = []
+            for calls in cfg["nfe"]:
+                steps = calls if scheduler is not genzoo.FlowMatchHeunScheduler else max(1, (calls + 1) // 2)
+                if steps > 1000:
+                    continue
+                result = evaluate_pipeline(pipe, dataset, num_samples=cfg["nfe_samples"], steps=steps, seed=0,
+                                           likelihood=False)
+                points.append({"calls": result["model_calls_per_sample"], "steps": steps, metric: result[metric],
+                               "sampling_seconds": result["sampling_seconds"]})
+                print(f"calls: {label} {dataset} {result['model_calls_per_sample']}", flush=True)
+            curves.append({"sampler": label, "dataset": dataset, "metric": metric, "points": points})
+    return {"curves": curves}
+
+
+def plot_curves(curves, path: Path):
+    from matplotlib.figure import Figure
+
+    datasets = sorted({c["dataset"] for c in curves})
+    fig = Figure(figsize=(5 * len(datasets), 4), layout="constrained")
+    for i, dataset in enumerate(datasets):
+        ax = fig.add_subplot(1, len(datasets), i + 1)
+        for curve in (c for c in curves if c["dataset"] == dataset):
+            xs = [p["calls"] for p in curve["points"]]
+            ys = [p[curve["metric"]] for p in curve["points"]]
+            ax.plot(xs, ys, marker="o", label=curve["sampler"])
+            ax.set_ylabel(curve["metric"])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("model calls per sample")
+        ax.set_title(dataset)
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=100)
+
+
+# ------------------------------------------------------------------------------------------------ 3. speed
+def timed(fn, repeats=5) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def trainer_vs_plain_loop(cfg, work: Path) -> dict:
+    """Steps/s of genzoo's trainer against the hand-written PyTorch loop, same UNet, batch, data and loss."""
+    from genzoo.data import digits_dataset  # noqa: F401  (import cost outside the timing)
+    from genzoo.training import parse_args
+    from genzoo.training.trainer import Trainer
+
+    steps = cfg["speed_steps"]
+    args = parse_args(["--dataset", "digits", "--output_dir", str(work / "speed"), "--logger", "none",
+                       "--max_train_steps", str(10**9), "--checkpointing_steps", str(10**9),
+                       "--save_images_steps", str(10**9), "--use_ema", "false"])
+    trainer = Trainer(args)
+    trainer.setup()
+    batches = []
+    while len(batches) < steps:  # an epoch of digits is only 11 batches of 128
+        batches += [b for _, b in zip(range(steps - len(batches)), trainer.dataloader)]
+    model = trainer.raw["unet"]
+    scheduler = trainer.method.training_scheduler
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def genzoo_steps():
+        for batch in batches:
+            trainer._update([batch])
+            trainer.global_step += 1
+
+    def plain_steps():  # what every tutorial writes
+        for batch in batches:
+            x = batch["sample"]
+            noise = torch.randn_like(x)
+            t = torch.rand(x.shape[0]) * 1000
+            noisy = scheduler.add_noise(x, noise, t)
+            loss = torch.nn.functional.mse_loss(model(noisy, t).sample, x - noise)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    ratios, pairs = [], []
+    for _ in range(3):  # interleaved, so drift in machine speed hits both
+        g, p = timed(genzoo_steps, 1), timed(plain_steps, 1)
+        pairs.append((steps / g, steps / p))
+        ratios.append(p / g)
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+    genzoo_sps = statistics.median(a for a, _ in pairs)
+    plain_sps = statistics.median(b for _, b in pairs)
+    return {"genzoo_steps_per_second": genzoo_sps, "plain_steps_per_second": plain_sps,
+            "ratio_genzoo_over_plain": statistics.median(ratios), "steps": steps, "batch": 128}
+
+
+def scheduler_step_ratios() -> dict:
+    """Time per ``step`` with a trivial model, genzoo vs Diffusers (the schedulers' own cost)."""
+    import diffusers
+
+    import genzoo
+
+    x0 = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    results = {}
+    for name, ours, theirs in (
+        ("DDPMScheduler", genzoo.DDPMScheduler(), diffusers.DDPMScheduler()),
+        ("FlowMatchEuler", genzoo.FlowMatchEulerScheduler(), diffusers.FlowMatchEulerDiscreteScheduler()),
+    ):
+        def loop(s):
+            def run():
+                s.set_timesteps(1000)
+                x = x0
+                g = torch.Generator().manual_seed(0)
+                for t in s.timesteps:
+                    kwargs = {"generator": g}
+                    x = s.step(x * 0.1, t, x, **kwargs).prev_sample
+            return run
+        a, b = timed(loop(ours)), timed(loop(theirs))
+        results[name] = {"genzoo_us_per_step": a / 1000 * 1e6, "diffusers_us_per_step": b / 1000 * 1e6,
+                         "ratio_genzoo_over_diffusers": a / b}
+    return results
+
+
+def pipeline_ratio() -> dict:
+    """A full DDPM sampling run: genzoo.DDPMPipeline against diffusers.DDPMPipeline, same UNet and step count."""
+    import diffusers
+
+    import genzoo
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(32, 64),
+                                 norm_num_groups=8, layers_per_block=1,
+                                 down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    ours = genzoo.DDPMPipeline(unet=unet, scheduler=genzoo.DDPMScheduler())
+    theirs = diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler())
+    for p in (ours, theirs):
+        p.set_progress_bar_config(disable=True)
+    steps = 100
+
+    def run(p):
+        return lambda: p(batch_size=16, generator=torch.Generator().manual_seed(0), num_inference_steps=steps,
+                         output_type="np")
+
+    pairs = [(timed(run(ours), 1), timed(run(theirs), 1)) for _ in range(7)]  # interleaved against drift
+    a, b = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+    return {"steps": steps, "batch": 16, "genzoo_seconds": a, "diffusers_seconds": b,
+            "ratio_genzoo_over_diffusers": statistics.median(p[0] / p[1] for p in pairs)}
+
+
+# ------------------------------------------------------------------------------------------------ 4. scale
+def scale(cfg, work: Path) -> dict:
+    """Training throughput (samples/s) as the batch size doubles; two CPU processes against one."""
+    rows = []
+    for batch in cfg["batch_sizes"]:
+        steps = max(10, cfg["speed_steps"] * 128 // batch // 4)
+        out = work / f"scale-{batch}"
+        run_child(train_command("flow-matching", "digits", 0, steps, out,
+                                                ["--train_batch_size", str(batch), "--use_ema", "false",
+                                                 "--num_sample_images", "4", "--num_inference_steps", "2"]))
+        train_metrics = json.loads((out / "metrics.json").read_text())
+        sps = train_metrics["steps_per_second"]
+        rows.append({"batch": batch, "steps": steps, "steps_per_second": sps, "samples_per_second": sps * batch,
+                     "peak_memory_mib": train_metrics["peak_rss_mib"]})
+        print(f"scale: batch {batch}: {sps * batch:.0f} samples/s", flush=True)
+    processes = {}
+    for n in (1, 2):
+        out = work / f"procs-{n}"
+        steps = cfg["speed_steps"]
+        common = train_command("flow-matching", "digits", 0, steps, out,
+                               ["--train_batch_size", str(128 // n), "--use_ema", "false",
+                                "--num_sample_images", "4", "--num_inference_steps", "2"])[3:]
+        if n == 1:
+            command = [sys.executable, "-m", "genzoo.training", *common]
+        else:
+            command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                       "--num_machines", "1", "--num_cpu_threads_per_process", "1", "--mixed_precision", "no",
+                       "--dynamo_backend", "no", "-m", "genzoo.training", *common]
+        run_child(command)
+        sps = json.loads((out / "metrics.json").read_text())["steps_per_second"]
+        processes[str(n)] = {"processes": n, "global_batch": 128, "steps_per_second": sps, "samples_per_second": sps * 128}
+    return {"batch_sizes": rows, "processes": processes,
+            "two_over_one": processes["2"]["samples_per_second"] / processes["1"]["samples_per_second"]}
+
+
+# ------------------------------------------------------------------------------------------------ report
+def write_report(results: dict, out: Path, command: str):
+    lines = [
+        "# genzoo benchmark results", "",
+        f"Command: `{command}`  ",
+        f"Machine: {results['machine']}  ",
+        f"Versions: {results['versions']}  ",
+        f"Total time: {results['total_seconds'] / 60:.1f} minutes" + (" (quick mode: tiny budgets, not results)" if results["quick"] else ""),
+        "",
+        *[f"Section(s) {', '.join(r['sections'])} rerun afterwards with `--sections` ({r['seconds']:.0f} s)  "
+          for r in results.get("reruns", [])],
+        "",
+        "## 1. Quality: the four families, same data, same budget",
+        "",
+        f"Budget per run: {results['config']['image_steps']} optimiser steps of batch 128 on digits, "
+        f"{results['config']['point_steps']} steps of batch 256 on the 2-D sets; each method's default model and "
+        f"learning rate (docs/training.md). Seeds {list(results['config']['seeds'])}; mean ± standard deviation over "
+        f"seeds. Metrics on {results['config']['eval_samples']} samples against held-out data (docs/evaluation.md).",
+        "",
+    ]
+    runs = results["quality"]["runs"]
+    for dataset in ("digits", *POINT_SETS):
+        keys = (["digits_fd", "precision", "recall", "coverage"] if dataset == "digits" else ["w2", "mmd2_rbf"])
+        keys += ["train_seconds", "peak_memory_mib"]
+        lines += [f"**{dataset}**", "", "| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        for method in METHODS:
+            row = [r for r in runs if r["method"] == method and r["dataset"] == dataset]
+            cells = [fmt(*mean_spread([r.get(k) for r in row]), digits=1 if k in ("train_seconds", "peak_memory_mib") else 3)
+                     for k in keys]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## 2. Quality against model calls", "", "![quality vs calls](quality_vs_nfe.png)", ""]
+    for curve in results["quality_vs_calls"]["curves"]:
+        pts = ", ".join(f"{p['calls']}: {p[curve['metric']]:.3f}" for p in curve["points"])
+        lines.append(f"- {curve['sampler']}, {curve['dataset']} ({curve['metric']} by calls): {pts}")
+    speed = results["speed"]
+    lines += ["", "## 3. Speed (ratios measured side by side in one process)", "",
+              "| comparison | genzoo | baseline | ratio | target |", "|---|---|---|---|---|",
+              f"| trainer vs plain PyTorch loop (steps/s, FM UNet, batch 128) | {speed['trainer']['genzoo_steps_per_second']:.2f} | "
+              f"{speed['trainer']['plain_steps_per_second']:.2f} | {speed['trainer']['ratio_genzoo_over_plain']:.3f} x of plain speed | ≥ 0.95 |"]
+    for name, r in speed["schedulers"].items():
+        lines.append(f"| {name}.step vs Diffusers (µs/step) | {r['genzoo_us_per_step']:.1f} | {r['diffusers_us_per_step']:.1f} | "
+                     f"{r['ratio_genzoo_over_diffusers']:.3f} x the time | ≤ 1 |")
+    p = speed["pipeline"]
+    lines += [f"| DDPMPipeline vs diffusers.DDPMPipeline ({p['steps']} steps, batch {p['batch']}, s) | {p['genzoo_seconds']:.3f} | "
+              f"{p['diffusers_seconds']:.3f} | {p['ratio_genzoo_over_diffusers']:.3f} x the time | ≤ 1 |", ""]
+    sc = results["scale"]
+    lines += ["## 4. Scale", "", "| batch | steps/s | samples/s | peak memory (MiB) |", "|---|---|---|---|"]
+    lines += [f"| {r['batch']} | {r['steps_per_second']:.2f} | {r['samples_per_second']:.0f} | {r['peak_memory_mib']} |"
+              for r in sc["batch_sizes"]]
+    lines += ["", f"Two CPU processes (global batch 128) against one: {sc['two_over_one']:.2f} x the samples/s "
+              f"({sc['processes']['2']['samples_per_second']:.0f} vs {sc['processes']['1']['samples_per_second']:.0f}).", ""]
+    (out / "RESULTS.md").write_text("\n".join(lines))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets: checks the machinery, not the models")
+    parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md, results.json and the plot go")
+    parser.add_argument("--work", type=Path, default=None, help="where the trained models go (default OUT/work)")
+    parser.add_argument("--sections", default="quality,calls,speed,scale",
+                        help="rerun only these sections (comma-separated), keeping the others from OUT/results.json")
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    sections = set(args.sections.split(","))
+    work = args.work or (args.out / "work")
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    import accelerate
+    import diffusers
+
+    import genzoo
+
+    results = {
+        "quick": args.quick,
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "versions": f"genzoo {genzoo.__version__}, torch {torch.__version__}, diffusers {diffusers.__version__}, "
+                    f"accelerate {accelerate.__version__}, Python {platform.python_version()}",
+    }
+    if sections != {"quality", "calls", "speed", "scale"}:  # a partial rerun keeps the rest of the last full run
+        previous = json.loads((args.out / "results.json").read_text())
+        results = {**previous, **{k: results[k] for k in ("machine", "versions")}}
+    if "quality" in sections:
+        results["quality"] = quality(cfg, work)
+    if "calls" in sections:
+        results["quality_vs_calls"] = quality_vs_calls(cfg, work)
+        plot_curves(results["quality_vs_calls"]["curves"], args.out / "quality_vs_nfe.png")
+    if "speed" in sections:
+        results["speed"] = {"trainer": trainer_vs_plain_loop(cfg, work), "schedulers": scheduler_step_ratios(),
+                            "pipeline": pipeline_ratio()}
+    if "scale" in sections:
+        results["scale"] = scale(cfg, work)
+    elapsed = time.perf_counter() - start
+    results["total_seconds"] = elapsed if "quality" in sections else results.get("total_seconds", elapsed)
+    results.setdefault("reruns", [])
+    if "quality" not in sections:
+        results["reruns"].append({"sections": sorted(sections), "seconds": round(elapsed, 1)})
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
+    write_report(results, args.out, command)
+    print(f"wrote {args.out / 'RESULTS.md'} in {results['total_seconds'] / 60:.1f} minutes")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""benchmarks/run.py --quick: every section runs end to end and writes the report (structure, not timings)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import PIL.Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_benchmark_writes_every_section(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(tmp_path)],
+                            env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["quick"] is True
+    runs = results["quality"]["runs"]
+    assert {(r["method"], r["dataset"]) for r in runs} == {
+        (m, d) for m in ("gan", "vae", "ddpm", "flow-matching") for d in ("digits", "8gaussians", "moons", "checkerboard")
+    }
+    for run in runs:
+        assert run["peak_memory_mib"] > 0 and run["train_seconds"] > 0
+        assert ("digits_fd" in run) == (run["dataset"] == "digits") and ("w2" in run) == (run["dataset"] != "digits")
+    samplers = {(c["sampler"], c["dataset"]) for c in results["quality_vs_calls"]["curves"]}
+    assert len(samplers) == 8 and all(c["points"] for c in results["quality_vs_calls"]["curves"])
+    speed = results["speed"]
+    assert speed["trainer"]["ratio_genzoo_over_plain"] > 0
+    assert set(speed["schedulers"]) == {"DDPMScheduler", "FlowMatchEuler"} and speed["pipeline"]["steps"] == 100
+    assert [r["batch"] for r in results["scale"]["batch_sizes"]] == [8, 64] and results["scale"]["two_over_one"] > 0
+    report = (tmp_path / "RESULTS.md").read_text()
+    for heading in ("## 1. Quality", "## 2. Quality against model calls", "## 3. Speed", "## 4. Scale"):
+        assert heading in report
+    assert "python benchmarks/run.py --quick" in report and "quick mode" in report
+    assert PIL.Image.open(tmp_path / "quality_vs_nfe.png").size[0] > 100
