@@ -171,7 +171,6 @@ def run_eval(args) -> int:
     import yaml
 
     from .metrics.evaluate import evaluate_pipeline
-
     from .pipelines.loading import resolve_pretrained_path
 
     folder = resolve_pretrained_path(args.pretrained, revision=args.revision, cache_dir=args.cache_dir)
