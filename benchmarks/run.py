@@ -160,7 +160,7 @@ def trainer_vs_plain_loop(cfg, work: Path) -> dict:
     """Steps/s of genzoo's trainer against the hand-written PyTorch loop, same UNet, batch, data and loss."""
     from genzoo.data import digits_dataset  # noqa: F401  (import cost outside the timing)
     from genzoo.training import parse_args
-    from genzoo.training.trainer import Trainer
+    from genzoo.training.trainer import Trainer, reset_accelerate_state
 
     steps = cfg["speed_steps"]
     args = parse_args(["--dataset", "digits", "--output_dir", str(work / "speed"), "--logger", "none",
@@ -197,10 +197,7 @@ def trainer_vs_plain_loop(cfg, work: Path) -> dict:
         g, p = timed(genzoo_steps, 1), timed(plain_steps, 1)
         pairs.append((steps / g, steps / p))
         ratios.append(p / g)
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state()
-    GradientState._reset_state()
+    reset_accelerate_state()
     genzoo_sps = statistics.median(a for a, _ in pairs)
     plain_sps = statistics.median(b for _, b in pairs)
     return {"genzoo_steps_per_second": genzoo_sps, "plain_steps_per_second": plain_sps,

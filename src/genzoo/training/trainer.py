@@ -517,18 +517,22 @@ class Trainer:
         return metrics
 
 
+def reset_accelerate_state() -> None:
+    """Forget Accelerate's process-wide settings (mixed precision, gradient state), which otherwise refuse to change,
+    so that another run in this process (tests, notebooks, docs, the benchmark) may choose its own. The distributed
+    set-up (PartialState) is kept. Accelerate's own tests reset state the same way."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+
+
 def train(args) -> TrainResult:
     """Train from a parsed namespace (see :func:`genzoo.training.parse_args`)."""
     try:
         return Trainer(finish_args(args)).run()
     finally:
-        # Accelerate keeps mixed precision and gradient settings in process-wide singletons that refuse to change;
-        # forget them so that another run in this process (tests, notebooks, docs) may choose its own. The
-        # distributed set-up (PartialState) is kept. Accelerate's own tests reset state the same way.
-        from accelerate.state import AcceleratorState, GradientState
-
-        AcceleratorState._reset_state()
-        GradientState._reset_state()
+        reset_accelerate_state()
 
 
 def main(argv: list[str] | None = None) -> int:
