@@ -13,8 +13,9 @@ import torch
 import genzoo
 
 
-def tiny_unet(channels=1, size=8):
+def tiny_unet(channels=1, size=8, **kwargs):
     return diffusers.UNet2DModel(
+        **kwargs,
         sample_size=size,
         in_channels=channels,
         out_channels=channels,

@@ -14,6 +14,7 @@ from genzoo.data import (
     DataError,
     TrainingData,
     add_data_arguments,
+    digit_captions,
     digits_dataset,
     load_training_data,
     toy_dataset,
@@ -404,7 +405,173 @@ def test_large_data_sets_skip_bad_images_lazily(tmp_path, monkeypatch, caplog):
     item = data.dataset[bad[0]]
     assert item["index"] == bad[0] and item["sample"].shape == (1, 8, 8)
     assert any("zz_bad.png" in r.getMessage() for r in caplog.records if r.name == "genzoo.data")
+    # the replacement brings its own caption (and label): each image keeps its caption
+    (folder / "metadata.jsonl").write_text(
+        "".join(f'{{"file_name": "{p.name}", "text": "{p.stem}"}}\n' for p in sorted(folder.glob("*.png")))
+    )
+    captioned = load("--dataset", folder, "--caption_column", "text")
+    row = captioned.captions.index("zz_bad")
+    replaced, following = captioned.dataset[row], captioned.dataset[(row + 1) % 8]
+    assert replaced["index"] == row and replaced["caption"] == following["caption"] == captioned.captions[(row + 1) % 8]
+    assert torch.equal(replaced["sample"], following["sample"])
     monkeypatch.setattr(ImageDataset, "min_tries_to_refuse", 1)
     fresh = load("--dataset", folder)
     with pytest.raises(DataError, match="1 of 1 images failed to decode"):
         fresh.dataset[bad[0]]
+
+
+# -------------------------------------------------------------------------------------------------------- captions
+def load_with(*argv, conditioning=None):
+    """`load`, with the trainer's --conditioning option set (the data options read it from args)."""
+    parser = argparse.ArgumentParser()
+    add_data_arguments(parser)
+    args = parser.parse_args([str(a) for a in argv])
+    if conditioning is not None:
+        args.conditioning = conditioning
+    return load_training_data(args)
+
+
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def test_digit_captions_name_their_digit():
+    for label in range(10):
+        phrasings = digit_captions(label)
+        assert len(phrasings) >= 5 and len(set(phrasings)) == len(phrasings)
+        assert str(label) in phrasings  # the bare numeral
+        assert any(NUMBER_WORDS[label] in p.split() for p in phrasings)
+        assert any(str(label) in p.split() for p in phrasings if p != str(label))
+        for phrasing in phrasings:  # each names its digit, and no other
+            words = set(phrasing.split())
+            assert words & {str(label), NUMBER_WORDS[label]}
+            assert not words & ({str(d) for d in range(10)} | set(NUMBER_WORDS)) - {str(label), NUMBER_WORDS[label]}
+    assert "a handwritten seven" in digit_captions(7) and "the digit 7" in digit_captions(7)
+    assert "an eight" in digit_captions(8) and "a one" in digit_captions(1)
+    with pytest.raises(DataError, match="an int from 0 to 9, got 10"):
+        digit_captions(10)
+
+
+def test_digits_captions_are_fixed_per_row_and_use_every_phrasing():
+    from genzoo.data.builtin import digits_captions
+
+    every = digits_dataset("all")
+    assert every.features["caption"].dtype == "string"
+    all_captions = every["caption"]
+    assert digits_captions("all") == list(all_captions)
+    for split in ("train", "test"):
+        hf = digits_dataset(split)
+        rows = digits_split_indices(split)
+        captions, labels = list(hf["caption"]), list(hf["label"])
+        assert captions == [all_captions[i] for i in rows]  # the same caption for a digit in every split
+        for caption, label in zip(captions, labels):
+            assert caption in digit_captions(label)
+    train = digits_dataset("train")
+    used = {(label, caption) for label, caption in zip(train["label"], train["caption"])}
+    for label in range(10):  # the train split alone uses every phrasing of every class, in near-equal numbers
+        assert {c for l, c in used if l == label} == set(digit_captions(label))
+        counts = [list(zip(train["label"], train["caption"])).count((label, c)) for c in digit_captions(label)]
+        assert max(counts) - min(counts) <= 8, counts
+
+
+def test_caption_column_default_follows_conditioning():
+    """Captions are read by default only for --conditioning text; --caption_column reads them anyway."""
+    plain = load_with()
+    assert plain.captions is None and "caption" not in plain.dataset[0] and plain.details["caption_column"] is None
+    assert plain.describe() == "digits: 1437 images 1x8x8, 10 classes"
+    assert load_with(conditioning="class").captions is None
+
+    text = load_with("--max_train_samples", 100, conditioning="text")
+    assert text.details["caption_column"] == "caption" and len(text.captions) == len(text.dataset) == 100
+    assert text.captions == list(digits_dataset()["caption"][:100])
+    assert text.describe() == f"digits: 100 images 1x8x8, 10 classes, {len(set(text.captions))} distinct captions"
+    item = text.dataset[7]
+    assert set(item) == {"sample", "index", "label", "caption"} and item["caption"] == text.captions[7]
+    assert item["caption"] in digit_captions(item["label"])
+
+    explicit = load_with("--caption_column", "caption", "--max_train_samples", 100)
+    assert explicit.captions == text.captions
+    assert load_with("--caption_column", "none", conditioning="text").captions is None
+    assert load_with("--caption_column", "None").captions is None
+
+
+def test_captions_in_dataloader_batches():
+    data = load_with("--max_train_samples", 12, conditioning="text")
+    loader = torch.utils.data.DataLoader(data.dataset, batch_size=5, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    batch = next(iter(loader))
+    assert isinstance(batch["caption"], list) and len(batch["caption"]) == 5
+    assert all(isinstance(c, str) for c in batch["caption"])
+    assert batch["caption"] == [data.captions[i] for i in batch["index"].tolist()]
+
+
+def test_caption_column_errors(tmp_path):
+    import datasets
+
+    images = [PIL.Image.new("L", (8, 8), 10 * i) for i in range(3)]
+    hf = datasets.Dataset.from_dict({"image": images, "words": ["a cat", None, "a dog"], "label": [0, 1, 0]})
+    hf.save_to_disk(str(tmp_path / "holes"))
+    with pytest.raises(DataError, match=r"has no 'caption' or 'text' column; its columns are image \(Image\), "
+                                        r"words \(Value\), label \(Value\): pass --caption_column"):
+        load_with("--dataset", tmp_path / "holes", conditioning="text")
+    with pytest.raises(DataError, match=r"--caption_column 'text' is not a column of .*image \(Image\), words"):
+        load_with("--dataset", tmp_path / "holes", "--caption_column", "text")
+    with pytest.raises(DataError, match=r"caption column 'words' of .* has no caption \(None\) for row 1"):
+        load_with("--dataset", tmp_path / "holes", "--caption_column", "words", conditioning="text")
+    with pytest.raises(DataError, match=r"caption column 'label' of .* holds Value\('int64'\).*row 0 is 0"):
+        load_with("--dataset", tmp_path / "holes", "--caption_column", "label")
+    # --max_train_samples drops the row without a caption first
+    data = load_with("--dataset", tmp_path / "holes", "--caption_column", "words", "--max_train_samples", 1)
+    assert data.captions == ["a cat"] and data.dataset[0]["caption"] == "a cat"
+    # with no captions asked for, the column does not matter
+    assert load_with("--dataset", tmp_path / "holes").captions is None
+    with pytest.raises(DataError, match="has no 'caption' or 'text' column"):
+        load_with("--dataset", "moons", "--num_samples", 10, conditioning="text")
+
+
+def test_image_folder_with_metadata_captions(tmp_path, caplog):
+    """An imagefolder's metadata.jsonl "text" column; bad images are skipped with their captions."""
+    import json
+
+    folder = write_images(tmp_path / "captioned", [((8, 8), "L")] * 5, bad=1)
+    captions = {f"img{i:03d}.png": f"a ramp number {i}" for i in range(5)}
+    captions["bad0.png"] = "never seen"
+    (folder / "metadata.jsonl").write_text(
+        "".join(json.dumps({"file_name": name, "text": text}) + "\n" for name, text in captions.items())
+    )
+    caplog.set_level(logging.WARNING, logger="genzoo.data")
+    data = load_with("--dataset", folder, "--max_bad_images_fraction", 0.5, conditioning="text")
+    assert data.num_skipped == 1 and len(data.dataset) == 5 and data.details["caption_column"] == "text"
+    assert sorted(data.captions) == sorted(f"a ramp number {i}" for i in range(5))
+    for i in range(5):  # each image keeps its own caption: the ramp of image k is divided by k % 3 + 1
+        item = data.dataset[i]
+        k = int(item["caption"].split()[-1])
+        expected = np.tile(np.linspace(0, 255, 8).astype(np.uint8), (8, 1)) // (k % 3 + 1) / 127.5 - 1
+        np.testing.assert_allclose(item["sample"][0].numpy(), expected, atol=1e-6)
+    assert data.describe() == f"{folder}: 5 images 1x8x8, 5 distinct captions (1 undecodable images skipped)"
+
+
+def test_image_folder_caption_none_names_the_file(tmp_path):
+    import json
+
+    folder = write_images(tmp_path / "holes", [((8, 8), "L")] * 3)
+    (folder / "metadata.jsonl").write_text(
+        "".join(json.dumps({"file_name": f"img{i:03d}.png", "caption": None if i == 2 else "x"}) + "\n"
+                for i in range(3))
+    )
+    with pytest.raises(DataError, match=r"caption column 'caption' .* no caption \(None\) for row 2 \(.*img002.png\)"):
+        load_with("--dataset", folder, conditioning="text")
+
+
+def test_save_to_disk_vector_data_with_captions(tmp_path):
+    import datasets
+
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    datasets.Dataset.from_dict({"x": x.tolist(), "caption": [f"point {i}" for i in range(6)]}).save_to_disk(
+        str(tmp_path / "vec")
+    )
+    data = load_with("--dataset", tmp_path / "vec", conditioning="text")
+    assert data.kind == "vector" and data.captions == [f"point {i}" for i in range(6)]
+    assert data.dataset[4]["caption"] == "point 4" and data.details["caption_column"] == "caption"
+    batch = next(iter(torch.utils.data.DataLoader(data.dataset, batch_size=6)))
+    assert batch["caption"] == data.captions and torch.equal(batch["sample"], torch.from_numpy(x))
+    assert data.describe() == f"{tmp_path / 'vec'}: 6 vectors of dimension 2, 6 distinct captions"

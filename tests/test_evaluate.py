@@ -18,6 +18,9 @@ def runs(tmp_path_factory):
     for method, dataset in (("flow-matching", "moons"), ("vae", "moons"), ("gan", "digits"), ("ddpm", "8gaussians"),
                             ("vae", "digits")):
         run_training(method, dataset, root / f"{method}-{dataset}")
+    for method in ("vae", "gan"):
+        run_training(method, "digits", root / f"{method}-class", "--conditioning", "class")
+    run_training("flow-matching", "digits", root / "fm-text", "--conditioning", "text", "--text_hidden_size", "16")
     return root
 
 
@@ -68,3 +71,22 @@ def test_genzoo_eval_mistakes(runs, capsys, tmp_path):
                  "--out", str(tmp_path / "x.json")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("genzoo: error:") and "'digits'" in err and len(err.splitlines()) == 1
+
+
+def test_conditional_pipelines_are_asked_for_every_digit_and_scored_on_it(runs, tmp_path, capsys):
+    for name in ("vae-class", "gan-class", "fm-text"):
+        pipe = genzoo.load_pipeline(runs / name)
+        result = evaluate_pipeline(pipe, "digits", num_samples=40, steps=2, iwae_k=2)
+        assert result["conditioning"] == ("text" if name == "fm-text" else "class")
+        assert 0 <= result["class_accuracy"] <= 1 and np.isfinite(result["digits_fd"])
+        assert result["guidance_scale"] == (3.0 if name == "fm-text" else None)  # GANs and VAEs have no guidance
+    # a conditional VAE bounds -log p(x | y) with the held-out digits' own labels
+    vae = evaluate_pipeline(genzoo.load_pipeline(runs / "vae-class"), "digits", num_samples=20, iwae_k=2)
+    assert vae["iwae_conditional_on_label"] and np.isfinite(vae["iwae_nll_nats"])
+    code = main(["eval", str(runs / "fm-text"), "--num-samples", "20", "--steps", "2", "--guidance-scale", "1.5",
+                 "--out", str(tmp_path / "e.json")])
+    assert code == 0 and json.loads(capsys.readouterr().out)["guidance_scale"] == 1.5
+    card = make_model_card(runs / "fm-text", "user/text")
+    assert card.data.pipeline_tag == "text-to-image" and "text-conditional" in card.data.tags
+    assert 'pipe(prompt="a handwritten seven"' in card.text and "--guidance-scale 1.5" in card.text
+    assert "accuracy on the asked-for digit" in card.text

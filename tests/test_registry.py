@@ -22,6 +22,7 @@ GENZOO_COMPONENTS = {
         "FlowMatchHeunScheduler": genzoo.FlowMatchHeunScheduler,
     },
     "model": {
+        "ConditionalAutoencoderKL": genzoo.ConditionalAutoencoderKL,
         "DCGANDiscriminator": genzoo.DCGANDiscriminator,
         "DCGANGenerator": genzoo.DCGANGenerator,
         "MLPDenoiser": genzoo.MLPDenoiser,

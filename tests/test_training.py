@@ -46,7 +46,7 @@ def run_training(method, dataset, output_dir, *extra):
 def final_weights(output_dir) -> dict:
     """Every tensor of every saved component of the final pipeline."""
     tensors = {}
-    for f in sorted(Path(output_dir).glob("*/diffusion_pytorch_model.safetensors")):
+    for f in sorted(Path(output_dir).glob("*/*.safetensors")):  # Diffusers' and transformers' weight files
         tensors.update({f"{f.parent.name}.{k}": v for k, v in load_file(f).items()})
     return tensors
 
@@ -86,12 +86,19 @@ def test_each_method_trains_saves_and_loads(method, dataset, tmp_path):
 def test_resume_from_a_checkpoint_is_exact(method, extra, tmp_path):
     """Stopped at step 3 and resumed, a run ends with the same weights as the uninterrupted run (EMA, optimisers,
     schedules, RNG, data order and the trainer's generator all restored)."""
+    assert_resumes_exactly(method, tmp_path, *extra)
+
+
+def assert_resumes_exactly(method, tmp_path, *extra):
+    """Train on digits to the end in ``tmp_path/full``; resume a copy of its checkpoint-3 in ``tmp_path/stopped``;
+    both must end with the same weights. Returns the two folders."""
     run_training(method, "digits", tmp_path / "full", *extra)
     stopped = tmp_path / "stopped"
     (stopped / "checkpoints").mkdir(parents=True)
     os.rename(tmp_path / "full" / "checkpoints" / "checkpoint-3", stopped / "checkpoints" / "checkpoint-3")
     run_training(method, "digits", stopped, *extra, "--resume_from_checkpoint", "latest")
     assert_same_weights(tmp_path / "full", stopped)
+    return tmp_path / "full", stopped
 
 
 def test_resume_across_an_epoch_with_a_dropped_partial_accumulation(tmp_path):

@@ -3,7 +3,15 @@
 __version__ = "0.1.0.dev0"
 
 from . import registry
-from .models import DCGANDiscriminator, DCGANGenerator, MLPDenoiser, MLPDiscriminator, MLPGenerator, MLPVAE
+from .models import (
+    ConditionalAutoencoderKL,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDenoiser,
+    MLPDiscriminator,
+    MLPGenerator,
+    MLPVAE,
+)
 from .pipelines import (
     DDPMPipeline,
     FlowMatchingPipeline,
@@ -17,6 +25,7 @@ from .pipelines import (
 from .schedulers import DDPMScheduler, FlowMatchEulerScheduler, FlowMatchHeunScheduler
 
 __all__ = [
+    "ConditionalAutoencoderKL",
     "DCGANDiscriminator",
     "DCGANGenerator",
     "DDPMPipeline",

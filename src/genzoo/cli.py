@@ -160,6 +160,8 @@ def add_eval_command(subparsers) -> None:
     parser.add_argument("--out", type=Path, default=Path("eval.json"), help="JSON file to write (default eval.json)")
     parser.add_argument("--likelihood-steps", type=positive_int, default=100, help="RK4 steps for flow likelihoods")
     parser.add_argument("--iwae-k", type=positive_int, default=64, help="importance samples for the VAE NLL bound")
+    parser.add_argument("--guidance-scale", type=float, default=None,
+                        help="conditional models: classifier-free guidance (default: the pipeline's)")
     parser.add_argument("--revision", help="Hub revision")
     parser.add_argument("--cache-dir", help="Hub cache folder")
     parser.set_defaults(run=run_eval)
@@ -184,6 +186,7 @@ def run_eval(args) -> int:
     result = evaluate_pipeline(
         pipe, dataset, num_samples=args.num_samples, steps=args.steps, seed=args.seed,
         likelihood_steps=args.likelihood_steps, iwae_k=args.iwae_k, recon_loss=recipe.get("recon_loss", "mse"),
+        guidance_scale=args.guidance_scale,
     )
     text = json.dumps(result, indent=2) + "\n"
     print(text, end="")
@@ -281,6 +284,12 @@ def add_sample_command(subparsers) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("samples.png"), help="a .png or .npy file (default: samples.png)"
     )
+    parser.add_argument("--class-labels", help="class-conditional models: comma-separated label names or ids, e.g. "
+                        "7 or 0,1,2 (samples go through them in turn; default: every class in turn)")
+    parser.add_argument("--prompt", action="append", help="text-conditional models: a prompt (repeat for several; "
+                        "samples go through them in turn)")
+    parser.add_argument("--negative-prompt", help="text-conditional models: what guidance steers away from")
+    parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance (default: the pipeline's)")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     parser.add_argument("--cache-dir", help="Hub cache folder")
     parser.add_argument("--local-files-only", action="store_true", help="never download; use the Hub cache only")
@@ -309,6 +318,7 @@ def run_sample(args) -> int:
         generator=torch.Generator(device).manual_seed(args.seed),
         num_inference_steps=args.steps,
         output_type="np",
+        **_condition_options(pipe, args),
     )
     is_image = not isinstance(result, VectorPipelineOutput)  # else an ImagePipelineOutput
     samples = result.images if is_image else result.samples
@@ -322,6 +332,31 @@ def run_sample(args) -> int:
         what = save_samples(samples, out, title=_plot_title(pipe, args))
     print(f"Wrote {what} from {type(pipe).__name__} (seed {args.seed}) to {out}")
     return 0
+
+
+def _condition_options(pipe, args) -> dict:
+    """The conditioning options the user gave, as pipeline arguments (only those given, so an unconditional
+    pipeline's own error names what it does not take)."""
+    options = {}
+    if args.class_labels is not None:
+        names = set((getattr(pipe, "id2label", None) or {}).values())
+        values = [v.strip() for v in args.class_labels.split(",") if v.strip()]
+        labels = [int(v) if v not in names and v.lstrip("-").isdigit() else v for v in values]
+        options["class_labels"] = [labels[i % len(labels)] for i in range(args.num_samples)] if labels else None
+    if args.prompt:
+        options["prompt"] = [args.prompt[i % len(args.prompt)] for i in range(args.num_samples)]
+    if args.negative_prompt is not None:
+        options["negative_prompt"] = args.negative_prompt
+    if args.guidance_scale is not None:
+        options["guidance_scale"] = args.guidance_scale
+    import inspect
+
+    accepted = inspect.signature(pipe.__call__).parameters
+    for name in options:
+        if name not in accepted:
+            flag = "--" + name.replace("_", "-")
+            raise CLIError(f"{flag}: {type(pipe).__name__} takes no {name} (it accepts {', '.join(accepted)}).")
+    return options
 
 
 def _check_device(name: str) -> torch.device:

@@ -29,6 +29,7 @@ EVAL_METRICS = {
     "recall": "recall (k-NN manifolds)",
     "coverage": "class coverage",
     "class_entropy": "class entropy (nats)",
+    "class_accuracy": "accuracy on the asked-for digit (digits classifier)",
 }
 #: Top-level folders of a training run's output folder that stay local.
 LOCAL_ONLY = ("checkpoints", "logs", "samples")
@@ -63,9 +64,55 @@ def data_kind(folder: Path) -> str:
     return "image"
 
 
-def make_model_card(folder: str | os.PathLike, repo_id: str, license: str = "apache-2.0") -> ModelCard:
+def conditioning_of_folder(folder: Path) -> tuple[str, dict | None]:
+    """``("text", None)``, ``("class", id2label)`` or ``("none", None)`` for a saved pipeline folder."""
+    from .conditioning import ID2LABEL_KEY
+
+    model_index = read_model_index(folder)
+    if (model_index.get("text_encoder") or [None])[0] is not None:
+        return "text", None
+    for component in ("unet", "generator", "vae"):
+        id2label = _load_json(Path(folder) / component / "config.json").get(ID2LABEL_KEY)
+        if id2label:
+            return "class", id2label
+    return "none", None
+
+
+def _usage_call(conditioning: str, id2label: dict | None) -> str:
+    if conditioning == "text":
+        return 'out = pipe(prompt="a handwritten seven", guidance_scale=3.0, generator=torch.Generator().manual_seed(0))'
+    if conditioning == "class":
+        first = next(iter(id2label.values()))
+        return (f'out = pipe(class_labels=["{first}"] * 4, generator=torch.Generator().manual_seed(0))  '
+                f'# label names: {", ".join(list(id2label.values())[:10])}{" ..." if len(id2label) > 10 else ""}')
+    return "out = pipe(batch_size=16, generator=torch.Generator().manual_seed(0))"
+
+
+def _evaluation_section(evaluation: dict, repo_id: str) -> str:
+    rows = [f"| {EVAL_METRICS[name]} | {value:.4g} |" for name, value in evaluation.items()
+            if name in EVAL_METRICS and isinstance(value, (int, float))]
+    if not rows:
+        return ""
+    command = f"genzoo eval {repo_id} --dataset {evaluation.get('dataset')} --num-samples {evaluation.get('num_samples')}"
+    if evaluation.get("num_inference_steps"):
+        command += f" --steps {evaluation['num_inference_steps']}"
+    if evaluation.get("guidance_scale") is not None:
+        command += f" --guidance-scale {evaluation['guidance_scale']}"
+    command += f" --seed {evaluation.get('seed', 0)}"
+    return (
+        "## Evaluation\n\n"
+        f"Measured offline against held-out data (docs/evaluation.md) with `{command}`, "
+        f"{evaluation.get('model_calls_per_sample')} model call(s) per sample:\n\n"
+        "| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n\n"
+    )
+
+
+def make_model_card(
+    folder: str | os.PathLike, repo_id: str, license: str = "apache-2.0", notes: str = ""
+) -> ModelCard:
     """A model card for the pipeline in ``folder``: metadata (library, tags, pipeline tag, data set, licence, training
-    results from ``metrics.json``), the sample grid, how to load it, and the recipe that trained it."""
+    results from ``metrics.json``, evaluation results from ``eval.json``), the sample grid, how to load and call it,
+    the evaluation, ``notes`` (markdown, e.g. how the model was reproduced) and the recipe that trained it."""
     folder = Path(folder)
     pipeline = pipeline_class_name(read_model_index(folder))
     metrics = _load_json(folder / "metrics.json")
@@ -73,7 +120,10 @@ def make_model_card(folder: str | os.PathLike, repo_id: str, license: str = "apa
     method = metrics.get("method") or recipe.get("method") or pipeline.replace("Pipeline", "").lower()
     dataset = str(metrics.get("dataset") or recipe.get("dataset") or "unknown")
     kind = data_kind(folder)
-    pipeline_tag = "unconditional-image-generation" if kind == "image" else None
+    conditioning, id2label = conditioning_of_folder(folder)
+    pipeline_tag = None
+    if kind == "image":
+        pipeline_tag = "text-to-image" if conditioning == "text" else "unconditional-image-generation"
     task = pipeline_tag or "unconditional-generation"
 
     eval_results = [
@@ -89,7 +139,8 @@ def make_model_card(folder: str | os.PathLike, repo_id: str, license: str = "apa
                                            metric_value=round(float(value), 6)))
     data = ModelCardData(
         library_name="diffusers",
-        tags=["genzoo", method, f"{kind}-data", pipeline.lower()],
+        tags=["genzoo", method, f"{kind}-data", pipeline.lower()]
+        + ([f"{conditioning}-conditional"] if conditioning != "none" else []),
         pipeline_tag=pipeline_tag,
         datasets=[dataset],
         license=license,
@@ -105,6 +156,9 @@ def make_model_card(folder: str | os.PathLike, repo_id: str, license: str = "apa
             f"(mixed precision: {metrics.get('mixed_precision', 'no')}) in {metrics.get('train_seconds_this_run')} s "
             f"({metrics.get('steps_per_second')} steps/s). Data: {metrics.get('data', dataset)}.\n\n"
         )
+        if metrics.get("wall_seconds_this_run") and metrics.get("machine"):
+            facts += (f"Wall-clock time of the whole run (data, training, saving): "
+                      f"{metrics['wall_seconds_this_run'] / 60:.1f} minutes on {metrics['machine']}.\n\n")
     recipe_block = ""
     if recipe:
         recipe_block = (
@@ -125,7 +179,7 @@ import torch
 import genzoo
 
 pipe = genzoo.load_pipeline("{repo_id}")
-out = pipe(batch_size=16, generator=torch.Generator().manual_seed(0))
+{_usage_call(conditioning, id2label)}
 ```
 
 With plain Diffusers (genzoo must be installed; the repository's `genzoo_hub.py` hands Diffusers genzoo's classes):
@@ -138,7 +192,7 @@ pipe = DiffusionPipeline.from_pretrained("{repo_id}", trust_remote_code=True)
 
 Or from the command line: `genzoo sample {repo_id} --num-samples 16 --out samples.png`.
 
-{recipe_block}"""
+{_evaluation_section(evaluation, repo_id)}{notes.strip() + chr(10) + chr(10) if notes.strip() else ""}{recipe_block}"""
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 

@@ -3,10 +3,11 @@
 
     parser = argparse.ArgumentParser()
     add_data_arguments(parser)                       # --dataset, --resolution, --center_crop, --random_flip, ...
-    data = load_training_data(parser.parse_args())   # TrainingData: .dataset, .kind, .sample_shape, .num_classes, ...
+    data = load_training_data(parser.parse_args())   # TrainingData: .dataset, .kind, .sample_shape, .num_classes,
+                                                     # .captions (with --caption_column / --conditioning text), ...
 """
 
-from .builtin import BUILTIN_DATASETS, TOY_DATASETS, digits_dataset, toy_dataset, toy_points
+from .builtin import BUILTIN_DATASETS, TOY_DATASETS, digit_captions, digits_dataset, toy_dataset, toy_points
 from .loading import add_data_arguments, load_training_data
 from .training_data import DataError, ImageDataset, TrainingData, VectorDataset, augmentation_seed
 
@@ -19,6 +20,7 @@ __all__ = [
     "VectorDataset",
     "add_data_arguments",
     "augmentation_seed",
+    "digit_captions",
     "digits_dataset",
     "load_training_data",
     "toy_dataset",

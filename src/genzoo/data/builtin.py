@@ -21,6 +21,18 @@ _digits_arrays = None  # sklearn's (pixels uint8 (1797, 8, 8), labels int64 (179
 _digits_indices = None  # {"train": ..., "test": ..., "all": ...}: sorted sklearn indices
 _digits = {}  # split -> the digits datasets.Dataset, built once per process
 
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# The phrasings of the digits' captions; {a} is "a" or "an" before the word ("an eight").
+DIGIT_CAPTION_TEMPLATES = (
+    "a handwritten {word}",
+    "the digit {numeral}",
+    "{numeral}",
+    "{a} {word}",
+    "the number {word}",
+    "handwritten {numeral}",
+    "an image of the digit {word}",
+)
+
 
 def _check_split(split) -> str:
     if split not in DIGITS_SPLITS:
@@ -70,9 +82,39 @@ def digits_arrays(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     return pixels[indices], labels[indices]
 
 
+def digit_captions(label: int) -> list[str]:
+    """Every phrasing of the captions of digit ``label`` (0..9), e.g. for 7: "a handwritten seven", "the digit 7",
+    "7", "a seven", "the number seven", "handwritten 7", "an image of the digit seven"."""
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < DIGITS_NUM_CLASSES:
+        from .training_data import DataError
+
+        raise DataError(f"a digit label is an int from 0 to {DIGITS_NUM_CLASSES - 1}, got {label!r}")
+    word = DIGIT_WORDS[label]
+    article = "an" if word == "eight" else "a"  # "an eight", but "a one" (said "wun")
+    return [template.format(word=word, numeral=int(label), a=article) for template in DIGIT_CAPTION_TEMPLATES]
+
+
+def digits_captions(split: str = "train") -> list[str]:
+    """The caption of each digit of a split, in row order. The phrasing is fixed by the digit's index into
+    ``load_digits()``: the k-th digit of its class there (counting from 0) gets phrasing k mod 7 of
+    :func:`digit_captions`, so a digit has the same caption in every split and each class uses every phrasing
+    equally often."""
+    _check_split(split)
+    _, every_label = digits_arrays("all")
+    rank = np.zeros(len(every_label), dtype=np.int64)  # rank[i]: how many digits of i's class come before it
+    for label in range(DIGITS_NUM_CLASSES):
+        rows = np.flatnonzero(every_label == label)
+        rank[rows] = np.arange(len(rows))
+    phrasings = [digit_captions(label) for label in range(DIGITS_NUM_CLASSES)]
+    return [
+        phrasings[every_label[i]][rank[i] % len(DIGIT_CAPTION_TEMPLATES)] for i in digits_split_indices(split)
+    ]
+
+
 def digits_dataset(split: str = "train"):
     """scikit-learn's handwritten digits as a ``datasets.Dataset``: an ``image`` column of 8x8 grayscale ("L") PIL
-    images, pixel = round(v * 255 / 16) for sklearn's values v in 0..16, and a ``label`` ClassLabel "0".."9".
+    images, pixel = round(v * 255 / 16) for sklearn's values v in 0..16, a ``label`` ClassLabel "0".."9", and a
+    ``caption`` string (one of the phrasings of :func:`digit_captions`, chosen by :func:`digits_captions`).
 
     ``split``: "train" (default, 1437 digits: what ``--dataset digits`` trains on), "test" (the 360 held-out digits,
     35-37 per class, that the digits metrics use as reference: never train on them) or "all" (1797). Rows keep
@@ -84,10 +126,18 @@ def digits_dataset(split: str = "train"):
 
         pixels, labels = digits_arrays(split)
         features = datasets.Features(
-            {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(i) for i in range(DIGITS_NUM_CLASSES)])}
+            {
+                "image": datasets.Image(),
+                "label": datasets.ClassLabel(names=[str(i) for i in range(DIGITS_NUM_CLASSES)]),
+                "caption": datasets.Value("string"),
+            }
         )
         _digits[split] = datasets.Dataset.from_dict(
-            {"image": [PIL.Image.fromarray(p) for p in pixels], "label": labels.tolist()},
+            {
+                "image": [PIL.Image.fromarray(p) for p in pixels],
+                "label": labels.tolist(),
+                "caption": digits_captions(split),
+            },
             features=features,
         )
     return _digits[split]

@@ -66,6 +66,11 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help='the column holding class labels (default: "label" if there is one; "none" ignores labels)',
     )
     g.add_argument(
+        "--caption_column", default=None,
+        help='the column holding captions, one string per row (default with --conditioning text: "caption", else '
+        '"text"; otherwise captions are read only when this is given; "none" ignores captions)',
+    )
+    g.add_argument(
         "--vector_column", default=None,
         help=f"for data without images: the column holding equal-length lists of numbers "
         f"(default: {DEFAULT_VECTOR_COLUMN})",
@@ -103,8 +108,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_training_data(args: argparse.Namespace) -> TrainingData:
     """Build the :class:`TrainingData` the options in ``args`` describe (options ``args`` lacks take their defaults;
-    ``args.seed`` seeds the data unless ``--data_seed`` is given). Raises :class:`DataError` for every data problem."""
+    ``args.seed`` seeds the data unless ``--data_seed`` is given; ``args.conditioning`` == "text" makes captions
+    required). Raises :class:`DataError` for every data problem."""
     opts = _options(args)
+    conditioning = getattr(args, "conditioning", None) or "none"
     seed = opts.data_seed if opts.data_seed is not None else getattr(args, "seed", None)
     seed = 0 if seed is None else seed
     _check_options(opts, seed)
@@ -128,6 +135,7 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
 
     columns = hf.column_names
     image_column = _image_column(hf, opts, name)
+    caption_column = _caption_column(hf, opts, name, conditioning)
     if image_column is None:
         vector_column = opts.vector_column or DEFAULT_VECTOR_COLUMN
         if vector_column not in columns:
@@ -140,19 +148,26 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
             )
         _ignore_image_options(opts, name)
         hf, labels, num_classes, id2label = _labels(hf, opts, name)
+        captions = _captions(hf, caption_column, name)
         vectors = _vectors(hf, vector_column, name)
         return TrainingData(
-            dataset=VectorDataset(vectors, labels),
+            dataset=VectorDataset(vectors, labels, captions),
             kind="vector",
             sample_shape=(vectors.shape[1],),
             name=name,
             hf_dataset=hf,
             num_classes=num_classes,
             id2label=id2label,
+            captions=captions,
             source=source,
-            details={"vector_column": vector_column, "label_column": _label_column(hf, opts), "seed": seed},
+            details={
+                "vector_column": vector_column,
+                "label_column": _label_column(hf, opts),
+                "caption_column": caption_column,
+                "seed": seed,
+            },
         )
-    return _image_data(hf, image_column, opts, name, source, seed)
+    return _image_data(hf, image_column, caption_column, opts, name, source, seed)
 
 
 # --------------------------------------------------------------------------------------------------- options
@@ -341,6 +356,53 @@ def _label_column(hf, opts) -> str | None:
     return opts.label_column
 
 
+def _caption_column(hf, opts, name, conditioning) -> str | None:
+    """The column to read captions from, or ``None`` for no captions. Without ``--caption_column``, captions are
+    read only for ``--conditioning text``: from "caption", else "text"; a data set with neither is an error."""
+    given = opts.caption_column
+    if given is not None and not isinstance(given, str):
+        raise DataError(f"--caption_column must be a column name (a string) or none, got {given!r}")
+    if given is not None and given.strip().lower() in ("", "none"):
+        return None
+    if given is not None:
+        if given not in hf.column_names:
+            raise DataError(
+                f"--caption_column {given!r} is not a column of {name!r}; its columns are {_describe_columns(hf)} "
+                "(use --caption_column none for no captions)"
+            )
+        return given
+    if conditioning != "text":
+        return None
+    for candidate in ("caption", "text"):
+        if candidate in hf.column_names:
+            return candidate
+    raise DataError(
+        f"--conditioning text needs captions, and {name!r} has no 'caption' or 'text' column; its columns are "
+        f"{_describe_columns(hf)}: pass --caption_column to name the column of captions"
+    )
+
+
+def _captions(hf, column, name, describe_row=None) -> list[str] | None:
+    """The strings of the caption ``column`` (``None`` for none), one per row of ``hf``; a missing (None) or
+    non-string caption is a :class:`DataError` naming the row (``describe_row(i)`` says where row ``i`` came from)."""
+    if column is None:
+        return None
+    captions = hf.select_columns([column]).with_format(None)[:][column]
+    for i, caption in enumerate(captions):
+        if not isinstance(caption, str):
+            where = describe_row(i) if describe_row is not None else f"row {i}"
+            if caption is None:
+                raise DataError(
+                    f"the caption column {column!r} of {name!r} has no caption (None) for {where}; give every row a "
+                    "caption (an empty string is allowed), or drop the row"
+                )
+            raise DataError(
+                f"the caption column {column!r} of {name!r} holds {hf.features[column]}, not strings: {where} is "
+                f"{caption!r}; name the column of captions with --caption_column (or none for no captions)"
+            )
+    return list(captions)
+
+
 def _column_array(hf, column) -> np.ndarray:
     return np.asarray(hf.select_columns([column]).with_format("numpy")[:][column])
 
@@ -409,7 +471,7 @@ def _iter_images(values, column, stop, chunk=256):
             yield start + offset, value
 
 
-def _image_data(hf, image_column, opts, name, source, seed) -> TrainingData:
+def _image_data(hf, image_column, caption_column, opts, name, source, seed) -> TrainingData:
     import datasets
 
     try:
@@ -468,6 +530,12 @@ def _image_data(hf, image_column, opts, name, source, seed) -> TrainingData:
         hf, values = hf.select(keep), values.select(keep)
     hf, labels, num_classes, id2label = _labels(hf, opts, name)
 
+    def describe_row(i):
+        where = describe_image_value(values[i][image_column], i)
+        return where if where.startswith("row ") else f"row {i} ({where})"
+
+    captions = _captions(hf, caption_column, name, describe_row)
+
     dataset = ImageDataset(
         values,
         image_column,
@@ -479,6 +547,7 @@ def _image_data(hf, image_column, opts, name, source, seed) -> TrainingData:
         seed=seed,
         images=cache,
         max_bad_fraction=opts.max_bad_images_fraction,
+        captions=captions,
     )
     return TrainingData(
         dataset=dataset,
@@ -488,11 +557,13 @@ def _image_data(hf, image_column, opts, name, source, seed) -> TrainingData:
         hf_dataset=hf,
         num_classes=num_classes,
         id2label=id2label,
+        captions=captions,
         source=source,
         num_skipped=len(bad),
         details={
             "image_column": image_column,
             "label_column": _label_column(hf, opts),
+            "caption_column": caption_column,
             "resolution": resolution,
             "num_channels": num_channels,
             "center_crop": opts.center_crop,

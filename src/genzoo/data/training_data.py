@@ -71,12 +71,14 @@ def augmentation_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Item ``i`` -> ``{"sample": (C, resolution, resolution) float32 in [-1, 1], "index": i[, "label": int]}``.
+    """Item ``i`` -> ``{"sample": (C, resolution, resolution) float32 in [-1, 1], "index": i[, "label": int]
+    [, "caption": str]}`` (the default DataLoader collate makes the captions of a batch a list of strings).
 
     ``images`` optionally holds every row already decoded and resized (``resize_short_side``), so nothing is decoded
     again during training; without it each item is decoded from ``hf_dataset`` (an undecoded ``Image`` column). An item
-    that fails to decode then is replaced by the next good one, counted, and logged; past ``max_bad_fraction`` of
-    the items tried (counted once ``min_tries_to_refuse`` have been tried) it raises :class:`DataError`.
+    that fails to decode then is replaced by the next good one (with that row's label and caption), counted, and
+    logged; past ``max_bad_fraction`` of the items tried (counted once ``min_tries_to_refuse`` have been tried) it
+    raises :class:`DataError`.
     """
 
     min_tries_to_refuse = 1000
@@ -93,6 +95,7 @@ class ImageDataset(torch.utils.data.Dataset):
         seed: int = 0,
         images: list[np.ndarray] | None = None,
         max_bad_fraction: float = 0.01,
+        captions: list[str] | None = None,
     ):
         self.hf_dataset = hf_dataset
         self.image_column = image_column
@@ -104,6 +107,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.images = images
         self.max_bad_fraction = max_bad_fraction
         self.labels = labels
+        self.captions = captions
         # shared memory: DataLoader workers (also persistent ones) see set_epoch calls made in the main process
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._tried = 0
@@ -121,15 +125,17 @@ class ImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.hf_dataset)
 
-    def _load(self, index: int) -> np.ndarray:
+    def _load(self, index: int) -> tuple[np.ndarray, int]:
+        """The resized image of row ``index`` and that row, or of the next row that decodes (its label and caption
+        go with it)."""
         if self.images is not None:
-            return self.images[index]
+            return self.images[index], index
         for attempt in range(len(self)):
             i = (index + attempt) % len(self)
             value = self.hf_dataset[i][self.image_column]
             self._tried += 1
             try:
-                return resize_short_side(open_image(value), self.resolution, self.num_channels)
+                return resize_short_side(open_image(value), self.resolution, self.num_channels), i
             except Exception as err:  # PIL raises many types (OSError, SyntaxError, ValueError, DecompressionBomb...)
                 self._failed += 1
                 logger.warning(
@@ -147,7 +153,7 @@ class ImageDataset(torch.utils.data.Dataset):
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
-        array = self._load(index)
+        array, row = self._load(index)
         h, w = array.shape[:2]
         r = self.resolution
         generator = None
@@ -165,16 +171,19 @@ class ImageDataset(torch.utils.data.Dataset):
         sample = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
         item = {"sample": sample, "index": index}
         if self.labels is not None:
-            item["label"] = int(self.labels[index])
+            item["label"] = int(self.labels[row])
+        if self.captions is not None:
+            item["caption"] = self.captions[row]
         return item
 
 
 class VectorDataset(torch.utils.data.Dataset):
-    """Item ``i`` -> ``{"sample": (D,) float32 in data units, "index": i[, "label": int]}``."""
+    """Item ``i`` -> ``{"sample": (D,) float32 in data units, "index": i[, "label": int][, "caption": str]}``."""
 
-    def __init__(self, vectors: np.ndarray, labels: np.ndarray | None = None):
+    def __init__(self, vectors: np.ndarray, labels: np.ndarray | None = None, captions: list[str] | None = None):
         self.vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
         self.labels = labels
+        self.captions = captions
 
     def set_epoch(self, epoch: int) -> None:
         """Vectors are not augmented; present so every genzoo dataset takes ``set_epoch``."""
@@ -189,6 +198,8 @@ class VectorDataset(torch.utils.data.Dataset):
         item = {"sample": self.vectors[index], "index": index}
         if self.labels is not None:
             item["label"] = int(self.labels[index])
+        if self.captions is not None:
+            item["caption"] = self.captions[index]
         return item
 
 
@@ -204,6 +215,7 @@ class TrainingData:
     hf_dataset: Any  # the datasets.Dataset behind it, after validation
     num_classes: int | None = None
     id2label: dict[int, str] | None = None
+    captions: list[str] | None = None  # one per item, in dataset order, when captions were read (--caption_column)
     source: str = "builtin"  # "builtin" | "imagefolder" | "disk" | "hub"
     num_skipped: int = 0  # undecodable images dropped at load time
     details: dict = field(default_factory=dict)  # the resolved options (image_column, resolution, seed, ...)
@@ -216,13 +228,16 @@ class TrainingData:
         self.dataset.set_epoch(epoch)
 
     def describe(self) -> str:
-        """One line, e.g. ``digits: 1437 images 1x8x8, 10 classes``."""
+        """One line, e.g. ``digits: 1437 images 1x8x8, 10 classes`` (``..., 10 classes, 70 distinct captions`` with
+        captions)."""
         if self.kind == "image":
             text = f"{self.name}: {len(self)} images {'x'.join(map(str, self.sample_shape))}"
         else:
             text = f"{self.name}: {len(self)} vectors of dimension {self.sample_shape[0]}"
         if self.num_classes is not None:
             text += f", {self.num_classes} classes"
+        if self.captions is not None:
+            text += f", {len(set(self.captions))} distinct captions"
         if self.num_skipped:
             text += f" ({self.num_skipped} undecodable images skipped)"
         return text

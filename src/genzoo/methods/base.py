@@ -36,6 +36,8 @@ class Method:
     name: str = ""
     #: Names of the models ``build_models`` returns.
     model_names: tuple[str, ...] = ()
+    #: What the method can be conditioned on (``--conditioning``): "none", "class" and/or "text".
+    conditionings: tuple[str, ...] = ("none",)
     #: Defaults this method prefers for trainer options (``learning_rate``, ``use_ema``, ...); a recipe or the
     #: command line overrides them.
     trainer_defaults: dict = {}
@@ -74,9 +76,59 @@ class Method:
     def check_data(self) -> None:
         """Raise a ``ValueError`` naming what is wrong if the method cannot train on ``self.data``."""
 
+    # ------------------------------------------------------------------ conditioning (genzoo.conditioning)
+    @property
+    def conditioning(self) -> str:
+        """``--conditioning``: "none", "class" or "text"."""
+        return getattr(self.args, "conditioning", None) or "none"
+
+    @property
+    def id2label(self) -> dict[int, str] | None:
+        """The label names of a class-conditional run (stored in the models' configs), else ``None``."""
+        return self.data.id2label if self.conditioning == "class" else None
+
+    def check_conditioning(self) -> None:
+        """Raise a ``ValueError`` if ``--conditioning`` is not one this method supports or the data lacks it."""
+        wanted = self.conditioning
+        if wanted not in self.conditionings:
+            raise ValueError(
+                f"--conditioning {wanted!r} is not supported by method {self.name!r}; it supports "
+                f"{', '.join(self.conditionings)}."
+            )
+        if wanted == "class" and not self.data.id2label:
+            raise ValueError(
+                f"--conditioning class needs class labels, and {self.data.name} has none; name the label column "
+                "with --label_column."
+            )
+        if wanted == "text" and not getattr(self.data, "captions", None):
+            raise ValueError(
+                f"--conditioning text needs captions, and {self.data.name} has none; name the caption column "
+                "with --caption_column."
+            )
+
+    def sample_kwargs(self, num: int) -> dict:
+        """Extra pipeline arguments for the trainer's sample grids: class-conditional pipelines already cycle through
+        the classes by default; a text-conditional run shows the first ``num`` training captions."""
+        captions = getattr(self.data, "captions", None)
+        if self.conditioning == "text" and captions:
+            return {"prompt": [captions[i % len(captions)] for i in range(num)]}
+        return {}
+
     def describe(self) -> dict:
         """Extra facts for ``metrics.json`` and model cards (the trainer adds parameter counts itself)."""
         return {}
+
+
+def bool_arg(text) -> bool:
+    """argparse type for on/off options: true/false, yes/no, on/off, 1/0 (and YAML booleans from a recipe)."""
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def randn_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

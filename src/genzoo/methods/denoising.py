@@ -10,13 +10,16 @@ from __future__ import annotations
 import argparse
 
 import torch
-from diffusers import UNet2DModel
+from diffusers import UNet2DConditionModel, UNet2DModel
 from diffusers.training_utils import compute_snr
 
+from ..conditioning import drop_labels, null_label_id, set_id2label
 from ..models import MLPDenoiser
 from ..pipelines import DDPMPipeline, FlowMatchingPipeline
 from ..schedulers import DDPMScheduler, FlowMatchEulerScheduler, FlowMatchHeunScheduler
-from .base import Method, randn_like
+from .base import Method, bool_arg, randn_like
+
+EMPTY_PROMPT = ""  # the "no text" of classifier-free guidance, as in Stable Diffusion
 
 
 def int_list(text: str) -> list[int]:
@@ -37,16 +40,39 @@ def add_denoiser_arguments(group) -> None:
                        help="images: self-attention at the lowest resolution (slower on CPU)")
     group.add_argument("--hidden_dim", type=int, default=128, help="vectors: MLP width (default 128)")
     group.add_argument("--num_layers", type=int, default=3, help="vectors: residual MLP blocks (default 3)")
+    group.add_argument("--train_text_encoder", type=bool_arg, nargs="?", const=True, default=False,
+                       help="--conditioning text: train the text encoder with the UNet (default: keep it frozen)")
+    group.add_argument("--text_hidden_size", type=int, default=64, help="--conditioning text: CLIPTextModel width")
+    group.add_argument("--text_num_layers", type=int, default=2, help="--conditioning text: CLIPTextModel layers")
+    group.add_argument("--max_prompt_length", type=int, default=16,
+                       help="--conditioning text: tokens per prompt, BOS and EOS included (longer ones are cut)")
 
 
 class DenoisingMethod(Method):
-    """Shared by :class:`DDPMMethod` and :class:`FlowMatchingMethod`."""
+    """Shared by :class:`DDPMMethod` and :class:`FlowMatchingMethod`.
+
+    Conditioning (``--conditioning``): class labels go into the UNet's / MLP's class embedding, which has one extra
+    learned *null* label; text goes through a ``CLIPTextModel`` into a ``UNet2DConditionModel``'s cross-attention.
+    With probability ``--cond_dropout`` a training example gets the null label or the empty prompt, so one model
+    learns both the conditional and the unconditional prediction that classifier-free guidance mixes.
+    """
 
     model_names = ("unet",)
+    conditionings = ("none", "class", "text")
     trainer_defaults = {"learning_rate": 1e-3, "use_ema": True}
+    tokenizer = None
+    text_encoder = None  # the frozen text encoder (a trained one is in the models the trainer owns)
 
     def make_scheduler(self):
         raise NotImplementedError
+
+    def check_conditioning(self) -> None:
+        if self.conditioning == "text" and self.data.kind != "image":
+            raise ValueError(
+                f"--conditioning text needs image data (a UNet2DConditionModel); {self.data.name} holds vectors. "
+                "Use --conditioning class or none."
+            )
+        super().check_conditioning()
 
     def check_data(self) -> None:
         if self.data.kind == "image":
@@ -62,6 +88,10 @@ class DenoisingMethod(Method):
 
     def build_models(self):
         args, shape = self.args, self.data.sample_shape
+        # K classes + the learned null label of classifier-free guidance
+        num_class_embeds = null_label_id(self.id2label) + 1 if self.id2label else None
+        if self.conditioning == "text":
+            return self._build_text_models()
         if self.data.kind == "image":
             channels = list(args.block_out_channels)
             down = ["DownBlock2D"] * len(channels)
@@ -69,28 +99,87 @@ class DenoisingMethod(Method):
             if args.attention:
                 down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
             unet = UNet2DModel(
-                sample_size=shape[1] if shape[1] == shape[2] else tuple(shape[1:]),
-                in_channels=shape[0],
-                out_channels=shape[0],
-                block_out_channels=tuple(channels),
-                layers_per_block=args.layers_per_block,
+                **self._unet_shape(),
                 down_block_types=tuple(down),
                 up_block_types=tuple(up),
-                norm_num_groups=min(8, min(channels)),
-                num_class_embeds=None,
+                num_class_embeds=num_class_embeds,
             )
         else:
-            unet = MLPDenoiser(sample_size=shape[0], hidden_dim=args.hidden_dim, num_layers=args.num_layers)
+            unet = MLPDenoiser(sample_size=shape[0], hidden_dim=args.hidden_dim, num_layers=args.num_layers,
+                               num_class_embeds=num_class_embeds)
+        if self.id2label:
+            set_id2label(unet, self.id2label)
         return {"unet": unet}
+
+    def _unet_shape(self) -> dict:
+        args, shape = self.args, self.data.sample_shape
+        channels = list(args.block_out_channels)
+        return dict(
+            sample_size=shape[1] if shape[1] == shape[2] else tuple(shape[1:]),
+            in_channels=shape[0],
+            out_channels=shape[0],
+            block_out_channels=tuple(channels),
+            layers_per_block=args.layers_per_block,
+            norm_num_groups=min(8, min(channels)),
+        )
+
+    def _build_text_models(self):
+        """A word-level tokenizer built from the training captions, a small ``CLIPTextModel`` and a
+        ``UNet2DConditionModel`` that cross-attends to its hidden states at every level but the lowest."""
+        from ..text import build_caption_tokenizer, build_text_encoder
+
+        args = self.args
+        self.tokenizer = build_caption_tokenizer(self.data.captions, model_max_length=args.max_prompt_length)
+        text_encoder = build_text_encoder(
+            self.tokenizer, hidden_size=args.text_hidden_size, num_hidden_layers=args.text_num_layers,
+            num_attention_heads=max(1, args.text_hidden_size // 16), intermediate_size=2 * args.text_hidden_size,
+        )
+        levels = len(args.block_out_channels)
+        unet = UNet2DConditionModel(
+            **self._unet_shape(),
+            down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
+            cross_attention_dim=args.text_hidden_size,
+            attention_head_dim=8,
+        )
+        if args.train_text_encoder:
+            return {"unet": unet, "text_encoder": text_encoder}
+        self.text_encoder = text_encoder.requires_grad_(False).eval()
+        return {"unet": unet}
+
+    def optimizer_groups(self):
+        trained = ["unet"] + (["text_encoder"] if self.conditioning == "text" and self.args.train_text_encoder else [])
+        return {"model": trained}
+
+    def conditions(self, models, batch, generator, device) -> dict:
+        """The model's conditioning keyword arguments for a training batch, with ``--cond_dropout`` applied."""
+        if self.conditioning == "class":
+            labels = batch["label"].to(device)
+            return {"class_labels": drop_labels(labels, self.args.cond_dropout, null_label_id(self.id2label), generator)}
+        if self.conditioning == "text":
+            from ..text import tokenize_prompts
+
+            captions = list(batch["caption"])
+            drop = torch.rand(len(captions), generator=generator, device=generator.device) < self.args.cond_dropout
+            captions = [EMPTY_PROMPT if d else c for c, d in zip(captions, drop.tolist())]
+            input_ids = tokenize_prompts(self.tokenizer, captions).to(device)
+            encoder = models.get("text_encoder")
+            if encoder is None:  # frozen
+                encoder = self.text_encoder.to(device)
+                with torch.no_grad():
+                    return {"encoder_hidden_states": encoder(input_ids).last_hidden_state}
+            return {"encoder_hidden_states": encoder(input_ids).last_hidden_state}
+        return {}
 
     def loss(self, phase, models, batch, step, generator):
         scheduler = self.training_scheduler
         x = batch["sample"]
+        cond = self.conditions(models, batch, generator, x.device)
         noise = randn_like(x, generator)
         timesteps = scheduler.sample_timesteps(x.shape[0], generator=generator, device=x.device)
         noisy = scheduler.add_noise(x, noise, timesteps)
         target = scheduler.training_target(x, noise, timesteps)
-        prediction = models["unet"](noisy, timesteps).sample
+        prediction = models["unet"](noisy, timesteps, **cond).sample
         per_sample = (prediction.float() - target.float()).pow(2).flatten(1).mean(dim=1)
         weights = self.loss_weights(timesteps)
         loss = per_sample.mean() if weights is None else (weights * per_sample).mean()
@@ -106,10 +195,21 @@ class DenoisingMethod(Method):
         return self._scheduler
 
     def ema_models(self):
-        return ["unet"]
+        return self.optimizer_groups()["model"]
+
+    def pipeline_kwargs(self, models) -> dict:
+        """The pipeline's text components (empty unless ``--conditioning text``)."""
+        if self.conditioning != "text":
+            return {}
+        return {"tokenizer": self.tokenizer, "text_encoder": models.get("text_encoder", self.text_encoder)}
 
     def describe(self):
-        return {"scheduler": type(self.training_scheduler).__name__}
+        facts = {"scheduler": type(self.training_scheduler).__name__, "conditioning": self.conditioning}
+        if self.conditioning != "none":
+            facts["cond_dropout"] = self.args.cond_dropout
+        if self.conditioning == "text":
+            facts["text_encoder"] = "trained" if self.args.train_text_encoder else "frozen (random init)"
+        return facts
 
 
 class DDPMMethod(DenoisingMethod):
@@ -149,7 +249,7 @@ class DDPMMethod(DenoisingMethod):
         return clipped
 
     def make_pipeline(self, models):
-        return DDPMPipeline(unet=models["unet"], scheduler=self.make_scheduler())
+        return DDPMPipeline(unet=models["unet"], scheduler=self.make_scheduler(), **self.pipeline_kwargs(models))
 
 
 class FlowMatchingMethod(DenoisingMethod):
@@ -178,4 +278,4 @@ class FlowMatchingMethod(DenoisingMethod):
         )
 
     def make_pipeline(self, models):
-        return FlowMatchingPipeline(unet=models["unet"], scheduler=self.make_scheduler())
+        return FlowMatchingPipeline(unet=models["unet"], scheduler=self.make_scheduler(), **self.pipeline_kwargs(models))

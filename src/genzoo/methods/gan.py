@@ -4,6 +4,10 @@ Two optimiser groups, ``discriminator`` and ``generator``; ``--d_steps`` discrim
 Losses on the discriminator's raw logits: ``non_saturating`` (the standard practical form of the minimax game),
 ``hinge`` (Lim & Ye 2017, SAGAN/BigGAN) and ``wgan_gp`` (Gulrajani et al. 2017), with an optional R1 penalty on
 real data (Mescheder et al. 2018).
+
+With ``--conditioning class`` the generator is conditional (Mirza & Osindero 2014) and the discriminator a projection
+discriminator (Miyato & Koyama 2018). Fakes are drawn for the labels of the real batch, so the labels the generator
+learns from follow the data's, and the discriminator scores (sample, label) pairs.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..conditioning import set_id2label
 from ..models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from ..pipelines import GANPipeline
 from .base import Method, randn_like
@@ -18,10 +23,11 @@ from .base import Method, randn_like
 GAN_LOSSES = ("non_saturating", "hinge", "wgan_gp")
 
 
-def gradient_norm_penalty(discriminator, inputs: torch.Tensor, target_norm: float | None):
-    """Mean over the batch of ``(||grad_x D(x)|| - target)^2``, or of ``||grad_x D(x)||^2`` when ``target_norm`` is None."""
+def gradient_norm_penalty(discriminator, inputs: torch.Tensor, target_norm: float | None, class_labels=None):
+    """Mean over the batch of ``(||grad_x D(x)|| - target)^2``, or of ``||grad_x D(x)||^2`` when ``target_norm`` is None
+    (``D(x, y)`` for a class-conditional discriminator, ``class_labels`` the ``y``)."""
     inputs = inputs.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(discriminator(inputs).sum(), inputs, create_graph=True)
+    (grad,) = torch.autograd.grad(discriminator(inputs, class_labels).sum(), inputs, create_graph=True)
     squared = grad.float().pow(2).flatten(1).sum(dim=1)
     if target_norm is None:
         return squared.mean()
@@ -31,6 +37,7 @@ def gradient_norm_penalty(discriminator, inputs: torch.Tensor, target_norm: floa
 class GANMethod(Method):
     name = "gan"
     model_names = ("generator", "discriminator")
+    conditionings = ("none", "class")
     trainer_defaults = {"learning_rate": 2e-4, "adam_beta1": 0.5, "use_ema": True, "lr_scheduler": "constant",
                         "lr_warmup_steps": 0}
 
@@ -61,21 +68,29 @@ class GANMethod(Method):
 
     def build_models(self):
         a, shape = self.args, self.data.sample_shape
+        classes = dict(num_class_embeds=len(self.id2label)) if self.id2label else {}
         if self.data.kind == "image":
             widths = dict(base_channels=a.base_channels, max_channels=a.max_channels)
-            generator = DCGANGenerator(sample_size=shape[1], out_channels=shape[0], latent_dim=a.latent_dim, **widths)
+            generator = DCGANGenerator(
+                sample_size=shape[1], out_channels=shape[0], latent_dim=a.latent_dim, **widths, **classes
+            )
             discriminator = DCGANDiscriminator(
-                sample_size=shape[1], in_channels=shape[0], spectral_norm=a.spectral_norm, **widths
+                sample_size=shape[1], in_channels=shape[0], spectral_norm=a.spectral_norm, **widths, **classes
             )
         else:
             generator = MLPGenerator(
-                sample_size=shape[0], latent_dim=a.latent_dim, hidden_dim=a.gan_hidden_dim, num_layers=a.gan_num_layers
+                sample_size=shape[0], latent_dim=a.latent_dim, hidden_dim=a.gan_hidden_dim,
+                num_layers=a.gan_num_layers, **classes,
             )
             discriminator = MLPDiscriminator(
                 sample_size=shape[0], hidden_dim=a.gan_hidden_dim, num_layers=a.gan_num_layers,
-                spectral_norm=a.spectral_norm,
+                spectral_norm=a.spectral_norm, **classes,
             )
-        return {"generator": generator, "discriminator": discriminator}
+        models = {"generator": generator, "discriminator": discriminator}
+        if self.id2label:
+            for model in models.values():
+                set_id2label(model, self.id2label)
+        return models
 
     def optimizer_groups(self):
         return {"discriminator": ["discriminator"], "generator": ["generator"]}
@@ -88,9 +103,9 @@ class GANMethod(Method):
     def ema_models(self):
         return ["generator"]
 
-    def _fake(self, generator_model, batch_size, like, generator):
+    def _fake(self, generator_model, batch_size, like, generator, class_labels=None):
         z = randn_like(like.new_empty((batch_size, *self.latent_shape)), generator)
-        return generator_model(z).sample
+        return generator_model(z, class_labels).sample
 
     @property
     def latent_shape(self):
@@ -98,12 +113,13 @@ class GANMethod(Method):
 
     def loss(self, phase, models, batch, step, generator):
         real = batch["sample"]
+        labels = batch["label"].to(real.device) if self.conditioning == "class" else None  # fakes get the same
         G, D = models["generator"], models["discriminator"]
         kind = self.args.gan_loss
         if phase == "discriminator":
             with torch.no_grad():
-                fake = self._fake(G, real.shape[0], real, generator)
-            d_real, d_fake = D(real).float(), D(fake).float()
+                fake = self._fake(G, real.shape[0], real, generator, labels)
+            d_real, d_fake = D(real, labels).float(), D(fake, labels).float()
             if kind == "non_saturating":
                 loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
             elif kind == "hinge":
@@ -111,18 +127,21 @@ class GANMethod(Method):
             else:  # wgan_gp: critic loss plus the penalty on random interpolates
                 alpha = torch.rand((real.shape[0],) + (1,) * (real.ndim - 1), generator=generator).to(real)
                 mixed = alpha * real.detach() + (1 - alpha) * fake.detach()
-                penalty = gradient_norm_penalty(D, mixed, target_norm=1.0)
+                penalty = gradient_norm_penalty(D, mixed, target_norm=1.0, class_labels=labels)
                 loss = d_fake.mean() - d_real.mean() + self.args.gp_weight * penalty
             terms = {"loss_d": loss, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
             if self.args.r1_gamma > 0:
-                r1 = gradient_norm_penalty(D, real, target_norm=None)
+                r1 = gradient_norm_penalty(D, real, target_norm=None, class_labels=labels)
                 loss = loss + 0.5 * self.args.r1_gamma * r1
                 terms["r1"] = r1
             return loss, terms
-        fake = self._fake(G, real.shape[0], real, generator)
-        d_fake = D(fake).float()
+        fake = self._fake(G, real.shape[0], real, generator, labels)
+        d_fake = D(fake, labels).float()
         loss = F.softplus(-d_fake).mean() if kind == "non_saturating" else -d_fake.mean()
         return loss, {"loss_g": loss}
 
     def make_pipeline(self, models):
         return GANPipeline(generator=models["generator"])
+
+    def describe(self):
+        return {"conditioning": self.conditioning}

@@ -2,6 +2,10 @@
 
 The encoder's Gaussian is sampled with the reparameterisation trick, z = mu + sigma * eps, with eps drawn from the
 trainer's generator (``latent_dist.sample(generator)``), so gradients reach mu and sigma and resuming is exact.
+
+With ``--conditioning class`` it is a conditional VAE (Sohn et al. 2015): the label goes into the encoder and the
+decoder (:class:`~genzoo.models.ConditionalAutoencoderKL` for images, :class:`~genzoo.models.MLPVAE` with
+``num_class_embeds`` for vectors), and sampling a class decodes the prior with its label.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
-from ..models import MLPVAE
+from ..conditioning import set_id2label
+from ..models import MLPVAE, ConditionalAutoencoderKL
 from ..pipelines import VAEPipeline
 from .base import Method
 from .denoising import int_list
@@ -21,6 +26,7 @@ RECON_LOSSES = ("mse", "bce")
 class VAEMethod(Method):
     name = "vae"
     model_names = ("vae",)
+    conditionings = ("none", "class")
     trainer_defaults = {"learning_rate": 1e-3, "use_ema": False}
 
     @classmethod
@@ -51,9 +57,11 @@ class VAEMethod(Method):
 
     def build_models(self):
         a, shape = self.args, self.data.sample_shape
+        classes = dict(num_class_embeds=len(self.id2label)) if self.id2label else {}
         if self.data.kind == "image":
             levels = len(a.vae_block_out_channels)
-            vae = AutoencoderKL(
+            vae_class = ConditionalAutoencoderKL if self.id2label else AutoencoderKL
+            vae = vae_class(
                 in_channels=shape[0],
                 out_channels=shape[0],
                 sample_size=shape[1],
@@ -63,10 +71,13 @@ class VAEMethod(Method):
                 down_block_types=("DownEncoderBlock2D",) * levels,
                 up_block_types=("UpDecoderBlock2D",) * levels,
                 norm_num_groups=min(8, min(a.vae_block_out_channels)),
+                **classes,
             )
         else:
             vae = MLPVAE(sample_size=shape[0], latent_dim=a.latent_dim, hidden_dim=a.vae_hidden_dim,
-                         num_layers=a.vae_num_layers)
+                         num_layers=a.vae_num_layers, **classes)
+        if self.id2label:
+            set_id2label(vae, self.id2label)
         return {"vae": vae}
 
     def ema_models(self):
@@ -80,9 +91,11 @@ class VAEMethod(Method):
     def loss(self, phase, models, batch, step, generator):
         vae = models["vae"]
         x = batch["sample"]
-        posterior = vae.encode(x).latent_dist
+        # a conditional VAE sees the label in the encoder and the decoder; AutoencoderKL takes no class_labels
+        labels = {"class_labels": batch["label"].to(x.device)} if self.conditioning == "class" else {}
+        posterior = vae.encode(x, **labels).latent_dist
         z = posterior.sample(generator=generator)  # z = mu + sigma * eps: the reparameterisation trick
-        x_hat = vae.decode(z).sample.float()
+        x_hat = vae.decode(z, **labels).sample.float()
         if self.args.recon_loss == "mse":
             recon = (x_hat - x.float()).pow(2).flatten(1).sum(dim=1)
         else:
@@ -95,3 +108,6 @@ class VAEMethod(Method):
 
     def make_pipeline(self, models):
         return VAEPipeline(vae=models["vae"])
+
+    def describe(self):
+        return {"conditioning": self.conditioning}

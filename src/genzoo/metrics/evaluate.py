@@ -35,14 +35,52 @@ def model_calls_per_sample(pipe, steps: int | None) -> int:
     return len(scheduler.timesteps)
 
 
-def draw_samples(pipe, num_samples: int, steps: int | None, seed: int, chunk: int = 500) -> np.ndarray:
-    """``num_samples`` samples as numpy, in chunks with one generator per chunk derived from ``seed``."""
+def conditioning_of(pipe) -> str:
+    """"text", "class" or "none": what ``pipe``'s model is conditioned on."""
+    if getattr(pipe, "text_encoder", None) is not None:
+        return "text"
+    return "class" if getattr(pipe, "id2label", None) else "none"
+
+
+def asked_labels(num_samples: int, num_classes: int) -> np.ndarray:
+    """The class asked of sample ``i`` by :func:`draw_samples`: every class in turn, ``i % num_classes``."""
+    return np.arange(num_samples) % num_classes
+
+
+def digit_prompts(labels) -> list[str]:
+    """One caption per asked digit, going through each digit's phrasings in turn (``genzoo.data.digit_captions``)."""
+    from ..data import digit_captions
+
+    prompts, seen = [], {}
+    for label in labels:
+        phrasings = digit_captions(int(label))
+        prompts.append(phrasings[seen.get(label, 0) % len(phrasings)])
+        seen[label] = seen.get(label, 0) + 1
+    return prompts
+
+
+def draw_samples(pipe, num_samples: int, steps: int | None, seed: int, chunk: int = 500,
+                 guidance_scale: float | None = None) -> np.ndarray:
+    """``num_samples`` samples as numpy, in chunks with one generator per chunk derived from ``seed``.
+
+    Conditional pipelines are asked for every class in turn (:func:`asked_labels`): class-conditional ones by label,
+    text-conditional ones on the digits by a caption of the digit (:func:`digit_prompts`), with ``guidance_scale``
+    (default: the pipeline's).
+    """
     pipe.set_progress_bar_config(disable=True)
+    conditioning = conditioning_of(pipe)
     parts = []
     for start in range(0, num_samples, chunk):
         n = min(chunk, num_samples - start)
+        extra = {}
+        if conditioning != "none":
+            extra["guidance_scale"] = guidance_scale
+        if conditioning == "class":
+            extra["class_labels"] = asked_labels(start + n, len(pipe.id2label))[start:].tolist()
+        elif conditioning == "text":
+            extra["prompt"] = digit_prompts(asked_labels(start + n, 10))[start:]
         out = pipe(batch_size=n, generator=torch.Generator().manual_seed(seed * 1_000_003 + start),
-                   num_inference_steps=steps, output_type="np")
+                   num_inference_steps=steps, output_type="np", **extra)
         parts.append(out.samples if isinstance(out, VectorPipelineOutput) else out.images)
     return np.concatenate(parts)
 
@@ -64,16 +102,20 @@ def evaluate_pipeline(
     iwae_k: int = 64,
     recon_loss: str = "mse",
     likelihood: bool = True,
+    guidance_scale: float | None = None,
 ) -> dict:
     """All the metrics that apply to ``pipe`` on ``dataset``; returns a JSON-ready dict. ``likelihood=False`` skips
-    the (slower) flow log-likelihood and VAE bound, keeping the sample-based metrics."""
+    the (slower) flow log-likelihood and VAE bound, keeping the sample-based metrics. Conditional pipelines sample
+    every class in turn with ``guidance_scale`` (default: the pipeline's); on the digits their ``class_accuracy`` is
+    the fraction of samples the classifier assigns to the asked-for digit."""
     from .point_clouds import MMD_BANDWIDTHS, mmd_rbf, wasserstein2
 
     if num_samples < 2:
         raise ValueError(f"num_samples must be at least 2, got {num_samples}.")
     start = time.perf_counter()
-    samples = draw_samples(pipe, num_samples, steps, seed)
+    samples = draw_samples(pipe, num_samples, steps, seed, guidance_scale=guidance_scale)
     sampling_seconds = time.perf_counter() - start
+    conditioning = conditioning_of(pipe)
     result = {
         "pipeline": type(pipe).__name__,
         "dataset": dataset,
@@ -83,6 +125,11 @@ def evaluate_pipeline(
         "seed": seed,
         "sampling_seconds": round(sampling_seconds, 3),
     }
+    if conditioning != "none":
+        result["conditioning"] = conditioning
+        if guidance_scale is None:
+            guidance_scale = getattr(pipe, "default_guidance_scale", None)  # GANs and VAEs have no guidance
+        result["guidance_scale"] = guidance_scale
     if samples.ndim == 2:  # vectors
         reference = reference_points(dataset, num_samples, seed)
         result["w2"] = wasserstein2(samples.astype(np.float64), reference)
@@ -96,7 +143,7 @@ def evaluate_pipeline(
                                         num_steps=likelihood_steps)
             result["nll_nats"] = float(-log_p.double().mean())
             result["nll_method"] = f"exact divergence, RK4 with {likelihood_steps} steps, {len(held_out)} points"
-        if likelihood and isinstance(pipe, VAEPipeline):
+        if likelihood and isinstance(pipe, VAEPipeline) and conditioning == "none":  # toys have no labels
             result.update(_iwae(pipe, held_out, iwae_k, seed, recon_loss))
         return result
 
@@ -104,19 +151,29 @@ def evaluate_pipeline(
         raise ValueError(
             f"Image metrics need the digits classifier, so --dataset must be 'digits' for image pipelines; got {dataset!r}."
         )
-    from .digits import digits_reference_images, evaluate_digits
+    from .digits import digits_features, digits_reference_images, evaluate_digits
 
     result.update(evaluate_digits(samples, reference="test", seed=seed))
+    if conditioning != "none":
+        _, logits = digits_features(samples)
+        num_classes = len(pipe.id2label) if conditioning == "class" else 10
+        result["class_accuracy"] = float((logits.argmax(1) == asked_labels(num_samples, num_classes)).mean())
     if likelihood and isinstance(pipe, VAEPipeline):
         held_out = digits_reference_images(resolution=pipe.vae.config.get("sample_size", 8))
-        result.update(_iwae(pipe, held_out, iwae_k, seed, recon_loss))
+        labels = None
+        if conditioning == "class":  # a conditional VAE bounds -log p(x | y) with the held-out digits' own labels
+            from ..data.builtin import digits_arrays
+
+            labels = torch.from_numpy(digits_arrays("test")[1])
+        result.update(_iwae(pipe, held_out, iwae_k, seed, recon_loss, labels))
     return result
 
 
-def _iwae(pipe, x, k, seed, recon_loss) -> dict:
+def _iwae(pipe, x, k, seed, recon_loss, labels=None) -> dict:
     from .vae_nll import iwae_nll
 
     nll = iwae_nll(pipe.vae, x.to(pipe.device, pipe.dtype), k=k, generator=torch.Generator().manual_seed(seed),
-                   recon_loss=recon_loss)
+                   recon_loss=recon_loss, class_labels=None if labels is None else labels.to(pipe.device))
     return {"iwae_nll_nats": float(nll.double().mean()), "iwae_k": k, "iwae_points": int(x.shape[0]),
-            "iwae_decoder": "gaussian, variance 1/2" if recon_loss == "mse" else "bernoulli"}
+            "iwae_decoder": "gaussian, variance 1/2" if recon_loss == "mse" else "bernoulli",
+            **({"iwae_conditional_on_label": True} if labels is not None else {})}

@@ -28,6 +28,7 @@ def iwae_nll(
     generator: torch.Generator | None = None,
     recon_loss: str = "mse",
     batch_size: int = 4096,
+    class_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-sample importance-weighted upper bound on ``-log p(x)``, in nats (Burda et al. 2015).
 
@@ -74,6 +75,7 @@ def iwae_nll(
         generator: ``torch.Generator`` for the latent draws.
         recon_loss: ``"mse"`` or ``"bce"``, as used in training.
         batch_size: maximum number of latents decoded per ``decode`` call (and data points per ``encode`` call).
+        class_labels: ``(B,)`` labels of ``x`` for a class-conditional VAE, which then bounds ``-log p(x | y)``.
 
     Returns:
         ``(B,)`` float64 tensor on ``x``'s device, in nats. No autograd graph is kept.
@@ -91,7 +93,8 @@ def iwae_nll(
     with torch.no_grad():
         means, logvars = [], []
         for start in range(0, batch, batch_size):
-            posterior = vae.encode(x[start:start + batch_size]).latent_dist
+            labels = {} if class_labels is None else {"class_labels": class_labels[start:start + batch_size]}
+            posterior = vae.encode(x[start:start + batch_size], **labels).latent_dist
             means.append(posterior.mean)
             logvars.append(posterior.logvar)  # Diffusers clamps it to [-30, 20]; std = exp(logvar / 2)
         mean, logvar = torch.cat(means), torch.cat(logvars)
@@ -112,7 +115,8 @@ def iwae_nll(
             j, b = idx // batch, idx % batch  # draw index, data index
             e = flat_eps[start:stop]
             z = mean[b] + std[b] * e
-            x_hat = vae.decode(z).sample
+            labels = {} if class_labels is None else {"class_labels": class_labels[b.to(class_labels.device)]}
+            x_hat = vae.decode(z, **labels).sample
             log_px = _log_likelihood(x[b.to(x.device)].to(x_hat.device), x_hat, recon_loss).to(mean.device)
             log_pz = -0.5 * z.double().flatten(1).pow(2).sum(dim=1) - latent_dim * half_log_2pi
             log_qz = -0.5 * e.double().flatten(1).pow(2).sum(dim=1) - 0.5 * sum_logvar[b] - latent_dim * half_log_2pi

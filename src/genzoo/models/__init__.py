@@ -2,8 +2,11 @@
 
 * :class:`DCGANGenerator` / :class:`DCGANDiscriminator` -- convolutional GAN for images.
 * :class:`MLPGenerator` / :class:`MLPDiscriminator` -- GAN for vector data.
+
+The GAN and VAE models are class-conditional with ``num_class_embeds`` (see :mod:`genzoo.conditioning`).
 * :class:`MLPDenoiser` -- time-conditioned MLP with ``UNet2DModel``'s call signature (DDPM, flow matching).
 * :class:`MLPVAE` -- VAE for vector data with ``AutoencoderKL``'s interface.
+* :class:`ConditionalAutoencoderKL` -- ``AutoencoderKL`` conditioned on class labels (a conditional VAE for images).
 * :func:`vae_latent_shape` -- per-sample latent shape of an ``AutoencoderKL`` or an ``MLPVAE``.
 * :func:`denoiser_sample_shape` -- per-sample data shape of a ``UNet2DModel`` or an ``MLPDenoiser``.
 """
@@ -11,12 +14,14 @@
 from __future__ import annotations
 
 from ._common import GeneratorOutput
+from .conditional_vae import ConditionalAutoencoderKL
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .mlp_denoiser import MLPDenoiser
 from .mlp_gan import MLPDiscriminator, MLPGenerator
 from .mlp_vae import MLPVAE, DiagonalGaussianDistributionND
 
 __all__ = [
+    "ConditionalAutoencoderKL",
     "DCGANDiscriminator",
     "DCGANGenerator",
     "DiagonalGaussianDistributionND",
@@ -34,9 +39,10 @@ def vae_latent_shape(vae) -> tuple[int, ...]:
     """Per-sample latent shape of a VAE (what ``vae.encode(x).latent_dist.sample()`` has after the batch dim).
 
     * Models with a ``latent_shape`` property (:class:`MLPVAE`): that, e.g. ``(latent_dim,)``.
-    * ``AutoencoderKL``-style configs (``latent_channels`` + ``block_out_channels``): ``(latent_channels, H // f,
-      W // f)`` with ``f = 2 ** (len(block_out_channels) - 1)`` (Diffusers' ``vae_scale_factor``) and
-      ``sample_size`` an int or an ``(H, W)`` pair.
+    * ``AutoencoderKL``-style configs (``latent_channels`` + ``block_out_channels``, as in ``AutoencoderKL`` and
+      :class:`ConditionalAutoencoderKL`): ``(latent_channels, H // f, W // f)`` with
+      ``f = 2 ** (len(block_out_channels) - 1)`` (Diffusers' ``vae_scale_factor``) and ``sample_size`` an int or an
+      ``(H, W)`` pair.
 
     Raises:
         TypeError: for any other object.

@@ -1,27 +1,96 @@
 """The sampling loop shared by DDPM and flow matching: start from noise, call the model and the scheduler once
-per entry of ``scheduler.timesteps``."""
+per entry of ``scheduler.timesteps`` -- unconditionally, on class labels, or on text prompts, with classifier-free
+guidance."""
 
 from __future__ import annotations
 
 import torch
 
+from ..conditioning import class_label_ids, expand_to_batch, model_id2label, null_label_id
 from ..models import denoiser_sample_shape
 from .base import GenzooPipeline, sampling_mode
 
 
 class DenoisingPipeline(GenzooPipeline):
-    """``unet`` (``UNet2DModel`` or :class:`~genzoo.models.MLPDenoiser`) + any compatible ``scheduler``.
+    """``unet`` + any compatible ``scheduler``, and for text prompts a ``tokenizer`` and ``text_encoder``.
+
+    * Unconditional: ``UNet2DModel`` (images) or :class:`~genzoo.models.MLPDenoiser` (vectors).
+    * Class-conditional: the same models with ``num_class_embeds = K + 1`` and ``id2label`` (K names) in their config;
+      id ``K`` is the learned null label used for guidance (see :mod:`genzoo.conditioning`).
+    * Text-conditional: ``UNet2DConditionModel`` cross-attending to the last hidden states of the ``text_encoder``
+      (a ``transformers.CLIPTextModel``) for prompts tokenized by ``tokenizer``; the empty prompt is "no text".
+
+    Classifier-free guidance (Ho & Salimans 2022) mixes the two predictions as
+    ``uncond + guidance_scale * (cond - uncond)``, both from one batched model call per step: ``guidance_scale=1``
+    is the conditional model alone, ``0`` the unconditional one, larger values trade diversity for fidelity.
 
     Subclasses set ``default_num_inference_steps``. Any scheduler with Diffusers' sampling interface works:
     genzoo's, or Diffusers' own built with ``from_config`` (e.g. ``DDIMScheduler`` for a DDPM model).
     """
 
-    model_cpu_offload_seq = "unet"
+    model_cpu_offload_seq = "text_encoder->unet"
+    _optional_components = ["tokenizer", "text_encoder"]
     default_num_inference_steps = 50
+    #: Guidance used when ``guidance_scale`` is not given to a conditional pipeline.
+    default_guidance_scale = 3.0
 
-    def __init__(self, unet, scheduler):
+    def __init__(self, unet, scheduler, tokenizer=None, text_encoder=None):
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler)
+        if (tokenizer is None) != (text_encoder is None):
+            raise ValueError("A text-conditional pipeline needs both a tokenizer and a text_encoder (got only one).")
+        self.register_modules(unet=unet, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder)
+
+    @property
+    def id2label(self) -> dict[int, str] | None:
+        """Label names of a class-conditional model (``{0: "0", ...}`` for the digits), else ``None``."""
+        return model_id2label(self.unet)
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Name -> id, as in Diffusers' ``DiTPipeline.labels``; empty for a model without classes."""
+        return {name: key for key, name in (self.id2label or {}).items()}
+
+    def get_label_ids(self, label: str | list[str]) -> list[int]:
+        """Ids of label names (Diffusers' ``DiTPipeline.get_label_ids``); unknown names raise ``ValueError``."""
+        labels = [label] if isinstance(label, str) else list(label)
+        return class_label_ids(labels, len(labels), self.id2label, owner=self._owner)[0].tolist()
+
+    @property
+    def _owner(self) -> str:
+        return f"this {type(self).__name__}'s {type(self.unet).__name__}"
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
+        """The text encoder's last hidden states for ``prompt`` (``(B, max_length, hidden)``), what the UNet
+        cross-attends to. Prompts longer than the tokenizer's ``model_max_length`` are truncated with a warning."""
+        from ..text import encode_prompts
+
+        if self.text_encoder is None:
+            raise ValueError(f"{type(self).__name__} has no text encoder: its model takes no prompt.")
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        return encode_prompts(self.tokenizer, self.text_encoder, prompts, device=self.device).to(self.dtype)
+
+    def _conditions(self, batch_size, class_labels, prompt, negative_prompt):
+        """``(cond, uncond, batch_size)``: the model's extra keyword arguments for the asked-for samples and for
+        guidance's unconditional pass (``None`` for an unconditional model)."""
+        if self.text_encoder is not None:
+            if class_labels is not None:
+                raise ValueError(f"{type(self).__name__} is conditioned on text: pass prompt=..., not class_labels.")
+            prompts, batch_size = expand_to_batch("" if prompt is None else prompt, batch_size, "prompts")
+            negative = "" if negative_prompt is None else negative_prompt
+            negatives, _ = expand_to_batch(negative, batch_size, "negative prompts")
+            cond = {"encoder_hidden_states": self.encode_prompt(prompts)}
+            return cond, {"encoder_hidden_states": self.encode_prompt(negatives)}, batch_size
+        if prompt is not None or negative_prompt is not None:
+            raise ValueError(
+                f"{type(self).__name__} has no text encoder, so it takes no prompt"
+                + (" (it is class-conditional: pass class_labels=...)." if self.id2label else ".")
+            )
+        ids, batch_size = class_label_ids(class_labels, batch_size, self.id2label, owner=self._owner)
+        if ids is None:
+            return {}, None, batch_size
+        ids = ids.to(self.device)
+        return {"class_labels": ids}, {"class_labels": torch.full_like(ids, null_label_id(self.id2label))}, batch_size
 
     @sampling_mode
     def __call__(
@@ -32,23 +101,60 @@ class DenoisingPipeline(GenzooPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        *,
+        class_labels=None,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
+        guidance_scale: float | None = None,
     ):
         """Draw ``batch_size`` samples.
 
         Args:
-            batch_size: number of samples.
+            batch_size: number of samples. A list of ``n`` class labels or prompts gives ``n`` samples when
+                ``batch_size`` is 1, or ``batch_size / n`` each when it is a multiple of ``n``.
             generator: a ``torch.Generator`` or one per sample; seeds the starting noise and any noise the
                 scheduler adds (DDPM's ancestral steps), so the same seed gives the same samples.
             num_inference_steps: sampling steps (default: the class's ``default_num_inference_steps``).
             latents: the starting noise, ``(batch_size, *sample shape)``; drawn if ``None``.
             output_type: ``"pil"``, ``"np"`` or ``"pt"`` for images; ``"np"`` or ``"pt"`` for vectors.
             return_dict: return an ``ImagePipelineOutput`` / ``VectorPipelineOutput`` (else a tuple).
+            class_labels: class-conditional models: ids or names from ``id2label`` (``7``, ``"7"``), one for all
+                samples or one per sample; ``None`` cycles through the classes.
+            prompt: text-conditional models: a prompt or one per sample (``None``: the empty prompt).
+            negative_prompt: what guidance steers away from (default: the empty prompt, i.e. plain guidance).
+            guidance_scale: classifier-free guidance weight for conditional models (default
+                ``default_guidance_scale``); 1 disables it (one model pass per step instead of a doubled batch).
         """
+        cond, uncond, batch_size = self._conditions(batch_size, class_labels, prompt, negative_prompt)
+        if guidance_scale is None:
+            guidance_scale = 1.0 if uncond is None else self.default_guidance_scale
+        if uncond is None and guidance_scale != 1.0:
+            raise ValueError(
+                f"guidance_scale={guidance_scale} needs a class- or text-conditional model; this "
+                f"{type(self.unet).__name__} is unconditional (use guidance_scale=None or 1)."
+            )
+        guided = guidance_scale != 1.0
+        if guided:  # one model call per step on [unconditional; conditional]
+            cond = {key: torch.cat([uncond[key], value]) for key, value in cond.items()}
+
         steps = self.default_num_inference_steps if num_inference_steps is None else num_inference_steps
         sample = self._noise(denoiser_sample_shape(self.unet), generator, latents, batch_size)
         sample = sample * self.scheduler.init_noise_sigma
         self.scheduler.set_timesteps(steps, device=self.device)
         for t in self.progress_bar(self.scheduler.timesteps):
-            model_output = self.unet(self.scheduler.scale_model_input(sample, t), t).sample
+            model_input = self.scheduler.scale_model_input(sample, t)
+            if guided:
+                model_input = torch.cat([model_input, model_input])
+            model_output = self.unet(model_input, t, **cond).sample
+            if guided:
+                model_output = guide(model_output, guidance_scale, sample.shape[1])
             sample = self.scheduler.step(model_output, t, sample, generator=generator).prev_sample
         return self._output(sample, output_type, return_dict)
+
+
+def guide(model_output: torch.Tensor, guidance_scale: float, channels: int) -> torch.Tensor:
+    """Classifier-free guidance on a ``[unconditional; conditional]`` batch of predictions. Only the first
+    ``channels`` channels are guided; extra ones (a learned variance) are taken from the conditional half."""
+    uncond, cond = model_output.chunk(2)
+    guided = uncond[:, :channels] + guidance_scale * (cond[:, :channels] - uncond[:, :channels])
+    return torch.cat([guided, cond[:, channels:]], dim=1) if cond.shape[1] > channels else guided

@@ -1,21 +1,41 @@
-"""GAN sampling: one generator call, z ~ N(0, I) -> sample."""
+"""GAN sampling: one generator call, z ~ N(0, I) (and a class label, for a conditional generator) -> sample."""
 
 from __future__ import annotations
 
 import torch
 
+from ..conditioning import class_label_ids, model_id2label
 from .base import GenzooPipeline, sampling_mode
 
 
+def check_no_guidance(pipe, guidance_scale) -> None:
+    """GANs and VAEs have no classifier-free guidance; ``guidance_scale`` is accepted (``None`` or 1) only so that
+    code which samples every genzoo pipeline alike can pass it."""
+    if guidance_scale is not None and guidance_scale != 1.0:
+        raise ValueError(
+            f"guidance_scale={guidance_scale}: {type(pipe).__name__} has no classifier-free guidance (its model has "
+            "no null label); leave guidance_scale as None."
+        )
+
+
 class GANPipeline(GenzooPipeline):
-    """Unconditional samples from a GAN generator (:class:`~genzoo.models.DCGANGenerator` for images,
-    :class:`~genzoo.models.MLPGenerator` for vectors, or any model with ``latent_shape`` and ``model(z).sample``)."""
+    """Samples from a GAN generator (:class:`~genzoo.models.DCGANGenerator` for images,
+    :class:`~genzoo.models.MLPGenerator` for vectors, or any model with ``latent_shape`` and ``model(z).sample``).
+
+    A class-conditional generator (``num_class_embeds`` and ``id2label`` in its config, see
+    :mod:`genzoo.conditioning`) is called as ``model(z, class_labels).sample``.
+    """
 
     model_cpu_offload_seq = "generator"
 
     def __init__(self, generator):
         super().__init__()
         self.register_modules(generator=generator)
+
+    @property
+    def id2label(self) -> dict[int, str] | None:
+        """Label names of a class-conditional generator (``{0: "0", ...}`` for the digits), else ``None``."""
+        return model_id2label(self.generator)
 
     @sampling_mode
     def __call__(
@@ -26,17 +46,28 @@ class GANPipeline(GenzooPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        *,
+        class_labels=None,
+        guidance_scale: float | None = None,
     ):
         """Draw ``batch_size`` samples.
 
         Args:
-            batch_size: number of samples.
+            batch_size: number of samples. A list of ``n`` class labels gives ``n`` samples when ``batch_size`` is 1,
+                or ``batch_size / n`` each when it is a multiple of ``n``.
+            class_labels: class-conditional generators: ids or names from ``id2label`` (``7``, ``"7"``), one for all
+                samples or one per sample; ``None`` cycles through the classes. Unconditional ones take none.
             generator: a ``torch.Generator`` or one per sample, for reproducible latents.
             num_inference_steps: ignored; a GAN samples in one call (accepted so every genzoo pipeline takes it).
             latents: the generator inputs ``z`` of shape ``(batch_size, *generator.latent_shape)``; drawn if ``None``.
             output_type: ``"pil"``, ``"np"`` or ``"pt"`` for images; ``"np"`` or ``"pt"`` for vectors.
             return_dict: return an ``ImagePipelineOutput`` / ``VectorPipelineOutput`` (else a tuple).
+            guidance_scale: must be ``None`` (or 1): a GAN has no classifier-free guidance.
         """
+        check_no_guidance(self, guidance_scale)
+        owner = f"this {type(self).__name__}'s generator"
+        ids, batch_size = class_label_ids(class_labels, batch_size, self.id2label, owner=owner)
         z = self._noise(tuple(self.generator.latent_shape), generator, latents, batch_size)
-        samples = self.generator(z).sample
+        labels = {} if ids is None else {"class_labels": ids.to(self.device)}
+        samples = self.generator(z, **labels).sample
         return self._output(samples, output_type, return_dict)

@@ -1,4 +1,5 @@
-"""VAE sampling: decode z ~ N(0, I); plus encoding, reconstruction and latent interpolation."""
+"""VAE sampling: decode z ~ N(0, I) (with a class label, for a conditional VAE); plus encoding, reconstruction and
+latent interpolation."""
 
 from __future__ import annotations
 
@@ -6,13 +7,19 @@ import numpy as np
 import PIL.Image
 import torch
 
+from ..conditioning import class_label_ids, model_id2label
 from ..models import vae_latent_shape
 from .base import GenzooPipeline, sampling_mode
+from .pipeline_gan import check_no_guidance
 
 
 class VAEPipeline(GenzooPipeline):
     """Samples, reconstructions and interpolations from a VAE with the ``AutoencoderKL`` interface
     (``diffusers.AutoencoderKL`` for images, :class:`~genzoo.models.MLPVAE` for vectors).
+
+    A class-conditional VAE (:class:`~genzoo.models.ConditionalAutoencoderKL`, or an ``MLPVAE`` with
+    ``num_class_embeds``; ``id2label`` in its config, see :mod:`genzoo.conditioning`) takes ``class_labels`` in
+    ``encode(x, class_labels)`` and ``decode(z, class_labels)``, and so does every method here.
 
     Data in and out of ``encode`` / ``reconstruct`` / ``interpolate`` is in the model's scale: images in [-1, 1]
     as ``(B, C, H, W)`` tensors (or PIL images, converted), vectors as ``(B, D)`` tensors.
@@ -28,6 +35,30 @@ class VAEPipeline(GenzooPipeline):
     def latent_shape(self) -> tuple[int, ...]:
         return vae_latent_shape(self.vae)
 
+    @property
+    def id2label(self) -> dict[int, str] | None:
+        """Label names of a class-conditional VAE (``{0: "0", ...}`` for the digits), else ``None``."""
+        return model_id2label(self.vae)
+
+    def _label_ids(self, class_labels, batch_size: int) -> tuple[dict, int]:
+        """``({"class_labels": ids}, batch_size)`` for a conditional VAE (``({}, batch_size)`` for an unconditional
+        one, whose ``encode`` / ``decode`` take no labels); see :func:`genzoo.conditioning.class_label_ids`."""
+        owner = f"this {type(self).__name__}'s vae"
+        ids, batch_size = class_label_ids(class_labels, batch_size, self.id2label, owner=owner)
+        return ({} if ids is None else {"class_labels": ids.to(self.device)}), batch_size
+
+    def _data_labels(self, class_labels, batch_size: int) -> dict:
+        """The labels of ``batch_size`` given data points: required by a conditional VAE (one for all, or one each)."""
+        if self.id2label is not None and class_labels is None:
+            raise ValueError(
+                f"This {type(self).__name__}'s vae is class-conditional: pass the data's class_labels (one for all, "
+                f"or one per sample; ids or names from {list(self.id2label.values())[:10]})."
+            )
+        labels, size = self._label_ids(class_labels, batch_size)
+        if size != batch_size:
+            raise ValueError(f"Got {size} class_labels for {batch_size} data points; give one for all, or one each.")
+        return labels
+
     @sampling_mode
     def __call__(
         self,
@@ -37,13 +68,28 @@ class VAEPipeline(GenzooPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        *,
+        class_labels=None,
+        guidance_scale: float | None = None,
     ):
         """Decode ``batch_size`` latents drawn from the prior N(0, I) (or the given ``latents``).
 
-        ``num_inference_steps`` is ignored: a VAE samples in one decoder call. Other arguments as in ``GANPipeline``.
+        Args:
+            batch_size: number of samples. A list of ``n`` class labels gives ``n`` samples when ``batch_size`` is 1,
+                or ``batch_size / n`` each when it is a multiple of ``n``.
+            class_labels: class-conditional VAEs: ids or names from ``id2label`` (``7``, ``"7"``), one for all
+                samples or one per sample; ``None`` cycles through the classes. Unconditional ones take none.
+            generator: a ``torch.Generator`` or one per sample, for reproducible latents.
+            num_inference_steps: ignored; a VAE samples in one decoder call.
+            latents: the latents ``z`` of shape ``(batch_size, *latent_shape)``; drawn from N(0, I) if ``None``.
+            output_type: ``"pil"``, ``"np"`` or ``"pt"`` for images; ``"np"`` or ``"pt"`` for vectors.
+            return_dict: return an ``ImagePipelineOutput`` / ``VectorPipelineOutput`` (else a tuple).
+            guidance_scale: must be ``None`` (or 1): a VAE has no classifier-free guidance.
         """
+        check_no_guidance(self, guidance_scale)
+        labels, batch_size = self._label_ids(class_labels, batch_size)
         z = self._noise(self.latent_shape, generator, latents, batch_size)
-        return self._output(self.vae.decode(z).sample, output_type, return_dict)
+        return self._output(self.vae.decode(z, **labels).sample, output_type, return_dict)
 
     def _as_tensor(self, data) -> torch.Tensor:
         """PIL images (or a list of them) -> ``(B, C, H, W)`` in [-1, 1]; tensors pass through."""
@@ -58,25 +104,48 @@ class VAEPipeline(GenzooPipeline):
         return data.to(device=self.device, dtype=self.dtype)
 
     @sampling_mode
-    def encode(self, data, generator: torch.Generator | None = None, sample_posterior: bool = False) -> torch.Tensor:
-        """Latent codes of ``data``: the posterior mean, or a draw from q(z|x) if ``sample_posterior``."""
-        posterior = self.vae.encode(self._as_tensor(data)).latent_dist
+    def encode(
+        self, data, generator: torch.Generator | None = None, sample_posterior: bool = False, *, class_labels=None
+    ) -> torch.Tensor:
+        """Latent codes of ``data``: the posterior mean, or a draw from q(z|x) if ``sample_posterior``.
+
+        Args:
+            data: ``(B, C, H, W)`` images in [-1, 1] (or PIL images), or ``(B, D)`` vectors.
+            class_labels: a conditional VAE needs the data's labels (ids or names, one for all or one per sample).
+            generator: for ``sample_posterior``.
+            sample_posterior: draw from q(z|x) instead of taking its mean.
+        """
+        x = self._as_tensor(data)
+        posterior = self.vae.encode(x, **self._data_labels(class_labels, x.shape[0])).latent_dist
         return posterior.sample(generator=generator) if sample_posterior else posterior.mode()
 
     @sampling_mode
-    def reconstruct(self, data, output_type: str = "pt", return_dict: bool = True):
-        """Decode the posterior mean of ``data``."""
-        return self._output(self.vae.decode(self.encode(data)).sample, output_type, return_dict)
+    def reconstruct(self, data, output_type: str = "pt", return_dict: bool = True, *, class_labels=None):
+        """Decode the posterior mean of ``data`` (with its ``class_labels``, for a conditional VAE, in the encoder and
+        the decoder)."""
+        x = self._as_tensor(data)
+        labels = self._data_labels(class_labels, x.shape[0])
+        z = self.encode(x, class_labels=class_labels)
+        return self._output(self.vae.decode(z, **labels).sample, output_type, return_dict)
 
     @sampling_mode
-    def interpolate(self, a, b, steps: int = 8, output_type: str = "pt", return_dict: bool = True):
+    def interpolate(
+        self, a, b, steps: int = 8, output_type: str = "pt", return_dict: bool = True, *, class_labels=None
+    ):
         """Decode ``steps`` evenly spaced points on the straight line between the codes of ``a`` and ``b``
-        (one sample each). Because the prior fills the latent space, every point decodes to a plausible sample."""
+        (one sample each). Because the prior fills the latent space, every point decodes to a plausible sample.
+
+        A conditional VAE takes one label (``class_labels``, an id or a name) for both ends and every point.
+        """
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
             raise ValueError(f"steps must be an integer >= 2 (the two end points included), got {steps!r}.")
-        za, zb = self.encode(a), self.encode(b)
+        several = isinstance(class_labels, torch.Tensor) and class_labels.numel() > 1
+        if isinstance(class_labels, (list, tuple)) or several:
+            raise ValueError(f"interpolate takes one class label for both ends, got {class_labels!r}.")
+        za, zb = self.encode(a, class_labels=class_labels), self.encode(b, class_labels=class_labels)
         if za.shape[0] != 1 or zb.shape[0] != 1:
             raise ValueError(f"interpolate takes one sample at each end, got batches of {za.shape[0]} and {zb.shape[0]}.")
         weights = torch.linspace(0, 1, steps, device=za.device, dtype=za.dtype).reshape(-1, *([1] * (za.ndim - 1)))
         z = (1 - weights) * za + weights * zb
-        return self._output(self.vae.decode(z).sample, output_type, return_dict)
+        labels, _ = self._label_ids(class_labels, steps)
+        return self._output(self.vae.decode(z, **labels).sample, output_type, return_dict)

@@ -13,7 +13,9 @@ from pathlib import Path
 import yaml
 
 from .. import registry
+from ..conditioning import CONDITIONINGS
 from ..data import add_data_arguments
+from ..methods.base import bool_arg
 
 DEFAULT_METHOD = "flow-matching"
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -29,17 +31,6 @@ class RecipeError(ValueError):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise RecipeError(f"{message} (see `{self.prog} --help`)")
-
-
-def _bool(text) -> bool:
-    if isinstance(text, bool):
-        return text
-    value = str(text).strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +59,7 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--adam_epsilon", type=float, default=1e-8)
     g.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping; 0 turns it off")
     g.add_argument("--mixed_precision", default="no", choices=MIXED_PRECISION)
-    g.add_argument("--use_ema", type=_bool, nargs="?", const=True, default=False,
+    g.add_argument("--use_ema", type=bool_arg, nargs="?", const=True, default=False,
                    help="keep an EMA of the weights for samples and the saved pipeline")
     g.add_argument("--ema_inv_gamma", type=float, default=1.0)
     g.add_argument("--ema_power", type=float, default=0.75)
@@ -85,6 +76,14 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--num_sample_images", type=int, default=64, help="samples in each grid (default 64)")
     g.add_argument("--num_inference_steps", type=int, default=None,
                    help="sampling steps for grids and samples.png (default: the pipeline's)")
+
+    g = parser.add_argument_group("conditioning")
+    g.add_argument("--conditioning", default="none", choices=CONDITIONINGS,
+                   help="none (default): unconditional; class: on the data's labels (--label_column); text: on "
+                   "captions (--caption_column; DDPM and flow matching on images)")
+    g.add_argument("--cond_dropout", type=float, default=0.1,
+                   help="DDPM / flow matching: probability of training on the null label or the empty prompt, "
+                   "which classifier-free guidance needs (default 0.1)")
 
     g = parser.add_argument_group("hub")
     g.add_argument("--push_to_hub", action="store_true")
@@ -153,6 +152,10 @@ def finish_args(args: argparse.Namespace) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise RecipeError(f"--{name} must be a positive integer, got {value!r}.")
+    if not 0.0 <= args.cond_dropout < 1.0:
+        raise RecipeError(f"--cond_dropout must be in [0, 1), got {args.cond_dropout!r}.")
+    if args.conditioning not in CONDITIONINGS:
+        raise RecipeError(f"--conditioning {args.conditioning!r}: allowed {', '.join(CONDITIONINGS)}.")
     if args.mixed_precision not in MIXED_PRECISION:
         raise RecipeError(f"--mixed_precision {args.mixed_precision!r}: allowed {', '.join(MIXED_PRECISION)}.")
     if args.logger not in LOGGERS:

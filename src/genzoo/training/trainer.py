@@ -81,7 +81,35 @@ def peak_memory(device: torch.device) -> dict:
     return peak
 
 
+def describe_machine(device: torch.device) -> str:
+    """One line for model cards: CPU architecture and cores, and the GPU when training ran on one."""
+    import platform
+
+    text = f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}, torch {torch.__version__}"
+    if device.type == "cuda":
+        text += f", {torch.cuda.get_device_name(device)}"
+    return text
+
+
 # ------------------------------------------------------------------------------------------------ checkpoints
+def save_ema(ema: EMAModel, folder) -> None:
+    """An ``EMAModel``'s full state (shadow weights as safetensors, counters as JSON), for any model class -- also
+    ``transformers`` models, which ``EMAModel.save_pretrained`` cannot rebuild."""
+    state = ema.state_dict()
+    shadow = state.pop("shadow_params")
+    os.makedirs(folder, exist_ok=True)
+    save_file({f"shadow.{i}": p.detach().contiguous().cpu() for i, p in enumerate(shadow)},
+              os.path.join(folder, "shadow_params.safetensors"))
+    Path(folder, "ema_state.json").write_text(json.dumps(state, indent=2) + "\n")
+
+
+def load_ema(ema: EMAModel, folder) -> None:
+    tensors = load_file(os.path.join(folder, "shadow_params.safetensors"))
+    state = json.loads(Path(folder, "ema_state.json").read_text())
+    state["shadow_params"] = [tensors[f"shadow.{i}"] for i in range(len(tensors))]
+    ema.load_state_dict(state)
+
+
 def checkpoint_dir(output_dir, step: int) -> Path:
     return Path(output_dir) / CHECKPOINTS / f"checkpoint-{step}"
 
@@ -180,6 +208,7 @@ class Trainer:
 
         # Method and models
         self.method = registry.get("method", args.method)(args, self.data)
+        self.method.check_conditioning()
         self.method.check_data()
         self.raw = self.method.build_models()  # name -> plain module; what EMA, samples and the pipeline use
         self.model_names = list(self.raw)
@@ -233,8 +262,6 @@ class Trainer:
                     use_ema_warmup=True,
                     inv_gamma=args.ema_inv_gamma,
                     power=args.ema_power,
-                    model_cls=type(model),
-                    model_config=model.config,
                 )
                 ema.to(accelerator.device)
                 self.emas[name] = ema
@@ -258,7 +285,7 @@ class Trainer:
         save_file({"generator": state}, os.path.join(output_dir, f"trainer_rng_{rank}.safetensors"))
         if self.accelerator.is_main_process:
             for name, ema in self.emas.items():
-                ema.save_pretrained(os.path.join(output_dir, f"{name}_ema"))
+                save_ema(ema, os.path.join(output_dir, f"{name}_ema"))
 
     def _load_hook(self, models, input_dir):
         rank = self.accelerator.process_index
@@ -270,9 +297,7 @@ class Trainer:
             )
         self.generator.set_state(load_file(path)["generator"])
         for name, ema in self.emas.items():
-            model = self.raw[name]
-            loaded = EMAModel.from_pretrained(os.path.join(input_dir, f"{name}_ema"), model_cls=type(model))
-            ema.load_state_dict(loaded.state_dict())
+            load_ema(ema, os.path.join(input_dir, f"{name}_ema"))
             ema.to(self.accelerator.device)
 
     def save_checkpoint(self):
@@ -389,6 +414,7 @@ class Trainer:
                 generator=torch.Generator(device=self.accelerator.device).manual_seed(args.seed),
                 num_inference_steps=args.num_inference_steps,
                 output_type="np",
+                **self.method.sample_kwargs(num),
             )
         return out.images if hasattr(out, "images") else out.samples
 
@@ -411,6 +437,7 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------------- the loop
     def run(self) -> TrainResult:
+        self.wall_start = time.perf_counter()
         self.setup()
         args, accelerator = self.args, self.accelerator
         resume = resolve_resume(self.output_dir, args.resume_from_checkpoint)
@@ -499,12 +526,15 @@ class Trainer:
                 "use_ema": bool(self.emas),
                 "seed": args.seed,
                 "train_seconds_this_run": round(elapsed, 2),
+                "wall_seconds_this_run": None,  # filled in below, once the pipeline and samples are saved
+                "machine": describe_machine(accelerator.device),
                 "steps_per_second": round(steps_this_run / elapsed, 3) if elapsed > 0 else None,
                 "final_losses": {k: float(np.mean([t[k] for t in recent if k in t])) for k in keys},
                 "parameters": {n: sum(p.numel() for p in self.raw[n].parameters()) for n in self.model_names},
                 **peak_memory(accelerator.device),
                 **self.method.describe(),
             }
+            metrics["wall_seconds_this_run"] = round(time.perf_counter() - self.wall_start, 1)
             (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             logger.info("saved the %s pipeline, samples.png and metrics.json to %s", type(pipe).__name__, self.output_dir)
             if args.push_to_hub:
