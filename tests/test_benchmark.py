@@ -31,8 +31,17 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert speed["trainer"]["ratio_genzoo_over_plain"] > 0
     assert set(speed["schedulers"]) == {"DDPMScheduler", "FlowMatchEuler"} and speed["pipeline"]["steps"] == 100
     assert [r["batch"] for r in results["scale"]["batch_sizes"]] == [8, 64] and results["scale"]["two_over_one"] > 0
+    guided = results["guidance"]["runs"]
+    assert [(r["method"], r["conditioning"], r["text_encoder"]) for r in guided] == [
+        ("ddpm", "class", None), ("flow-matching", "class", None), ("ddpm", "text", "frozen"),
+        ("flow-matching", "text", "frozen"), ("flow-matching", "text", "trained"),
+    ]
+    for run in guided:
+        assert [p["guidance_scale"] for p in run["points"]] == [1.0, 2.0, 3.0, 5.0, 8.0]
+        assert all(0 <= p["class_accuracy"] <= 1 for p in run["points"])
     report = (tmp_path / "RESULTS.md").read_text()
-    for heading in ("## 1. Quality", "## 2. Quality against model calls", "## 3. Speed", "## 4. Scale"):
+    for heading in ("## 1. Quality", "## 2. Quality against model calls", "## 3. Speed", "## 4. Scale",
+                    "## 5. Conditional digits: accuracy against guidance"):
         assert heading in report
     assert "python benchmarks/run.py --quick" in report and "quick mode" in report
     assert PIL.Image.open(tmp_path / "quality_vs_nfe.png").size[0] > 100

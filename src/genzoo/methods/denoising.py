@@ -8,6 +8,7 @@ from the scheduler (``sample_timesteps`` / ``add_noise`` / ``training_target``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
@@ -157,18 +158,15 @@ class DenoisingMethod(Method):
             labels = batch["label"].to(device)
             return {"class_labels": drop_labels(labels, self.args.cond_dropout, null_label_id(self.id2label), generator)}
         if self.conditioning == "text":
-            from ..text import tokenize_prompts
+            from ..text import encode_prompts
 
             captions = list(batch["caption"])
             drop = torch.rand(len(captions), generator=generator, device=generator.device) < self.args.cond_dropout
             captions = [EMPTY_PROMPT if d else c for c, d in zip(captions, drop.tolist())]
-            input_ids = tokenize_prompts(self.tokenizer, captions).to(device)
-            encoder = models.get("text_encoder")
-            if encoder is None:  # frozen
-                encoder = self.text_encoder.to(device)
-                with torch.no_grad():
-                    return {"encoder_hidden_states": encoder(input_ids).last_hidden_state}
-            return {"encoder_hidden_states": encoder(input_ids).last_hidden_state}
+            trained = models.get("text_encoder")
+            with contextlib.nullcontext() if trained is not None else torch.no_grad():
+                encoder = trained if trained is not None else self.text_encoder.to(device)
+                return {"encoder_hidden_states": encode_prompts(self.tokenizer, encoder, captions)}
         return {}
 
     def loss(self, phase, models, batch, step, generator):
