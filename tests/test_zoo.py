@@ -1,0 +1,98 @@
+"""The zoo (pipelines/): every pipeline loads offline with genzoo and with plain Diffusers, its card and recipe parse,
+the recipe names only options the trainer knows, and a fixed-seed evaluation still reaches the figures in its card
+(so a change that breaks loading or silently degrades a model fails here)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from diffusers import DiffusionPipeline
+from huggingface_hub import ModelCard
+
+import genzoo
+from genzoo.metrics.evaluate import evaluate_pipeline
+from genzoo.training import parse_args
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT / "pipelines"
+FAMILIES = ("gan", "vae", "ddpm", "flow-matching")
+NAMES = [f"{family}-{data}" for data in ("digits", "moons") for family in FAMILIES]
+#: How far a re-measured figure may drift from its card (CPU float differences; the draw itself is seeded).
+FD_MARGIN, COVERAGE_MARGIN, W2_MARGIN = 0.05, 0.1, 0.05
+MAX_MIB = 5.0
+MAX_WALL_MINUTES = 15.0
+
+
+def card_results(folder: Path) -> dict:
+    card = ModelCard.load(folder / "README.md")
+    return {result.metric_type: result.metric_value for result in card.data.eval_results}
+
+
+def test_the_zoo_has_every_family_on_digits_and_on_moons():
+    assert sorted(p.name for p in ZOO.iterdir() if (p / "model_index.json").is_file()) == sorted(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_card_metadata_recipe_and_size(name):
+    folder = ZOO / name
+    card = ModelCard.load(folder / "README.md")
+    family, dataset = name.rsplit("-", 1)
+    assert card.data.library_name == "diffusers" and "genzoo" in card.data.tags and family in card.data.tags
+    assert card.data.datasets == [dataset]
+    assert "![Samples from this model](samples.png)" in card.text and (folder / "samples.png").is_file()
+    assert f"genzoo train --config pipelines/{name}/recipe.yaml" in card.text
+    results = card_results(folder)
+    assert ({"digits_fd", "coverage"} if dataset == "digits" else {"w2"}) <= set(results)
+    # the recipe parses, every option in it is one the trainer knows (parse_args refuses unknown ones), and it
+    # trains what the card says into runs/zoo/<name>
+    recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+    args = parse_args(["--config", str(folder / "recipe.yaml")])
+    assert args.method == recipe["method"] == family and args.dataset == dataset
+    assert args.output_dir == f"runs/zoo/{name}"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["global_step"] == args.max_train_steps
+    assert metrics["wall_seconds_this_run"] / 60 <= MAX_WALL_MINUTES and "CPU cores" in metrics["machine"]
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size / 2**20 <= MAX_MIB, f"{name} is {size / 2**20:.1f} MiB"
+    # exactly what a push uploads: no checkpoints, logs or intermediate grids
+    assert not {"checkpoints", "logs", "samples"} & {p.name for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loads_offline_and_keeps_the_quality_in_its_card(name):
+    folder = ZOO / name
+    pipe = genzoo.load_pipeline(folder)
+    plain = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
+    assert type(plain) is type(pipe)
+    for p in (pipe, plain):
+        p.set_progress_bar_config(disable=True)
+    kwargs = dict(batch_size=4, generator=torch.Generator().manual_seed(0), num_inference_steps=10, output_type="pt")
+    first = pipe(**kwargs)
+    kwargs["generator"] = torch.Generator().manual_seed(0)
+    second = plain(**kwargs)
+    torch.testing.assert_close(*(getattr(o, "images", None) if hasattr(o, "images") else o.samples
+                                 for o in (first, second)))
+
+    measured = json.loads((folder / "eval.json").read_text())  # the settings the card's figures were measured with
+    result = evaluate_pipeline(pipe, measured["dataset"], num_samples=measured["num_samples"], seed=measured["seed"],
+                               steps=measured["num_inference_steps"], likelihood=False)
+    card = card_results(folder)
+    if measured["dataset"] == "digits":
+        assert result["digits_fd"] <= card["digits_fd"] * (1 + FD_MARGIN), (result["digits_fd"], card["digits_fd"])
+        assert result["coverage"] >= card["coverage"] - COVERAGE_MARGIN
+    else:
+        assert result["w2"] <= card["w2"] * (1 + W2_MARGIN), (result["w2"], card["w2"])
+
+
+def test_docs_zoo_table_is_the_one_the_folders_give():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("zoo_build", ZOO / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    text = (ROOT / "docs" / "zoo.md").read_text()
+    table = text[text.index(build.TABLE_START) + len(build.TABLE_START):text.index(build.TABLE_END)]
+    assert table.strip() == build.zoo_table().strip(), "rerun `python pipelines/build.py` or its write_docs_table()"
+    assert sorted(build.zoo_names()) == sorted(NAMES)
