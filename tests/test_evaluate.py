@@ -79,7 +79,7 @@ def test_conditional_pipelines_are_asked_for_every_digit_and_scored_on_it(runs, 
         result = evaluate_pipeline(pipe, "digits", num_samples=40, steps=2, iwae_k=2)
         assert result["conditioning"] == ("text" if name == "fm-text" else "class")
         assert 0 <= result["class_accuracy"] <= 1 and np.isfinite(result["digits_fd"])
-        assert result["guidance_scale"] == (3.0 if name == "fm-text" else None)  # GANs and VAEs have no guidance
+        assert result["guidance_scale"] == (2.0 if name == "fm-text" else None)  # GANs and VAEs have no guidance
     # a conditional VAE bounds -log p(x | y) with the held-out digits' own labels
     vae = evaluate_pipeline(genzoo.load_pipeline(runs / "vae-class"), "digits", num_samples=20, iwae_k=2)
     assert vae["iwae_conditional_on_label"] and np.isfinite(vae["iwae_nll_nats"])

@@ -80,7 +80,7 @@ def conditioning_of_folder(folder: Path) -> tuple[str, dict | None]:
 
 def _usage_call(conditioning: str, id2label: dict | None) -> str:
     if conditioning == "text":
-        return 'out = pipe(prompt="a handwritten seven", guidance_scale=3.0, generator=torch.Generator().manual_seed(0))'
+        return 'out = pipe(prompt="a handwritten seven", guidance_scale=2.0, generator=torch.Generator().manual_seed(0))'
     if conditioning == "class":
         first = next(iter(id2label.values()))
         return (f'out = pipe(class_labels=["{first}"] * 4, generator=torch.Generator().manual_seed(0))  '
