@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from diffusers.models.autoencoders.vae import DecoderOutput
 from diffusers.utils import BaseOutput
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
@@ -158,3 +159,12 @@ def projection_logits(model, features: torch.Tensor, logits: torch.Tensor, class
     if labels is None:
         return logits
     return logits + (model.class_embedding(labels).to(features.dtype) * features).sum(dim=1)
+
+
+def vae_forward(vae, sample, class_labels, sample_posterior: bool, return_dict: bool, generator):
+    """``forward`` of genzoo's VAEs, as ``AutoencoderKL``'s: encode (with the labels of a conditional VAE), take the
+    posterior mode or a draw from it (``sample_posterior``, with ``generator``), decode."""
+    posterior = vae.encode(sample, class_labels).latent_dist
+    z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
+    dec = vae.decode(z, class_labels).sample
+    return DecoderOutput(sample=dec) if return_dict else (dec,)

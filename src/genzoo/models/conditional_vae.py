@@ -18,8 +18,7 @@ from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
-from ._common import check_positive_int
-from ._common import check_class_labels
+from ._common import check_class_labels, check_positive_int, vae_forward
 
 __all__ = ["ConditionalAutoencoderKL"]
 
@@ -169,9 +168,4 @@ class ConditionalAutoencoderKL(ModelMixin, ConfigMixin):
             return_dict (`bool`): return a ``DecoderOutput`` (default) or a 1-tuple.
             generator (`torch.Generator`, *optional*): for ``sample_posterior``.
         """
-        posterior = self.encode(sample, class_labels).latent_dist
-        z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
-        dec = self.decode(z, class_labels).sample
-        if not return_dict:
-            return (dec,)
-        return DecoderOutput(sample=dec)
+        return vae_forward(self, sample, class_labels, sample_posterior, return_dict, generator)

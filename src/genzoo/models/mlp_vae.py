@@ -17,8 +17,7 @@ from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDis
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from torch import nn
 
-from ._common import check_latent, check_positive_int
-from ._common import check_class_labels
+from ._common import check_class_labels, check_latent, check_positive_int, vae_forward
 
 __all__ = ["MLPVAE", "DiagonalGaussianDistributionND"]
 
@@ -190,9 +189,4 @@ class MLPVAE(ModelMixin, ConfigMixin):
         Returns:
             ``DecoderOutput(sample=...)`` of shape ``(B, D)``, or ``(sample,)`` when ``return_dict=False``.
         """
-        posterior = self.encode(sample, class_labels).latent_dist
-        z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
-        dec = self.decode(z, class_labels).sample
-        if not return_dict:
-            return (dec,)
-        return DecoderOutput(sample=dec)
+        return vae_forward(self, sample, class_labels, sample_posterior, return_dict, generator)
