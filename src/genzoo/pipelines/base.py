@@ -15,6 +15,7 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..conditioning import class_label_ids, model_id2label
 from . import loading
 
 IMAGE_OUTPUT_TYPES = ("pil", "np", "pt")
@@ -53,6 +54,10 @@ def sampling_mode(call):
 
 class GenzooPipeline(DiffusionPipeline):
     """Base class of genzoo's pipelines (and of plugin pipelines that want the same loading and saving)."""
+
+    #: The component whose config holds a class-conditional model's label names (see :mod:`genzoo.conditioning`);
+    #: ``None``: the pipeline takes no class labels.
+    labelled_component: str | None = None
 
     @classmethod
     def from_pretrained(
@@ -144,6 +149,40 @@ class GenzooPipeline(DiffusionPipeline):
             self.save_pretrained(folder)
             return push_folder(folder, repo_id, token=token, private=private, commit_message=commit_message,
                                revision=revision, create_pr=create_pr, license=license)
+
+    # ------------------------------------------------------------------ class labels
+    @property
+    def id2label(self) -> dict[int, str] | None:
+        """Label names of a class-conditional model (``{0: "0", ...}`` for the digits), else ``None``."""
+        model = getattr(self, self.labelled_component, None) if self.labelled_component else None
+        return None if model is None else model_id2label(model)
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Name -> id, as in Diffusers' ``DiTPipeline.labels``; empty for a model without classes."""
+        return {name: key for key, name in (self.id2label or {}).items()}
+
+    def get_label_ids(self, label: str | list[str]) -> list[int]:
+        """Ids of label names (Diffusers' ``DiTPipeline.get_label_ids``); unknown names raise ``ValueError``."""
+        labels = [label] if isinstance(label, str) else list(label)
+        return self._label_ids(labels, len(labels))[0]["class_labels"].tolist()
+
+    def _label_ids(self, class_labels, batch_size: int) -> tuple[dict, int]:
+        """``({"class_labels": ids on the pipeline's device}, batch_size)`` for a class-conditional model, ``({},
+        batch_size)`` for an unconditional one (which refuses labels); see :func:`genzoo.conditioning.class_label_ids`
+        for what ``class_labels`` may be and how it sets the batch size."""
+        owner = f"this {type(self).__name__}'s {self.labelled_component}"
+        ids, batch_size = class_label_ids(class_labels, batch_size, self.id2label, owner=owner)
+        return ({} if ids is None else {"class_labels": ids.to(self.device)}), batch_size
+
+    def _check_no_guidance(self, guidance_scale) -> None:
+        """For pipelines without classifier-free guidance (GAN, VAE): ``guidance_scale`` is accepted (``None`` or 1)
+        only so that code which samples every genzoo pipeline alike can pass it."""
+        if guidance_scale is not None and guidance_scale != 1.0:
+            raise ValueError(
+                f"guidance_scale={guidance_scale}: {type(self).__name__} has no classifier-free guidance (its model "
+                "has no null label); leave guidance_scale as None."
+            )
 
     # ------------------------------------------------------------------ helpers for __call__
     def _noise(self, shape, generator, latents, batch_size):

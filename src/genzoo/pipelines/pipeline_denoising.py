@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ..conditioning import class_label_ids, expand_to_batch, model_id2label, null_label_id
+from ..conditioning import expand_to_batch, null_label_id
 from ..models import denoiser_sample_shape
 from .base import GenzooPipeline, sampling_mode
 
@@ -29,6 +29,7 @@ class DenoisingPipeline(GenzooPipeline):
     """
 
     model_cpu_offload_seq = "text_encoder->unet"
+    labelled_component = "unet"
     _optional_components = ["tokenizer", "text_encoder"]
     default_num_inference_steps = 50
     #: Guidance used when ``guidance_scale`` is not given to a conditional pipeline. 2 is where every conditional
@@ -41,25 +42,6 @@ class DenoisingPipeline(GenzooPipeline):
         if (tokenizer is None) != (text_encoder is None):
             raise ValueError("A text-conditional pipeline needs both a tokenizer and a text_encoder (got only one).")
         self.register_modules(unet=unet, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder)
-
-    @property
-    def id2label(self) -> dict[int, str] | None:
-        """Label names of a class-conditional model (``{0: "0", ...}`` for the digits), else ``None``."""
-        return model_id2label(self.unet)
-
-    @property
-    def labels(self) -> dict[str, int]:
-        """Name -> id, as in Diffusers' ``DiTPipeline.labels``; empty for a model without classes."""
-        return {name: key for key, name in (self.id2label or {}).items()}
-
-    def get_label_ids(self, label: str | list[str]) -> list[int]:
-        """Ids of label names (Diffusers' ``DiTPipeline.get_label_ids``); unknown names raise ``ValueError``."""
-        labels = [label] if isinstance(label, str) else list(label)
-        return class_label_ids(labels, len(labels), self.id2label, owner=self._owner)[0].tolist()
-
-    @property
-    def _owner(self) -> str:
-        return f"this {type(self).__name__}'s {type(self.unet).__name__}"
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
@@ -88,11 +70,11 @@ class DenoisingPipeline(GenzooPipeline):
                 f"{type(self).__name__} has no text encoder, so it takes no prompt"
                 + (" (it is class-conditional: pass class_labels=...)." if self.id2label else ".")
             )
-        ids, batch_size = class_label_ids(class_labels, batch_size, self.id2label, owner=self._owner)
-        if ids is None:
+        labels, batch_size = self._label_ids(class_labels, batch_size)
+        if not labels:
             return {}, None, batch_size
-        ids = ids.to(self.device)
-        return {"class_labels": ids}, {"class_labels": torch.full_like(ids, null_label_id(self.id2label))}, batch_size
+        null = torch.full_like(labels["class_labels"], null_label_id(self.id2label))
+        return labels, {"class_labels": null}, batch_size
 
     @sampling_mode
     def __call__(

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..conditioning import class_label_ids, model_id2label
 from .base import GenzooPipeline, sampling_mode
-
-
-def check_no_guidance(pipe, guidance_scale) -> None:
-    """GANs and VAEs have no classifier-free guidance; ``guidance_scale`` is accepted (``None`` or 1) only so that
-    code which samples every genzoo pipeline alike can pass it."""
-    if guidance_scale is not None and guidance_scale != 1.0:
-        raise ValueError(
-            f"guidance_scale={guidance_scale}: {type(pipe).__name__} has no classifier-free guidance (its model has "
-            "no null label); leave guidance_scale as None."
-        )
 
 
 class GANPipeline(GenzooPipeline):
@@ -27,15 +16,11 @@ class GANPipeline(GenzooPipeline):
     """
 
     model_cpu_offload_seq = "generator"
+    labelled_component = "generator"
 
     def __init__(self, generator):
         super().__init__()
         self.register_modules(generator=generator)
-
-    @property
-    def id2label(self) -> dict[int, str] | None:
-        """Label names of a class-conditional generator (``{0: "0", ...}`` for the digits), else ``None``."""
-        return model_id2label(self.generator)
 
     @sampling_mode
     def __call__(
@@ -64,10 +49,8 @@ class GANPipeline(GenzooPipeline):
             return_dict: return an ``ImagePipelineOutput`` / ``VectorPipelineOutput`` (else a tuple).
             guidance_scale: must be ``None`` (or 1): a GAN has no classifier-free guidance.
         """
-        check_no_guidance(self, guidance_scale)
-        owner = f"this {type(self).__name__}'s generator"
-        ids, batch_size = class_label_ids(class_labels, batch_size, self.id2label, owner=owner)
+        self._check_no_guidance(guidance_scale)
+        labels, batch_size = self._label_ids(class_labels, batch_size)
         z = self._noise(tuple(self.generator.latent_shape), generator, latents, batch_size)
-        labels = {} if ids is None else {"class_labels": ids.to(self.device)}
         samples = self.generator(z, **labels).sample
         return self._output(samples, output_type, return_dict)

@@ -7,10 +7,8 @@ import numpy as np
 import PIL.Image
 import torch
 
-from ..conditioning import class_label_ids, model_id2label
 from ..models import vae_latent_shape
 from .base import GenzooPipeline, sampling_mode
-from .pipeline_gan import check_no_guidance
 
 
 class VAEPipeline(GenzooPipeline):
@@ -26,6 +24,7 @@ class VAEPipeline(GenzooPipeline):
     """
 
     model_cpu_offload_seq = "vae"
+    labelled_component = "vae"
 
     def __init__(self, vae):
         super().__init__()
@@ -34,18 +33,6 @@ class VAEPipeline(GenzooPipeline):
     @property
     def latent_shape(self) -> tuple[int, ...]:
         return vae_latent_shape(self.vae)
-
-    @property
-    def id2label(self) -> dict[int, str] | None:
-        """Label names of a class-conditional VAE (``{0: "0", ...}`` for the digits), else ``None``."""
-        return model_id2label(self.vae)
-
-    def _label_ids(self, class_labels, batch_size: int) -> tuple[dict, int]:
-        """``({"class_labels": ids}, batch_size)`` for a conditional VAE (``({}, batch_size)`` for an unconditional
-        one, whose ``encode`` / ``decode`` take no labels); see :func:`genzoo.conditioning.class_label_ids`."""
-        owner = f"this {type(self).__name__}'s vae"
-        ids, batch_size = class_label_ids(class_labels, batch_size, self.id2label, owner=owner)
-        return ({} if ids is None else {"class_labels": ids.to(self.device)}), batch_size
 
     def _data_labels(self, class_labels, batch_size: int) -> dict:
         """The labels of ``batch_size`` given data points: required by a conditional VAE (one for all, or one each)."""
@@ -86,7 +73,7 @@ class VAEPipeline(GenzooPipeline):
             return_dict: return an ``ImagePipelineOutput`` / ``VectorPipelineOutput`` (else a tuple).
             guidance_scale: must be ``None`` (or 1): a VAE has no classifier-free guidance.
         """
-        check_no_guidance(self, guidance_scale)
+        self._check_no_guidance(guidance_scale)
         labels, batch_size = self._label_ids(class_labels, batch_size)
         z = self._noise(self.latent_shape, generator, latents, batch_size)
         return self._output(self.vae.decode(z, **labels).sample, output_type, return_dict)
