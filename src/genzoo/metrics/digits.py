@@ -373,7 +373,9 @@ def class_entropy(histogram) -> float:
     return float(-(p * np.log(p)).sum()) + 0.0
 
 
-def evaluate_digits(images, reference: str = "test", seed: int = 0, k: int = 5, value_range=(0.0, 1.0)) -> dict:
+def evaluate_digits(
+    images, reference: str = "test", seed: int = 0, k: int = 5, value_range=(0.0, 1.0), asked_labels=None
+) -> dict:
     """All digits metrics of ``images`` (generated samples; layouts and ``value_range`` as :func:`digits_features`,
     default [0, 1] as pipelines return them) against the real ``reference`` split ("test": held out from all
     training), taken at the images' resolution (:func:`digits_reference_features`). JSON-ready dict:
@@ -384,7 +386,9 @@ def evaluate_digits(images, reference: str = "test", seed: int = 0, k: int = 5, 
       subsampled (without replacement, ``numpy.random.default_rng(seed)``) to the smaller's size, which is
       ``precision_recall_size``;
     - ``coverage``, ``class_entropy``, ``class_histogram`` (10 ints) of the predicted classes of ``images``;
-    - ``num_samples``, ``reference_size``, ``resolution`` (of the images; the reference is resized to it).
+    - ``num_samples``, ``reference_size``, ``resolution`` (of the images; the reference is resized to it);
+    - with ``asked_labels`` (the digit each image was asked to be, for conditional models): ``class_accuracy``, the
+      fraction of images classified as their asked-for digit.
     """
     x = to_classifier_input(images, value_range, resize=False)
     resolution = int(x.shape[-1]) if x.shape[-1] == x.shape[-2] else IMAGE_SIZE
@@ -399,6 +403,9 @@ def evaluate_digits(images, reference: str = "test", seed: int = 0, k: int = 5, 
     pr_ref, pr_fake = subsample(ref), subsample(features)
     precision, recall = precision_recall(pr_ref, pr_fake, k=k)
     histogram = class_histogram(logits)
+    accuracy = {}
+    if asked_labels is not None:
+        accuracy["class_accuracy"] = float((logits.argmax(1) == np.asarray(asked_labels)).mean())
     return {
         "digits_fd": frechet_distance(features, ref),
         "digits_fd_floor": digits_fd_floor(resolution),
@@ -412,4 +419,5 @@ def evaluate_digits(images, reference: str = "test", seed: int = 0, k: int = 5, 
         "num_samples": int(len(features)),
         "reference_size": int(len(ref)),
         "resolution": resolution,
+        **accuracy,
     }

@@ -151,13 +151,12 @@ def evaluate_pipeline(
         raise ValueError(
             f"Image metrics need the digits classifier, so --dataset must be 'digits' for image pipelines; got {dataset!r}."
         )
-    from .digits import digits_features, digits_reference_images, evaluate_digits
+    from .digits import digits_reference_images, evaluate_digits
 
-    result.update(evaluate_digits(samples, reference="test", seed=seed))
+    asked = None
     if conditioning != "none":
-        _, logits = digits_features(samples)
-        num_classes = len(pipe.id2label) if conditioning == "class" else 10
-        result["class_accuracy"] = float((logits.argmax(1) == asked_labels(num_samples, num_classes)).mean())
+        asked = asked_labels(num_samples, len(pipe.id2label) if conditioning == "class" else 10)
+    result.update(evaluate_digits(samples, reference="test", seed=seed, asked_labels=asked))
     if likelihood and isinstance(pipe, VAEPipeline):
         held_out = digits_reference_images(resolution=pipe.vae.config.get("sample_size", 8))
         labels = None
