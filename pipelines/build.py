@@ -38,6 +38,11 @@ SCALE_UP = {
 }
 
 
+def folder_mib(folder: Path) -> float:
+    """Size of everything in ``folder``, in MiB."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+
+
 def zoo_names() -> list[str]:
     return sorted(p.parent.name for p in HERE.glob("*/recipe.yaml"))
 
@@ -47,7 +52,7 @@ def run(command: list[str]) -> None:
     subprocess.run(command, check=True, cwd=ROOT)
 
 
-def build(name: str) -> dict:
+def build(name: str) -> None:
     folder = HERE / name
     recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
     run_dir = ROOT / "runs" / "zoo" / name
@@ -88,9 +93,7 @@ folder. The model is tiny on purpose (a few MB). To scale it up: {SCALE_UP[recip
 """
     card = make_model_card(folder, f"pipelines/{name}", notes=notes)
     (folder / "README.md").write_text(str(card))
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    print(f"{name}: {train_minutes:.1f} min, {size / 2**20:.2f} MiB", flush=True)
-    return {"name": name, "minutes": round(train_minutes, 2), "mib": round(size / 2**20, 2)}
+    print(f"{name}: {train_minutes:.1f} min, {folder_mib(folder):.2f} MiB", flush=True)
 
 
 TABLE_START, TABLE_END = "<!-- zoo table: written by pipelines/build.py -->", "<!-- end of zoo table -->"
@@ -111,7 +114,7 @@ def zoo_table() -> str:
                 continue
             evaluation = json.loads((folder / "eval.json").read_text())
             metrics = json.loads((folder / "metrics.json").read_text())
-            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+            size = folder_mib(folder)
             cells = [f"{evaluation[c]:.3f}" for c in columns]
             lines.append(f"| [`{folder.name}`](../pipelines/{folder.name}/README.md) | " + " | ".join(cells)
                          + f" | {evaluation['model_calls_per_sample']} | {size:.1f} | "
