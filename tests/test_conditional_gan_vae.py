@@ -251,7 +251,7 @@ def test_bad_model_configurations_are_named():
         ConditionalAutoencoderKL()
     with pytest.raises(ValueError, match="`class_embed_dim=4` needs `num_class_embeds`"):
         MLPGenerator(class_embed_dim=4)
-    with pytest.raises(ValueError, match="`num_class_embeds` must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="num_class_embeds must be a positive integer, got 0"):
         DCGANDiscriminator(sample_size=8, num_class_embeds=0)
 
 

@@ -367,7 +367,7 @@ def test_names_that_resolve_to_nothing():
     "argv, message",
     [
         (["--num_channels", "2"], "--num_channels must be 1 .* or 3 .*, got 2"),
-        (["--resolution", "3"], "--resolution must be an int >= 4, got 3"),
+        (["--resolution", "3"], "--resolution must be an integer >= 4, got 3"),
         (["--max_train_samples", "0"], "--max_train_samples must be a positive int"),
         (["--max_bad_images_fraction", "1.5"], "between 0 and 1"),
         (["--data_seed", "-1"], "non-negative int"),

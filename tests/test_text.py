@@ -153,7 +153,7 @@ def test_text_encoder_config_matches_the_tokenizer(tokenizer, caplog):
     assert encoder.get_input_embeddings().num_embeddings == len(tokenizer)
     with pytest.raises(ValueError, match=r"hidden_size \(30\) must be a multiple of num_attention_heads \(4\)"):
         build_text_encoder(tokenizer, hidden_size=30)
-    with pytest.raises(ValueError, match="num_hidden_layers must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="num_hidden_layers must be a positive integer, got 0"):
         build_text_encoder(tokenizer, num_hidden_layers=0)
 
 

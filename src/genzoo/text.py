@@ -26,6 +26,8 @@ import logging
 
 import torch
 
+from .checks import check_positive_int
+
 logger = logging.getLogger("genzoo.text")
 
 PAD_TOKEN = "<pad>"
@@ -153,8 +155,7 @@ def build_text_encoder(
         ("hidden_size", hidden_size), ("num_hidden_layers", num_hidden_layers),
         ("num_attention_heads", num_attention_heads), ("intermediate_size", intermediate_size),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        check_positive_int(name, value)
     if hidden_size % num_attention_heads:
         raise ValueError(
             f"hidden_size ({hidden_size}) must be a multiple of num_attention_heads ({num_attention_heads})."

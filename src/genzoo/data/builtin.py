@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_positive_int
+
 TOY_DATASETS = ("moons", "8gaussians", "checkerboard", "swissroll", "circles", "spirals")
 BUILTIN_DATASETS = ("digits",) + TOY_DATASETS
 
@@ -209,8 +211,7 @@ def toy_points(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
 
     if name not in _TOYS:
         raise DataError(f"unknown toy data set {name!r}; the toys are {', '.join(TOY_DATASETS)}")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise DataError(f"the number of toy points must be a positive int, got {n!r}")
+    check_positive_int("the number of toy points", n, error=DataError)
     points = _TOYS[name](int(n), rng)
     return np.asarray(points[rng.permutation(len(points))[:n]], dtype=np.float32)
 

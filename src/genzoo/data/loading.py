@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_positive_int
 from .builtin import BUILTIN_DATASETS, TOY_DATASETS, digits_dataset, toy_dataset
 from .training_data import (
     DataError,
@@ -182,24 +183,16 @@ def _options(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _check_options(opts, seed) -> None:
-    def positive_int(value):
-        return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
-
-    if opts.resolution is not None and not (positive_int(opts.resolution) and opts.resolution >= MIN_RESOLUTION):
-        raise DataError(
-            f"--resolution must be an int >= {MIN_RESOLUTION}, got {opts.resolution!r} (a method may need more, "
-            "e.g. a multiple of 8 for a UNet)"
-        )
+    if opts.resolution is not None:
+        check_positive_int("--resolution", opts.resolution, error=DataError, minimum=MIN_RESOLUTION)
     if opts.num_channels is not None and opts.num_channels not in (1, 3):
         raise DataError(f"--num_channels must be 1 (grayscale) or 3 (RGB), got {opts.num_channels!r}")
-    if opts.max_train_samples is not None and not positive_int(opts.max_train_samples):
-        raise DataError(f"--max_train_samples must be a positive int, got {opts.max_train_samples!r}")
-    if opts.num_samples is not None and not positive_int(opts.num_samples):
-        raise DataError(f"--num_samples must be a positive int, got {opts.num_samples!r}")
+    for name in ("max_train_samples", "num_samples"):
+        if getattr(opts, name) is not None:
+            check_positive_int(f"--{name}", getattr(opts, name), error=DataError)
     if not 0.0 <= float(opts.max_bad_images_fraction) <= 1.0:
         raise DataError(f"--max_bad_images_fraction must be between 0 and 1, got {opts.max_bad_images_fraction!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DataError(f"the data seed (--data_seed, else --seed) must be a non-negative int, got {seed!r}")
+    check_positive_int("the data seed (--data_seed, else --seed)", seed, error=DataError, minimum=0)
 
 
 def _ignore_image_options(opts, name) -> None:

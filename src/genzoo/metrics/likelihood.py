@@ -16,6 +16,8 @@ import math
 
 import torch
 
+from ..checks import check_positive_int
+
 __all__ = ["flow_log_likelihood"]
 
 METHODS = ("rk4", "euler")
@@ -107,8 +109,7 @@ def flow_log_likelihood(
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method={method!r}; allowed: {', '.join(repr(m) for m in METHODS)}.")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}.")
+    check_positive_int("num_steps", num_steps)
     scale = _time_scale(scheduler)
     config = getattr(scheduler, "config", None)
     prediction_type = config.get("prediction_type", "velocity") if config is not None else "velocity"

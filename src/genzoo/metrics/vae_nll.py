@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from ..checks import check_positive_int
+
 __all__ = ["iwae_nll"]
 
 RECON_LOSSES = ("mse", "bce")
@@ -83,8 +85,7 @@ def iwae_nll(
     if recon_loss not in RECON_LOSSES:
         raise ValueError(f"Unknown recon_loss={recon_loss!r}; allowed: {', '.join(repr(r) for r in RECON_LOSSES)}.")
     for name, value in (("k", k), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_positive_int(name, value)
     x = torch.as_tensor(x)
     if x.ndim < 2 or x.shape[0] == 0:
         raise ValueError(f"x must be a non-empty batch of shape (B, ...), got {tuple(x.shape)}.")

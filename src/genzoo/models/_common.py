@@ -10,6 +10,8 @@ from diffusers.utils import BaseOutput
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from ..checks import check_positive_int
+
 
 @dataclass
 class GeneratorOutput(BaseOutput):
@@ -32,13 +34,6 @@ def maybe_spectral_norm(module: nn.Module, enabled: bool) -> nn.Module:
     so they are written to and read from safetensors like any other weight.
     """
     return _spectral_norm(module) if enabled else module
-
-
-def check_positive_int(name: str, value) -> int:
-    """Return ``value`` if it is a positive ``int`` (bools rejected), else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return value
 
 
 def check_latent(z: torch.Tensor, latent_dim: int, allow_4d: bool = False) -> torch.Tensor:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..checks import check_choice  # noqa: F401  (re-exported for the schedulers)
+
 #: What a model may be trained to predict, with Diffusers' names where Diffusers has one.
 #: ``velocity`` is the flow-matching target ``dx_t/dt = d_alpha * data + d_sigma * noise``;
 #: ``v_prediction`` is the (different) diffusion "v" of Salimans & Ho, ``alpha * noise - sigma * data``.
@@ -98,12 +100,6 @@ class AffinePath:
 
 def _unknown(prediction_type: str) -> ValueError:
     return ValueError(f"Unknown prediction_type={prediction_type!r}; allowed: {', '.join(PREDICTION_TYPES)}.")
-
-
-def check_choice(name: str, value, allowed) -> None:
-    """Raise a ``ValueError`` naming the argument, its value and the allowed values."""
-    if value not in allowed:
-        raise ValueError(f"Unknown {name}={value!r}; allowed: {', '.join(repr(a) for a in allowed)}.")
 
 
 def check_same_shape(model_output: torch.Tensor, sample: torch.Tensor, allowed_channels=None) -> None:
