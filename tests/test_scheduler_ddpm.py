@@ -188,15 +188,180 @@ def test_ddim_and_dpm_solver_from_genzoo_config():
     assert torch.isfinite(x).all() and len(dpm.timesteps) == 15
 
 
-def test_save_load_round_trip(tmp_path):
-    scheduler = genzoo.DDPMScheduler(beta_schedule="sigmoid", variance_type="learned_range", steps_offset=1)
-    scheduler.save_pretrained(tmp_path)
-    saved = json.loads((tmp_path / "scheduler_config.json").read_text())
-    assert saved["_class_name"] == "DDPMScheduler" and saved["beta_schedule"] == "sigmoid"
-    loaded = genzoo.DDPMScheduler.from_pretrained(tmp_path)
-    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
-    assert public(loaded.config) == public(scheduler.config)
-    assert torch.equal(loaded.alphas_cumprod, scheduler.alphas_cumprod)
+@pytest.mark.parametrize(
+    "saver,loader", [(genzoo, diffusers), (diffusers, genzoo)], ids=["genzoo->diffusers", "diffusers->genzoo"]
+)
+def test_save_in_one_library_load_in_the_other_then_step_identically(tmp_path, saver, loader):
+    """The config file is Diffusers': either library loads what the other saved, and the loaded scheduler steps
+    exactly like the one that was saved. (Saving and loading within genzoo is part of the scheduler contract.)"""
+    options = dict(beta_schedule="sigmoid", variance_type="learned_range", steps_offset=1, prediction_type="sample")
+    saved = saver.DDPMScheduler(**options)
+    saved.save_pretrained(tmp_path)
+    loaded = loader.DDPMScheduler.from_pretrained(tmp_path)
+    assert {k: v for k, v in loaded.config.items() if k in options} == options
+    torch.testing.assert_close(loaded.alphas_cumprod, saved.alphas_cumprod, atol=0, rtol=0)
+    x_saved, x0_saved = run_loop(saved, 7, "learned_range")
+    x_loaded, x0_loaded = run_loop(loaded, 7, "learned_range")
+    torch.testing.assert_close(x_loaded, x_saved, atol=1e-5, rtol=0)
+    torch.testing.assert_close(x0_loaded, x0_saved, atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------------------ stepping without set_timesteps
+def run_chain(scheduler, variance_type, timesteps, shape=(2, 3, 4, 4)):
+    """A sampling loop over ``timesteps`` with no set_timesteps call."""
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(shape, generator=torch.Generator().manual_seed(123))
+    for t in timesteps:
+        sample = scheduler.step(fake_model(sample, t, variance_type), t, sample, generator=generator).prev_sample
+    return sample
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(), dict(prediction_type="v_prediction", variance_type="fixed_large", beta_schedule="squaredcos_cap_v2")],
+    ids=["defaults", "v_prediction,fixed_large,cosine"],
+)
+def test_full_chain_without_set_timesteps_matches_diffusers(options):
+    """Right after construction both schedulers hold the whole chain T-1, ..., 0 and step t -> t - 1: the full
+    1000-step loop over Python ints (as Diffusers' own test runs it) gives the same sample."""
+    ours, theirs = genzoo.DDPMScheduler(**options), diffusers.DDPMScheduler(**options)
+    assert torch.equal(ours.timesteps, theirs.timesteps)
+    assert ours.timesteps.tolist() == list(range(999, -1, -1))
+    variance_type = options.get("variance_type", "fixed_small")
+    ints = range(len(ours) - 1, -1, -1)
+    x_ours, x_theirs = run_chain(ours, variance_type, ints), run_chain(theirs, variance_type, ints)
+    assert torch.isfinite(x_ours).all()
+    torch.testing.assert_close(x_ours, x_theirs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("variance_type", VARIANCE_TYPES)
+def test_short_chain_without_set_timesteps_matches_diffusers(variance_type):
+    """Every variance type on a whole (short) training chain, without set_timesteps."""
+    options = dict(num_train_timesteps=60, beta_end=0.2, variance_type=variance_type)
+    reference = dict(options, variance_type="fixed_large") if variance_type == "fixed_large_log" else options
+    ours, theirs = genzoo.DDPMScheduler(**options), diffusers.DDPMScheduler(**reference)
+    torch.testing.assert_close(
+        run_chain(ours, variance_type, ours.timesteps), run_chain(theirs, variance_type, theirs.timesteps),
+        atol=1e-5, rtol=0,
+    )
+
+
+@pytest.mark.parametrize("t", [0, 1, 500, 998, 999])
+def test_single_steps_without_set_timesteps_match_diffusers(t):
+    ours, theirs = genzoo.DDPMScheduler(), diffusers.DDPMScheduler()
+    assert int(ours.previous_timestep(t)) == int(theirs.previous_timestep(t)) == t - 1
+    sample = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(t))
+    outputs = [
+        s.step(fake_model(sample, t, "fixed_small"), t, sample, generator=torch.Generator().manual_seed(1))
+        for s in (ours, theirs)
+    ]
+    torch.testing.assert_close(outputs[0].prev_sample, outputs[1].prev_sample, atol=1e-5, rtol=0)
+    torch.testing.assert_close(outputs[0].pred_original_sample, outputs[1].pred_original_sample, atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------------------ timesteps off the grid
+@pytest.mark.parametrize("spacing", TIMESTEP_SPACINGS)
+def test_on_grid_previous_timestep_is_diffusers(spacing):
+    for steps in (1, 7, 50):
+        ours, theirs = genzoo.DDPMScheduler(timestep_spacing=spacing), diffusers.DDPMScheduler(timestep_spacing=spacing)
+        ours.set_timesteps(steps)
+        theirs.set_timesteps(steps)
+        for t in ours.timesteps:
+            assert int(ours.previous_timestep(t)) == int(theirs.previous_timestep(t)), (steps, int(t))
+
+
+@pytest.mark.parametrize("spacing", TIMESTEP_SPACINGS)
+def test_off_grid_timestep_uses_the_documented_rule(spacing):
+    """Off the grid of set_timesteps(n), a timestep t steps to t - T // n (the end, alpha_bar = 1, below 0).
+    Diffusers' reference: its own scheduler on the custom grid [t, t - T // n] (or [t] at the end)."""
+    n, T = 7, 1000
+    ours = genzoo.DDPMScheduler(timestep_spacing=spacing)
+    ours.set_timesteps(n)
+    grid = set(ours.timesteps.tolist())
+    for t in (998, 613, 500, 140, 100, 3):
+        if t in grid:
+            continue
+        expected = t - T // n
+        assert int(ours.previous_timestep(t)) == max(expected, -1)
+        reference = diffusers.DDPMScheduler(timestep_spacing=spacing)
+        reference.set_timesteps(timesteps=[t, expected] if expected >= 0 else [t])
+        sample = torch.randn(2, 3, generator=torch.Generator().manual_seed(t))
+        ours_out, ref_out = (
+            s.step(fake_model(sample, t, "fixed_small"), t, sample, generator=torch.Generator().manual_seed(2))
+            for s in (ours, reference)
+        )
+        torch.testing.assert_close(ours_out.prev_sample, ref_out.prev_sample, atol=1e-5, rtol=0)
+        torch.testing.assert_close(ours_out.pred_original_sample, ref_out.pred_original_sample, atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------------------ _get_variance
+def test_get_variance_is_always_the_variance():
+    """genzoo's _get_variance is the variance sigma_t^2 for every variance_type. Diffusers' agrees for
+    fixed_small, fixed_large and learned, and returns the standard deviation for fixed_small_log and the
+    log-variance for fixed_large_log and learned_range."""
+    ours, theirs = genzoo.DDPMScheduler(), diffusers.DDPMScheduler()
+    predicted = torch.tensor([[-0.8, 0.0, 0.5]])
+    as_variance = {  # Diffusers' return value -> the variance
+        "fixed_small": lambda v: v,
+        "fixed_large": lambda v: v,
+        "learned": lambda v: v,
+        "fixed_small_log": lambda v: v**2,
+        "fixed_large_log": torch.exp,
+        "learned_range": torch.exp,
+    }
+    for steps in (None, 10):
+        if steps is not None:
+            ours.set_timesteps(steps)
+            theirs.set_timesteps(steps)
+        for t in (ours.timesteps[0], ours.timesteps[len(ours.timesteps) // 2], ours.timesteps[-1]):
+            for variance_type, convert in as_variance.items():
+                pv = predicted.abs() * 1e-3 if variance_type == "learned" else predicted
+                got = ours._get_variance(t, predicted_variance=pv, variance_type=variance_type)
+                expected = convert(theirs._get_variance(t, predicted_variance=pv, variance_type=variance_type))
+                torch.testing.assert_close(got, expected, atol=1e-7, rtol=1e-5, msg=f"{variance_type} {steps} {t}")
+    # The configured variance_type is the default; Diffusers' own test values at t = 0 and t = T - 1.
+    chain = genzoo.DDPMScheduler()
+    assert float(chain._get_variance(0)) == pytest.approx(0.0, abs=1e-12)
+    beta_last = float(chain.betas[-1])
+    alpha_bar = chain.alphas_cumprod
+    posterior_last = (1 - alpha_bar[-2]) / (1 - alpha_bar[-1]) * beta_last
+    assert float(chain._get_variance(999)) == pytest.approx(float(posterior_last), rel=1e-6)
+    assert float(chain._get_variance(999, variance_type="fixed_large")) == pytest.approx(beta_last, rel=1e-6)
+
+
+@pytest.mark.parametrize("variance_type", VARIANCE_TYPES)
+def test_step_adds_sqrt_of_get_variance_times_the_noise(variance_type):
+    """What _get_variance means is what step uses: two steps differing only in the generator's seed differ by
+    sqrt(_get_variance(t)) * (noise_1 - noise_2)."""
+    scheduler = genzoo.DDPMScheduler(variance_type=variance_type)
+    scheduler.set_timesteps(10)
+    t = scheduler.timesteps[3]
+    sample = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0))
+    model_output = fake_model(sample, t, variance_type)
+    a = scheduler.step(model_output, t, sample, generator=torch.Generator().manual_seed(1)).prev_sample
+    b = scheduler.step(model_output, t, sample, generator=torch.Generator().manual_seed(2)).prev_sample
+    noise_a = torch.randn(sample.shape, generator=torch.Generator().manual_seed(1))
+    noise_b = torch.randn(sample.shape, generator=torch.Generator().manual_seed(2))
+    predicted = model_output[:, sample.shape[1] :] if variance_type.startswith("learned") else None
+    variance = scheduler._get_variance(t, predicted_variance=predicted)
+    torch.testing.assert_close(a - b, variance**0.5 * (noise_a - noise_b), atol=1e-6, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------ deliberate differences
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(rescale_betas_zero_snr=True), r"rescale_betas_zero_snr=True.*'epsilon'.*'v_prediction'.*'sample'"),
+        (dict(variance_type="other"), r"variance_type='other'; allowed: 'fixed_small'.*'learned_range'"),
+        (dict(trained_betas=[0.1, 0.3]), r"trained_betas.*num_train_timesteps=1000.*\(2,\)"),
+    ],
+    ids=["zero_snr_epsilon", "unknown_variance_type", "trained_betas_length"],
+)
+def test_deliberate_refusals_that_diffusers_accepts(kwargs, message):
+    """docs/schedulers.md lists these differences; if Diffusers starts refusing them too, update it."""
+    diffusers.DDPMScheduler(**kwargs)  # accepted upstream
+    with pytest.raises(ValueError, match=message):
+        genzoo.DDPMScheduler(**kwargs)
 
 
 def test_unknown_config_key_warns_and_loads(tmp_path, diffusers_logs):
@@ -235,9 +400,7 @@ def test_bad_config_is_a_clear_value_error(kwargs, message):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(num_inference_steps=0), r"num_inference_steps.*\[1, num_train_timesteps=1000\].*0"),
-        (dict(num_inference_steps=1001), r"num_inference_steps.*1001"),
-        (dict(num_inference_steps=2.5), r"num_inference_steps.*2.5"),
+        (dict(num_inference_steps=1001), r"num_inference_steps must be at most num_train_timesteps=1000, got 1001"),
         (dict(timesteps=[10, 20, 5]), r"strictly decreasing.*\[10, 20, 5\]"),
         (dict(timesteps=[10, 10]), r"strictly decreasing"),
         (dict(timesteps=[1000, 5]), r"\[0, 999\]"),
@@ -257,18 +420,29 @@ def test_steps_offset_past_the_end_is_an_error():
 
 
 def test_bad_step_calls():
+    """Timesteps step() has no rule for; the wrong number of channels for a learned variance. (A model output of the
+    wrong shape, and set_timesteps with a bad value, are part of the scheduler contract.)"""
     scheduler = genzoo.DDPMScheduler()
     x = torch.randn(2, 3)
-    with pytest.raises(ValueError, match="set_timesteps"):
-        scheduler.step(x, 999, x)
-    scheduler.set_timesteps(10)
-    with pytest.raises(ValueError, match=r"shape \(2, 4\).*\(2, 3\)"):
-        scheduler.step(torch.randn(2, 4), 900, x)
-    with pytest.raises(ValueError, match="timestep 901 is not on the sampling grid"):
+    for t in (-1, 1000):
+        with pytest.raises(ValueError, match=rf"timestep {t} is outside the training chain \[0, 999\]"):
+            scheduler.step(x, t, x)
+    with pytest.raises(ValueError, match=r"integers, got timestep 500.5"):
+        scheduler.step(x, 500.5, x)
+    with pytest.raises(ValueError, match=r"one timestep.*\[3, 4\]"):
+        scheduler.step(x, torch.tensor([3, 4]), x)
+    scheduler.set_timesteps(timesteps=[900, 500, 100])
+    with pytest.raises(ValueError, match=r"timestep 901 is not on the custom sampling grid.*\[900, 500, 100\]"):
         scheduler.step(x, 901, x)
+    scheduler.set_timesteps(10)  # back to a regular grid: off-grid timesteps follow the documented rule
+    assert int(scheduler.previous_timestep(901)) == 801
     learned = genzoo.DDPMScheduler(variance_type="learned_range")
     learned.set_timesteps(10)
     with pytest.raises(ValueError, match="twice the channels"):
         learned.step(x, 900, x)
+    with pytest.raises(ValueError, match="variance_type='learned_range' needs the model's predicted_variance"):
+        learned._get_variance(900)
+    with pytest.raises(ValueError, match=r"variance_type='tiny'; allowed"):
+        learned._get_variance(900, variance_type="tiny")
     with pytest.raises(ValueError, match=r"timesteps must lie in \[0, 999\]"):
         scheduler.add_noise(x, x, torch.tensor([1000, 0]))

@@ -19,6 +19,7 @@ from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, Sch
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..checks import check_positive_int
 from .paths import AffinePath, check_choice, check_same_shape, expand_to
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
@@ -47,18 +48,22 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         beta_start, beta_end, beta_schedule: the noise schedule; one of ``linear``, ``scaled_linear``,
             ``squaredcos_cap_v2`` (cosine, Nichol & Dhariwal), ``sigmoid``.
         trained_betas: explicit betas, overriding the schedule.
-        variance_type: the reverse-step variance. ``fixed_small`` is the posterior variance
-            beta~_t, ``fixed_large`` is beta_t; the ``_log`` variants compute the same standard deviation in
-            log space. ``learned`` takes the model's second half of channels as the variance itself (Diffusers'
-            convention), ``learned_range`` as an interpolation coefficient v in [-1, 1] between log beta~_t and
-            log beta_t (Improved DDPM). Unlike Diffusers (whose ``fixed_large_log`` takes the square root of a
-            logarithm and returns NaN), ``fixed_large_log`` here gives ``exp(0.5 * log beta_t)``.
+        variance_type: the reverse-step variance (see :meth:`_get_variance`). ``fixed_small`` is the posterior
+            variance beta~_t, ``fixed_large`` is beta_t; the ``_log`` variants are the same variances (Diffusers
+            computes them in log space). ``learned`` takes the model's second half of channels as the variance
+            itself (Diffusers' convention), ``learned_range`` as an interpolation coefficient v in [-1, 1] between
+            log beta~_t and log beta_t (Improved DDPM). Unlike Diffusers (whose ``fixed_large_log`` takes the square
+            root of a logarithm and returns NaN), ``fixed_large_log`` here steps with the standard deviation
+            ``sqrt(beta_t)``, exactly as ``fixed_large``.
         clip_sample, clip_sample_range: clamp the x_0 estimate to [-range, range].
         prediction_type: ``epsilon``, ``sample`` (x_0) or ``v_prediction``.
         thresholding, dynamic_thresholding_ratio, sample_max_value: Imagen's dynamic thresholding of x_0.
         timestep_spacing, steps_offset: how ``set_timesteps`` places a shorter sampling grid.
         rescale_betas_zero_snr: rescale the schedule to zero terminal SNR (Lin et al. 2023). At zero SNR an
             epsilon prediction carries no information about x_0, so this requires ``v_prediction`` or ``sample``.
+
+    Sampling: ``step`` works right after construction, on the whole chain (t -> t - 1), and after
+    ``set_timesteps`` on the chosen grid (see :meth:`previous_timestep` for timesteps off the grid).
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
@@ -87,13 +92,12 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         check_choice("variance_type", variance_type, VARIANCE_TYPES)
         check_choice("prediction_type", prediction_type, DDPM_PREDICTION_TYPES)
         check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
-        if int(num_train_timesteps) < 1:
-            raise ValueError(f"num_train_timesteps must be a positive integer, got {num_train_timesteps!r}.")
+        check_positive_int("num_train_timesteps", num_train_timesteps)
         if rescale_betas_zero_snr and prediction_type == "epsilon":
             raise ValueError(
-                "rescale_betas_zero_snr=True makes the last timestep pure noise, where an 'epsilon' prediction "
-                "cannot recover x_0 (Diffusers divides by zero there). Use prediction_type='v_prediction' or "
-                "'sample' with zero-terminal-SNR schedules."
+                "rescale_betas_zero_snr=True with prediction_type='epsilon': the last timestep is pure noise, where "
+                "an 'epsilon' prediction cannot recover x_0 (Diffusers divides by zero there). Allowed with "
+                "zero-terminal-SNR schedules: prediction_type='v_prediction' or 'sample'."
             )
 
         if trained_betas is not None:
@@ -101,7 +105,8 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
             if betas.ndim != 1 or len(betas) != num_train_timesteps:
                 raise ValueError(
                     f"trained_betas must be a 1-D list of num_train_timesteps={num_train_timesteps} values, "
-                    f"got shape {tuple(betas.shape)}."
+                    f"got shape {tuple(betas.shape)}: one beta per training timestep (Diffusers accepts any length "
+                    "and then indexes past the end)."
                 )
         elif beta_schedule == "linear":
             betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
@@ -121,6 +126,8 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         self.init_noise_sigma = 1.0
         self.variance_type = variance_type  # Diffusers keeps this as an attribute too
 
+        # Until set_timesteps is called the sampling grid is the whole training chain T-1, ..., 0, so step()
+        # works right away and steps t -> t - 1 (Diffusers' behaviour).
         self.num_inference_steps: int | None = None
         self.custom_timesteps = False
         self.timesteps = torch.arange(num_train_timesteps - 1, -1, -1, dtype=torch.int64)
@@ -189,11 +196,9 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
             self.custom_timesteps = True
             self.num_inference_steps = len(grid)
         else:
-            n = num_inference_steps
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= T:
-                raise ValueError(
-                    f"num_inference_steps must be an integer in [1, num_train_timesteps={T}], got {n!r}."
-                )
+            n = check_positive_int("num_inference_steps", num_inference_steps)
+            if n > T:
+                raise ValueError(f"num_inference_steps must be at most num_train_timesteps={T}, got {n!r}.")
             spacing = self.config.timestep_spacing
             if spacing == "linspace":
                 grid = np.linspace(0, T - 1, n).round()[::-1].copy().astype(np.int64)
@@ -211,36 +216,87 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
             self.num_inference_steps = int(n)
         self.timesteps = torch.from_numpy(grid).to(device)
 
-    def previous_timestep(self, timestep: int | torch.Tensor) -> torch.Tensor:
-        """The grid point after ``timestep`` in the sampling order (``-1`` after the last one)."""
-        if self.num_inference_steps is None:
-            raise ValueError("Call `set_timesteps(num_inference_steps)` before stepping the DDPMScheduler.")
-        value = int(timestep)
-        matches = (self.timesteps == value).nonzero(as_tuple=True)[0]
-        if len(matches) == 0:
-            raise ValueError(
-                f"timestep {value} is not on the sampling grid set by set_timesteps: {self.timesteps.tolist()}."
-            )
-        index = int(matches[0])
-        return self.timesteps[index + 1] if index + 1 < len(self.timesteps) else torch.tensor(-1)
+    def _timestep_value(self, timestep: int | torch.Tensor) -> int:
+        """``timestep`` as a Python int, checked to be one integer in ``[0, num_train_timesteps - 1]``."""
+        T = self.config.num_train_timesteps
+        value = torch.as_tensor(timestep)
+        if value.numel() != 1:
+            raise ValueError(f"step takes one timestep for the whole batch, got {value.tolist()!r}.")
+        value = value.item()
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"DDPM timesteps are integers, got timestep {value!r}.")
+        if not 0 <= value <= T - 1:
+            raise ValueError(f"timestep {value!r} is outside the training chain [0, {T - 1}].")
+        return int(value)
 
-    def _std(self, variance: torch.Tensor, beta_t: torch.Tensor, predicted_variance: torch.Tensor | None):
-        """Standard deviation of the reverse step for ``variance_type`` (``variance`` is the posterior beta~_t)."""
-        kind = self.config.variance_type
-        if kind == "fixed_small":
-            return variance**0.5
-        if kind == "fixed_small_log":
-            return torch.exp(0.5 * torch.log(variance))
-        if kind == "fixed_large":
-            return beta_t**0.5
-        if kind == "fixed_large_log":
-            return torch.exp(0.5 * torch.log(beta_t))
-        if kind == "learned":
-            return predicted_variance**0.5
-        # learned_range: interpolate between the two fixed choices in log space.
+    def previous_timestep(self, timestep: int | torch.Tensor) -> torch.Tensor:
+        """The timestep ``step`` moves to from ``timestep`` (``-1``: the end of sampling, where alpha_bar = 1).
+
+        - Before ``set_timesteps`` the grid is the whole chain: ``timestep - 1``.
+        - On the grid: the next grid point (``-1`` after the last one).
+        - Off the grid of ``set_timesteps(num_inference_steps=n)``: ``timestep - num_train_timesteps // n``
+          (Diffusers' older rule; ``-1`` if that is below 0).
+        - Off a custom grid (``set_timesteps(timesteps=[...])``): a ``ValueError``, there is no rule to follow.
+        """
+        value = self._timestep_value(timestep)
+        matches = (self.timesteps.cpu() == value).nonzero(as_tuple=True)[0]
+        if len(matches):
+            index = int(matches[0])
+            return self.timesteps[index + 1].cpu() if index + 1 < len(self.timesteps) else torch.tensor(-1)
+        if self.custom_timesteps:
+            raise ValueError(
+                f"timestep {value} is not on the custom sampling grid set by set_timesteps(timesteps=...): "
+                f"{self.timesteps.tolist()}; a custom grid has no rule for the step after an off-grid timestep."
+            )
+        # Off the grid of set_timesteps(n). (Before set_timesteps every valid timestep is on the grid.)
+        return torch.tensor(max(value - self.config.num_train_timesteps // self.num_inference_steps, -1))
+
+    def _variance(
+        self,
+        alpha_prod_t: torch.Tensor,
+        alpha_prod_t_prev: torch.Tensor,
+        predicted_variance: torch.Tensor | None,
+        variance_type: str,
+    ) -> torch.Tensor:
+        """The variance (sigma^2) of the reverse step between two cumulative alphas; see :meth:`_get_variance`."""
+        current_beta_t = 1 - alpha_prod_t / alpha_prod_t_prev
+        # The posterior variance beta~_t of q(x_{t'} | x_t, x_0), eq. (7) of Ho et al.; clamped for its logarithm.
+        posterior = torch.clamp((1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * current_beta_t, min=1e-20)
+        if variance_type in ("fixed_small", "fixed_small_log"):
+            return posterior
+        if variance_type in ("fixed_large", "fixed_large_log"):
+            return current_beta_t
+        if predicted_variance is None:
+            raise ValueError(f"variance_type={variance_type!r} needs the model's predicted_variance, got None.")
+        if variance_type == "learned":
+            return predicted_variance
+        # learned_range: interpolate between the two fixed choices in log space (Improved DDPM).
         frac = (predicted_variance + 1) / 2
-        log_variance = frac * torch.log(beta_t) + (1 - frac) * torch.log(variance)
-        return torch.exp(0.5 * log_variance)
+        return torch.exp(frac * torch.log(current_beta_t) + (1 - frac) * torch.log(posterior))
+
+    def _get_variance(
+        self,
+        t: int | torch.Tensor,
+        predicted_variance: torch.Tensor | None = None,
+        variance_type: str | None = None,
+    ) -> torch.Tensor:
+        """The variance sigma_t^2 of the reverse step from ``t`` (to ``previous_timestep(t)``), for every
+        ``variance_type`` (default: the configured one); ``step`` adds ``sqrt(variance) * noise``.
+
+        Always a variance, never its square root or logarithm: ``fixed_small`` and ``fixed_small_log`` give the
+        posterior variance beta~_t (clamped to >= 1e-20), ``fixed_large`` and ``fixed_large_log`` the step's beta_t,
+        ``learned`` ``predicted_variance`` itself and ``learned_range``
+        ``exp(frac * log beta_t + (1 - frac) * log beta~_t)`` with ``frac = (predicted_variance + 1) / 2``.
+        Diffusers' method of the same name agrees for ``fixed_small``, ``fixed_large`` and ``learned`` and returns
+        the standard deviation for ``fixed_small_log`` and the log-variance for ``fixed_large_log`` and
+        ``learned_range``.
+        """
+        variance_type = self.config.variance_type if variance_type is None else variance_type
+        check_choice("variance_type", variance_type, VARIANCE_TYPES)
+        t = self._timestep_value(t)
+        prev_t = int(self.previous_timestep(t))
+        alpha_prod_t_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.one
+        return self._variance(self.alphas_cumprod[t], alpha_prod_t_prev, predicted_variance, variance_type)
 
     def step(
         self,
@@ -250,10 +306,11 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         generator: torch.Generator | None = None,
         return_dict: bool = True,
     ) -> DDPMSchedulerOutput | tuple:
-        """One ancestral step x_t -> x_{t'} where t' is the next grid point (x_0 estimate returned too)."""
+        """One ancestral step x_t -> x_{t'} with t' = ``previous_timestep(t)`` (the next grid point; t - 1 before
+        ``set_timesteps``), adding ``sqrt(_get_variance(t)) * noise`` for t > 0; the x_0 estimate is returned too."""
         learned = self.config.variance_type in ("learned", "learned_range")
         check_same_shape(model_output, sample, allowed_channels=[2 * sample.shape[1]] if learned else None)
-        t = int(timestep)
+        t = self._timestep_value(timestep)
         prev_t = int(self.previous_timestep(t))
 
         predicted_variance = None
@@ -287,8 +344,8 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
 
         if t > 0:
             noise = randn_tensor(model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype)
-            posterior_variance = torch.clamp(beta_prod_t_prev / beta_prod_t * current_beta_t, min=1e-20)
-            prev_sample = prev_sample + self._std(posterior_variance, current_beta_t, predicted_variance) * noise
+            variance = self._variance(alpha_prod_t, alpha_prod_t_prev, predicted_variance, self.config.variance_type)
+            prev_sample = prev_sample + variance**0.5 * noise
 
         if not return_dict:
             return (prev_sample, pred_original_sample)

@@ -26,6 +26,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
+from ..checks import check_positive_int
 from .paths import AffinePath, check_choice, check_same_shape, expand_to
 
 TIME_SAMPLINGS = ("uniform", "logit_normal")
@@ -97,13 +98,13 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"shift must be a positive number, got {shift!r}.")
         if logit_std <= 0:
             raise ValueError(f"logit_std must be positive, got {logit_std!r}.")
-        if int(num_train_timesteps) < 1:
-            raise ValueError(f"num_train_timesteps must be a positive integer, got {num_train_timesteps!r}.")
+        check_positive_int("num_train_timesteps", num_train_timesteps)
         self.init_noise_sigma = 1.0
-        self.num_inference_steps: int | None = None
-        self.times: torch.Tensor | None = None  # the integration grid in flow time, from t_0 up to 1.0
-        self.timesteps: torch.Tensor | None = None  # what the model is fed at each `step` call
-        self._step_index: int | None = None
+        # set_timesteps fills `times` (the integration grid in flow time, from t_0 up to 1.0), `timesteps` (what
+        # the model is fed at each `step` call) and `num_inference_steps`. Like Diffusers'
+        # FlowMatchEulerDiscreteScheduler the scheduler is usable right away: on the grid of
+        # set_timesteps(num_train_timesteps) until the sampling code chooses its own.
+        self.set_timesteps(int(num_train_timesteps))
 
     # ------------------------------------------------------------------ units
     @property
@@ -158,7 +159,7 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         device: str | torch.device | None = None,
         timesteps: list[float] | None = None,
     ) -> None:
-        """Choose the integration grid.
+        """Choose the integration grid (until this is called: the grid of ``set_timesteps(num_train_timesteps)``).
 
         ``num_inference_steps=N`` gives ``t_k = shift_time(k / N)``, k = 0..N (the shift applied once).
         ``timesteps`` gives the times, in flow time [0, 1], at which the model is evaluated, strictly increasing;
@@ -179,10 +180,8 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
             if len(grid) < 2:
                 raise ValueError("timesteps=[1.0] leaves nothing to integrate; give at least one time below 1.")
         else:
-            n = num_inference_steps
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"num_inference_steps must be a positive integer, got {n!r}.")
-            grid = shift_time(np.linspace(0.0, 1.0, int(n) + 1), self.config.shift)
+            n = check_positive_int("num_inference_steps", num_inference_steps)
+            grid = shift_time(np.linspace(0.0, 1.0, n + 1), self.config.shift)
         self.times = torch.from_numpy(grid).to(dtype=torch.float32, device=device)
         self._grid = [float(t) for t in grid]  # the same times as Python floats: step() does scalar arithmetic
         self.num_inference_steps = len(grid) - 1
@@ -204,8 +203,6 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         The first call of a run locates ``timestep`` on the grid by nearest value (never float ``==``); later calls
         advance one index each, as a sampling loop over ``scheduler.timesteps`` does.
         """
-        if self.timesteps is None:
-            raise ValueError(f"Call `set_timesteps(num_inference_steps)` before `step` on {type(self).__name__}.")
         check_same_shape(model_output, sample)
         if self._step_index is None or self._step_index >= len(self.timesteps):
             value = float(torch.as_tensor(timestep).float().mean())
@@ -215,8 +212,12 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
                 raise ValueError(
                     f"timestep {value:g} is not on the grid set by set_timesteps: {self.timesteps.tolist()}."
                 )
-            self._step_index = index
+            self._step_index = self._run_start_index(index)
         return self._step_index
+
+    def _run_start_index(self, index: int) -> int:
+        """The index a run that starts at grid entry ``index`` begins at (Euler: that one)."""
+        return index
 
     def _velocity(self, model_output: torch.Tensor, sample: torch.Tensor, t: float) -> torch.Tensor:
         """The velocity at flow time ``t`` implied by the model output (itself, for ``velocity`` models)."""

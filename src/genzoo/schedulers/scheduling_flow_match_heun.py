@@ -31,6 +31,12 @@ class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
         # call 2k evaluates at t_k (predictor), call 2k+1 at t_{k+1} (corrector); the last interval has no corrector.
         return torch.cat([self.times[:1], self.times[1:-1].repeat_interleave(2)])
 
+    def _run_start_index(self, index: int) -> int:
+        # Each t_k (k >= 1) appears twice, as the corrector of [t_{k-1}, t_k] (odd index, found first) and the
+        # predictor of [t_k, t_{k+1}]; a run that starts at t_k (e.g. from a partly noised image) starts with the
+        # predictor, as in Diffusers' FlowMatchHeunDiscreteScheduler.
+        return index + 1 if index % 2 == 1 else index
+
     @property
     def state_in_first_order(self) -> bool:
         """``True`` when the next ``step`` call is a predictor (Diffusers' name for it)."""
