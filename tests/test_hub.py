@@ -7,13 +7,16 @@ import diffusers
 import huggingface_hub
 import pytest
 import torch
-from helpers import samples_of
+from helpers import FAMILIES, samples_of, tiny_pipeline
 from huggingface_hub import ModelCard
 from huggingface_hub.errors import HfHubHTTPError
+from test_conditional_denoising import text_pipeline
 from test_training import run_training
 
 import genzoo
 from genzoo.cli import main
+from genzoo.conditioning import set_id2label
+from genzoo.hub import conditioning_of_folder
 from genzoo.pipelines.loading import PipelineLoadError
 
 
@@ -132,3 +135,31 @@ def test_genzoo_eval_by_repo_id_reads_the_recipe_from_the_repo(hub, trained, tmp
     out, err = capsys.readouterr()
     assert code == 0, err
     assert '"dataset": "moons"' in out and (tmp_path / "e.json").is_file()
+
+
+def class_conditional_pipelines():
+    """One tiny class-conditional pipeline per labelled component: generator (GAN), vae (VAE), unet (flow matching)."""
+    torch.manual_seed(0)
+    generator = genzoo.MLPGenerator(hidden_dim=16, num_class_embeds=3, class_embed_dim=4)
+    vae = genzoo.MLPVAE(hidden_dim=16, num_class_embeds=3)
+    unet = genzoo.MLPDenoiser(hidden_dim=16, num_layers=2, time_embed_dim=16, num_class_embeds=4)
+    for model in (generator, vae, unet):
+        set_id2label(model, {0: "a", 1: "b", 2: "c"})
+    return [genzoo.GANPipeline(generator=generator), genzoo.VAEPipeline(vae=vae),
+            genzoo.FlowMatchingPipeline(unet=unet, scheduler=genzoo.FlowMatchEulerScheduler())]
+
+
+def test_a_saved_folder_and_the_pipeline_loaded_from_it_agree_on_the_conditioning(tmp_path):
+    cases = [(tiny_pipeline(family, "vector"), "none") for family in FAMILIES]
+    cases += [(pipe, "class") for pipe in class_conditional_pipelines()]
+    cases += [(text_pipeline(), "text")]
+    for i, (pipe, expected) in enumerate(cases):
+        folder = tmp_path / str(i)
+        pipe.save_pretrained(folder)
+        loaded = genzoo.load_pipeline(folder)
+        id2label = {0: "a", 1: "b", 2: "c"} if expected == "class" else None
+        assert conditioning_of_folder(folder) == (loaded.conditioning, loaded.id2label) == (expected, id2label), i
+        assert (pipe.conditioning, pipe.id2label) == (expected, id2label), i
+    (tmp_path / "0" / "model_index.json").write_text('{"_class_name": "NoSuchPipeline"}')
+    with pytest.raises(PipelineLoadError, match="No genzoo pipeline named 'NoSuchPipeline'"):
+        conditioning_of_folder(tmp_path / "0")

@@ -17,11 +17,12 @@ import torch
 
 CONDITIONINGS = ("none", "class", "text")
 ID2LABEL_KEY = "_id2label"  # the config entry of a class-conditional model
+TEXT_COMPONENT = "text_encoder"  # the pipeline component whose presence makes a model text-conditional
 
 
-def model_id2label(model) -> dict[int, str] | None:
-    """The ``id2label`` a conditional model stores in its config, with int keys in order; ``None`` if it has none."""
-    config = getattr(model, "config", None)
+def config_id2label(config) -> dict[int, str] | None:
+    """The ``id2label`` in a model config (a mapping, or an object with attributes), with int keys in order;
+    ``None`` if it has none."""
     id2label = None
     if config is not None:
         for key in (ID2LABEL_KEY, "id2label"):
@@ -31,6 +32,27 @@ def model_id2label(model) -> dict[int, str] | None:
     if not id2label:
         return None
     return {int(key): str(value) for key, value in sorted(id2label.items(), key=lambda kv: int(kv[0]))}
+
+
+def model_id2label(model) -> dict[int, str] | None:
+    """The ``id2label`` a conditional model stores in its config, with int keys in order; ``None`` if it has none."""
+    return config_id2label(getattr(model, "config", None))
+
+
+def conditioning_of(configs, labelled_component: str | None) -> tuple[str, dict[int, str] | None]:
+    """What a pipeline's model is conditioned on, from its components' configs: ``("text", None)``, ``("class",
+    id2label)`` or ``("none", None)``.
+
+    ``configs`` maps component names to their configs (``None``, or no entry, for an absent component); the same
+    answer comes from a saved folder (:func:`genzoo.model_index.component_configs`) and from a loaded pipeline
+    (``GenzooPipeline.conditioning``). A pipeline with a ``text_encoder`` is text-conditional; otherwise it is
+    class-conditional when the config of its ``labelled_component`` (the pipeline class's attribute of that name;
+    ``None`` for pipelines that take no labels) has an ``id2label``.
+    """
+    if configs.get(TEXT_COMPONENT) is not None:
+        return "text", None
+    id2label = config_id2label(configs.get(labelled_component)) if labelled_component else None
+    return ("class", id2label) if id2label else ("none", None)
 
 
 def set_id2label(model, id2label: dict[int, str]) -> None:

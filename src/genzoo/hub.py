@@ -16,7 +16,9 @@ from pathlib import Path
 import yaml
 from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
 
-from .pipelines.loading import MODEL_INDEX, pipeline_class_name, read_model_index
+from . import registry
+from .conditioning import conditioning_of
+from .model_index import MODEL_INDEX, PipelineLoadError, component_configs, pipeline_class_name, read_model_index
 
 #: Metrics of `genzoo eval` that go into a model card, with their names there.
 EVAL_METRICS = {
@@ -64,18 +66,18 @@ def data_kind(folder: Path) -> str:
     return "image"
 
 
-def conditioning_of_folder(folder: Path) -> tuple[str, dict | None]:
-    """``("text", None)``, ``("class", id2label)`` or ``("none", None)`` for a saved pipeline folder."""
-    from .conditioning import ID2LABEL_KEY
-
+def conditioning_of_folder(folder: Path) -> tuple[str, dict[int, str] | None]:
+    """``("text", None)``, ``("class", id2label)`` or ``("none", None)`` for a saved pipeline folder: decided by
+    :func:`genzoo.conditioning.conditioning_of` from the saved component configs and the ``labelled_component`` of
+    the pipeline class that ``model_index.json`` names, exactly as for the pipeline loaded from the folder."""
     model_index = read_model_index(folder)
-    if (model_index.get("text_encoder") or [None])[0] is not None:
-        return "text", None
-    for component in ("unet", "generator", "vae"):
-        id2label = _load_json(Path(folder) / component / "config.json").get(ID2LABEL_KEY)
-        if id2label:
-            return "class", id2label
-    return "none", None
+    name = pipeline_class_name(model_index)
+    try:
+        pipeline_class = registry.get("pipeline", name)
+    except KeyError as exc:
+        raise PipelineLoadError(f"{folder}: {exc.args[0]}") from None
+    labelled_component = getattr(pipeline_class, "labelled_component", None)
+    return conditioning_of(component_configs(folder, model_index), labelled_component)
 
 
 def _usage_call(conditioning: str, id2label: dict | None) -> str:

@@ -35,13 +35,6 @@ def model_calls_per_sample(pipe, steps: int | None) -> int:
     return len(scheduler.timesteps)
 
 
-def conditioning_of(pipe) -> str:
-    """"text", "class" or "none": what ``pipe``'s model is conditioned on."""
-    if getattr(pipe, "text_encoder", None) is not None:
-        return "text"
-    return "class" if getattr(pipe, "id2label", None) else "none"
-
-
 def asked_labels(num_samples: int, num_classes: int) -> np.ndarray:
     """The class asked of sample ``i`` by :func:`draw_samples`: every class in turn, ``i % num_classes``."""
     return np.arange(num_samples) % num_classes
@@ -68,7 +61,7 @@ def draw_samples(pipe, num_samples: int, steps: int | None, seed: int, chunk: in
     (default: the pipeline's).
     """
     pipe.set_progress_bar_config(disable=True)
-    conditioning = conditioning_of(pipe)
+    conditioning = pipe.conditioning
     parts = []
     for start in range(0, num_samples, chunk):
         n = min(chunk, num_samples - start)
@@ -115,7 +108,7 @@ def evaluate_pipeline(
     start = time.perf_counter()
     samples = draw_samples(pipe, num_samples, steps, seed, guidance_scale=guidance_scale)
     sampling_seconds = time.perf_counter() - start
-    conditioning = conditioning_of(pipe)
+    conditioning = pipe.conditioning
     result = {
         "pipeline": type(pipe).__name__,
         "dataset": dataset,

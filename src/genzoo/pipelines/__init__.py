@@ -1,7 +1,7 @@
 """genzoo's pipelines: Diffusers ``DiffusionPipeline`` subclasses for the four families."""
 
+from ..model_index import PipelineLoadError
 from .base import GenzooPipeline, VectorPipelineOutput
-from .loading import PipelineLoadError
 from .pipeline_ddpm import DDPMPipeline
 from .pipeline_denoising import DenoisingPipeline
 from .pipeline_flow_matching import FlowMatchingPipeline

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..conditioning import class_label_ids, model_id2label
+from ..conditioning import class_label_ids, conditioning_of, model_id2label
+from ..hub import push_folder
+from ..model_index import PipelineLoadError, pipeline_class_name, read_model_index
 from . import loading
 
 IMAGE_OUTPUT_TYPES = ("pil", "np", "pt")
@@ -85,8 +88,8 @@ class GenzooPipeline(DiffusionPipeline):
         folder = loading.resolve_pretrained_path(
             pretrained_model_name_or_path, revision, token, cache_dir, local_files_only, allow_pickle
         )
-        model_index = loading.read_model_index(folder)
-        saved_class = loading.pipeline_class_name(model_index)
+        model_index = read_model_index(folder)
+        saved_class = pipeline_class_name(model_index)
         pipeline_class = cls
         if cls is GenzooPipeline or cls.__name__ != saved_class:
             from .. import registry
@@ -94,9 +97,9 @@ class GenzooPipeline(DiffusionPipeline):
             try:
                 pipeline_class = registry.get("pipeline", saved_class)
             except KeyError as exc:
-                raise loading.PipelineLoadError(f"{pretrained_model_name_or_path}: {exc.args[0]}") from None
+                raise PipelineLoadError(f"{pretrained_model_name_or_path}: {exc.args[0]}") from None
             if not issubclass(pipeline_class, cls):
-                raise loading.PipelineLoadError(
+                raise PipelineLoadError(
                     f"{pretrained_model_name_or_path} holds a {saved_class}, not a {cls.__name__}; load it with "
                     f"genzoo.{saved_class}.from_pretrained or genzoo.load_pipeline."
                 )
@@ -141,16 +144,23 @@ class GenzooPipeline(DiffusionPipeline):
         The upload is what ``save_pretrained`` writes (so plain Diffusers loads it with ``trust_remote_code=True``)
         plus ``README.md``. ``revision`` names a branch (created if needed). See :func:`genzoo.hub.push_folder`.
         """
-        import tempfile
-
-        from ..hub import push_folder
-
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder)
             return push_folder(folder, repo_id, token=token, private=private, commit_message=commit_message,
                                revision=revision, create_pr=create_pr, license=license)
 
     # ------------------------------------------------------------------ class labels
+    @property
+    def conditioning(self) -> str:
+        """``"text"``, ``"class"`` or ``"none"``: what this pipeline's model is conditioned on, decided from the
+        components' configs by :func:`genzoo.conditioning.conditioning_of`, as for a saved folder
+        (:func:`genzoo.hub.conditioning_of_folder`)."""
+        configs = {
+            name: None if component is None else getattr(component, "config", {})
+            for name, component in self.components.items()
+        }
+        return conditioning_of(configs, self.labelled_component)[0]
+
     @property
     def id2label(self) -> dict[int, str] | None:
         """Label names of a class-conditional model (``{0: "0", ...}`` for the digits), else ``None``."""

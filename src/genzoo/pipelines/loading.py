@@ -28,6 +28,7 @@ from huggingface_hub.errors import (
 )
 
 from .. import registry
+from ..model_index import MODEL_INDEX, PipelineLoadError, component_entries, read_model_index
 
 SHIM_MODULE = "genzoo_hub"
 SHIM_SOURCE = '''\
@@ -48,11 +49,6 @@ def __getattr__(name):
     return genzoo.registry.find_component_class(name)
 '''
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-MODEL_INDEX = "model_index.json"
-
-
-class PipelineLoadError(OSError):
-    """A pipeline folder or repo could not be found, read or trusted; the message says which and why."""
 
 
 def resolve_pretrained_path(
@@ -133,33 +129,6 @@ def _download(repo_id, revision, token, cache_dir, local_files_only, allow_pickl
     except OSError as exc:  # connection errors and the like
         raise PipelineLoadError(f"Could not download {repo_id} from the Hub: {exc}") from None
     return Path(snapshot)
-
-
-def read_model_index(folder: Path) -> dict:
-    path = Path(folder) / MODEL_INDEX
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PipelineLoadError(f"{path} is not valid JSON: {exc}") from None
-
-
-def pipeline_class_name(model_index: dict) -> str:
-    """The pipeline class named by ``_class_name`` (a string, or Diffusers' ``[module, class]`` list form)."""
-    name = model_index.get("_class_name")
-    if isinstance(name, (list, tuple)):
-        name = name[1]
-    if not isinstance(name, str) or not name:
-        raise PipelineLoadError(f"{MODEL_INDEX} has no usable _class_name: {model_index.get('_class_name')!r}")
-    return name
-
-
-def component_entries(model_index: dict) -> dict[str, tuple[str | None, str | None]]:
-    """``{component name: (library, class)}`` for the components recorded in ``model_index.json``."""
-    return {
-        key: tuple(value)
-        for key, value in model_index.items()
-        if not key.startswith("_") and isinstance(value, (list, tuple)) and len(value) == 2
-    }
 
 
 def component_class(library: str, class_name: str, component: str):
