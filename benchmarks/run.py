@@ -24,7 +24,6 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-METHODS = ("gan", "vae", "ddpm", "flow-matching")
 POINT_SETS = ("8gaussians", "moons", "checkerboard")
 
 FULL = dict(seeds=(0, 1, 2), image_steps=1000, point_steps=1500, eval_samples=1000,
@@ -46,6 +45,14 @@ GUIDED_RUNS = (
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def methods_for(dataset: str) -> list[str]:
+    """Every registered method (genzoo's and installed plugins') that trains on ``dataset``'s kind of data."""
+    from genzoo import registry
+
+    kind = "image" if dataset == "digits" else "vector"
+    return [name for name in registry.names("method") if kind in registry.get("method", name).data_kinds]
+
+
 def run_child(command: list[str]) -> float:
     """Run a training process and return its wall-clock seconds (its peak memory is in its metrics.json)."""
     start = time.perf_counter()
@@ -80,14 +87,14 @@ def fmt(mean, spread, digits=3):
 
 # ------------------------------------------------------------------------------------------------ 1. quality
 def quality(cfg, work: Path) -> dict:
-    """The four methods on the same data and the same budget of optimiser steps, several seeds."""
+    """Every registered method on the same data and the same budget of optimiser steps, several seeds."""
     import genzoo
     from genzoo.metrics.evaluate import evaluate_pipeline
 
     runs = []
     for dataset in ("digits", *POINT_SETS):
         steps = cfg["image_steps"] if dataset == "digits" else cfg["point_steps"]
-        for method in METHODS:
+        for method in methods_for(dataset):
             for seed in cfg["seeds"]:
                 out = work / f"{method}-{dataset}-{seed}"
                 seconds = run_child(train_command(method, dataset, seed, steps, out))
@@ -383,7 +390,7 @@ def write_report(results: dict, out: Path, command: str):
         keys = (["digits_fd", "precision", "recall", "coverage"] if dataset == "digits" else ["w2", "mmd2_rbf"])
         keys += ["train_seconds", "peak_memory_mib"]
         lines += [f"**{dataset}**", "", "| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-        for method in METHODS:
+        for method in sorted({r["method"] for r in runs if r["dataset"] == dataset}):
             row = [r for r in runs if r["method"] == method and r["dataset"] == dataset]
             cells = [fmt(*mean_spread([r.get(k) for r in row]), digits=1 if k in ("train_seconds", "peak_memory_mib") else 3)
                      for k in keys]

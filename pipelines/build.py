@@ -21,23 +21,12 @@ from pathlib import Path
 
 import yaml
 
+from genzoo import registry
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 #: Evaluation settings of the zoo: what the cards report and what tests/test_zoo.py re-measures.
 EVAL_SAMPLES = {"digits": 500, "moons": 1000}
-#: How to make each family bigger than the zoo's deliberately tiny models (said in every card).
-SCALE_UP = {
-    "flow-matching": "`--block_out_channels 64,128,256 --layers_per_block 2 --attention` on larger images "
-                     "(`--resolution 32` or more), `--hidden_dim 256 --num_layers 6` for vectors; more steps.",
-    "ddpm": "`--block_out_channels 64,128,256 --layers_per_block 2 --attention` on larger images "
-            "(`--resolution 32` or more), `--hidden_dim 256 --num_layers 6` for vectors; more steps.",
-    "gan": "`--base_channels 128 --max_channels 512 --spectral_norm --gan_loss hinge` on larger images, "
-           "`--gan_hidden_dim 256 --gan_num_layers 4` for vectors.",
-    "vae": "`--vae_block_out_channels 64,128,256 --vae_layers_per_block 2 --latent_channels 8` on larger images, "
-           "`--vae_hidden_dim 256 --vae_num_layers 3` for vectors.",
-}
-
-
 def folder_mib(folder: Path) -> float:
     """Size of everything in ``folder``, in MiB."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
@@ -89,7 +78,7 @@ genzoo train --config pipelines/{name}/recipe.yaml
 
 It took {metrics['wall_seconds_this_run'] / 60:.1f} minutes of wall-clock time ({train_minutes:.1f} minutes for the
 whole command) on {metrics['machine']}. `python pipelines/build.py {name}` retrains, re-evaluates and rewrites this
-folder. The model is tiny on purpose (a few MB). To scale it up: {SCALE_UP[recipe['method']]}
+folder. The model is tiny on purpose (a few MB). To scale it up: {registry.get("method", recipe["method"]).scale_up}
 """
     card = make_model_card(folder, f"pipelines/{name}", notes=notes)
     (folder / "README.md").write_text(str(card))
@@ -97,19 +86,18 @@ folder. The model is tiny on purpose (a few MB). To scale it up: {SCALE_UP[recip
 
 
 TABLE_START, TABLE_END = "<!-- zoo table: written by pipelines/build.py -->", "<!-- end of zoo table -->"
-FAMILIES = ("gan", "vae", "ddpm", "flow-matching")
 
 
 def zoo_table() -> str:
-    """The markdown tables of docs/zoo.md: the four families side by side on each data set, from the folders'
-    eval.json and metrics.json."""
+    """The markdown tables of docs/zoo.md: every registered method that has a zoo pipeline, side by side on each
+    data set, from the folders' eval.json and metrics.json."""
     lines = []
     for dataset, columns in (("digits", ("digits_fd", "precision", "recall", "coverage")), ("moons", ("w2", "mmd2_rbf"))):
         lines += [f"**{dataset}**", "",
                   "| pipeline | " + " | ".join(columns) + " | model calls / sample | MiB | train minutes (2-core CPU) |",
                   "|---|" + "---|" * (len(columns) + 3)]
-        for family in FAMILIES:
-            folder = HERE / f"{family}-{dataset}"
+        for method in registry.names("method"):
+            folder = HERE / f"{method}-{dataset}"
             if not (folder / "eval.json").is_file():
                 continue
             evaluation = json.loads((folder / "eval.json").read_text())

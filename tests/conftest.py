@@ -31,29 +31,14 @@ def diffusers_logs(caplog):
         diffusers_logging.disable_propagation()
 
 
-PLUGINS = os.path.join(os.path.dirname(__file__), "plugins")
-PLUGIN_MODULES = ("genzoo_example_plugin", "genzoo_broken_plugin")
-
-
 @pytest.fixture
-def example_plugins(monkeypatch):
-    """'Install' the plugin packages in tests/plugins for one test: genzoo_example_plugin (a pipeline, a scheduler, two
-    models) and genzoo_broken_plugin (fails to import). Their .dist-info folders make importlib.metadata see their
-    entry points once the folder is on sys.path; the registry is refreshed on the way in and out, and the plugin
-    modules are forgotten, so no other test sees them."""
-    import sys
+def example_plugins():
+    """'Install' the plugin packages in tests/plugins for one test: genzoo_example_plugin (a method, a pipeline, a
+    scheduler, two models) and genzoo_broken_plugin (fails to import); see ``helpers.plugins_installed``."""
+    from helpers import PLUGINS, plugins_installed
 
-    from genzoo import registry
-
-    monkeypatch.syspath_prepend(PLUGINS)
-    registry.refresh()
-    try:
-        yield PLUGINS
-    finally:
-        registry.refresh()
-        for name in list(sys.modules):
-            if name.partition(".")[0] in PLUGIN_MODULES:
-                del sys.modules[name]
+    with plugins_installed():
+        yield str(PLUGINS)
 
 
 @pytest.fixture

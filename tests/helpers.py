@@ -2,15 +2,64 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import diffusers
 import torch
 
 import genzoo
+from genzoo import registry
+
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+PLUGIN_MODULES = ("genzoo_example_plugin", "genzoo_broken_plugin")
+#: The built-in data set the shared tests train each kind of data on.
+SMOKE_DATASETS = {"image": "digits", "vector": "moons"}
+
+
+@contextlib.contextmanager
+def plugins_installed():
+    """'Install' the plugin packages in tests/plugins: their ``.dist-info`` folders make importlib.metadata see
+    their entry points once the folder is on ``sys.path``. The registry is refreshed on the way in and out, and the
+    plugin modules are forgotten, so nothing else sees them."""
+    sys.path.insert(0, str(PLUGINS))
+    registry.refresh()
+    try:
+        yield
+    finally:
+        sys.path.remove(str(PLUGINS))
+        registry.refresh()
+        for name in list(sys.modules):
+            if name.partition(".")[0] in PLUGIN_MODULES:
+                del sys.modules[name]
+
+
+def registered_methods() -> dict[str, type]:
+    """Every registered training method, the example plugin's included: name -> class (loaded with the plugins
+    installed; use the ``example_plugins`` fixture in a test that trains one)."""
+    with plugins_installed():
+        return {name: registry.get("method", name) for name in registry.names("method")}
+
+
+def smoke_cases() -> list[tuple[str, str]]:
+    """``(method, dataset)`` for every registered method and every kind of data it trains on."""
+    return [(name, SMOKE_DATASETS[kind]) for name, cls in registered_methods().items() for kind in cls.data_kinds]
+
+
+def options_to_argv(options: dict) -> list[str]:
+    """``{"block_out_channels": [8, 16], "attention": True}`` -> ``["--block_out_channels", "8,16", ...]``."""
+    argv = []
+    for key, value in options.items():
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        argv += [f"--{key}", str(value)]
+    return argv
 
 
 def tiny_unet(channels=1, size=8, **kwargs):

@@ -376,7 +376,7 @@ def test_the_conditional_vae_is_in_the_registry():
 def method_models(method, tmp_path, *extra):
     args = parse_args(tiny_args(method, "digits", tmp_path, "--conditioning", "class", *extra))
     data = load_training_data(args)
-    return registry.get("method", method)(args, data).build_models()
+    return registry.get("method", method).from_options(args, data).build_models()
 
 
 def test_methods_build_conditional_models_that_record_the_labels(tmp_path):
@@ -386,7 +386,7 @@ def test_methods_build_conditional_models_that_record_the_labels(tmp_path):
     for name, model in models.items():
         assert model.config.num_class_embeds == K and model_id2label(model) == DIGITS, name
     args = parse_args(tiny_args("vae", "digits", tmp_path))
-    unconditional = registry.get("method", "vae")(args, load_training_data(args)).build_models()["vae"]
+    unconditional = registry.get("method", "vae").from_options(args, load_training_data(args)).build_models()["vae"]
     assert type(unconditional) is AutoencoderKL and model_id2label(unconditional) is None
 
 

@@ -1,4 +1,4 @@
-"""The plugin registry: every pipeline, scheduler, model (and, later, training method) is found through Python
+"""The plugin registry: every pipeline, scheduler, model and training method is found through Python
 entry points, genzoo's own included.
 
 A package adds components by declaring entry points in its metadata, exactly as genzoo does in its ``setup.cfg``::
@@ -10,9 +10,11 @@ A package adds components by declaring entry points in its metadata, exactly as 
         MyScheduler = my_package.schedulers:MyScheduler
     genzoo.models =
         MyModel = my_package.models:MyModel
+    genzoo.methods =
+        my-method = my_package.methods:MyMethod
 
-The entry-point name is the name genzoo writes into ``model_index.json`` and looks classes up by, so use the class
-name. A plugin whose import fails is reported (``genzoo list`` shows it with its error) and skipped; it never stops
+For pipelines, schedulers and models the entry-point name is the name genzoo writes into ``model_index.json`` and looks
+classes up by, so use the class name; a method's is its ``--method`` name. A plugin whose import fails is reported (``genzoo list`` shows it with its error) and skipped; it never stops
 the others from loading.
 """
 
@@ -128,6 +130,20 @@ def get(kind: str, name: str):
         owners = ", ".join(f"{e.package} ({e.target})" for e in matches)
         raise KeyError(f"The {kind} name {name!r} is registered by more than one package: {owners}.")
     return matches[0].load()
+
+
+def subclass_names(kind: str, base: type) -> list[str]:
+    """Registered names of ``kind`` whose class is ``base`` or a subclass of it (plugins' included; entries that fail
+    to load are left out), e.g. every flow-matching scheduler a flow-matching method can train with."""
+    found = []
+    for entry in entries(kind):
+        try:
+            obj = entry.load()
+        except ImportError:
+            continue
+        if isinstance(obj, type) and issubclass(obj, base):
+            found.append(entry.name)
+    return found
 
 
 def find_component_class(name: str):

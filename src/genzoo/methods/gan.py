@@ -12,15 +12,35 @@ learns from follow the data's, and the discriminator scores (sample, label) pair
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
 from ..conditioning import set_id2label
+from ..config import option
 from ..models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from ..pipelines import GANPipeline
-from .base import Method, randn_like
+from .base import Method, MethodConfig, randn_like
 
 GAN_LOSSES = ("non_saturating", "hinge", "wgan_gp")
+
+
+@dataclass
+class GANConfig(MethodConfig):
+    group_title: ClassVar[str] = "gan"
+
+    gan_loss: str = option("non_saturating", "the adversarial loss", choices=GAN_LOSSES)
+    d_steps: int = option(1, "discriminator updates per generator update", minimum=1)
+    r1_gamma: float = option(0.0, "weight gamma of the R1 penalty gamma/2*|grad D(x)|^2 on real data", minimum=0.0)
+    gp_weight: float = option(10.0, "wgan_gp: weight of the gradient penalty", minimum=0.0)
+    latent_dim: int = option(64, "size of z", minimum=1)
+    base_channels: int = option(64, "images: DCGAN width at full resolution", minimum=1)
+    max_channels: int = option(256, "images: DCGAN width cap", minimum=1)
+    spectral_norm: bool = option(False, "spectral normalisation in the discriminator")
+    gan_hidden_dim: int = option(128, "vectors: MLP width", minimum=1)
+    gan_num_layers: int = option(3, "vectors: MLP hidden layers", minimum=1)
 
 
 def gradient_norm_penalty(discriminator, inputs: torch.Tensor, target_norm: float | None, class_labels=None):
@@ -36,28 +56,16 @@ def gradient_norm_penalty(discriminator, inputs: torch.Tensor, target_norm: floa
 
 class GANMethod(Method):
     name = "gan"
+    Config = GANConfig
     model_names = ("generator", "discriminator")
     conditionings = ("none", "class")
     trainer_defaults = {"learning_rate": 2e-4, "adam_beta1": 0.5, "use_ema": True, "lr_scheduler": "constant",
                         "lr_warmup_steps": 0}
-
-    @classmethod
-    def add_arguments(cls, parser):
-        g = parser.add_argument_group("gan")
-        g.add_argument("--gan_loss", choices=GAN_LOSSES, default="non_saturating")
-        g.add_argument("--d_steps", type=int, default=1, help="discriminator updates per generator update")
-        g.add_argument("--r1_gamma", type=float, default=0.0, help="weight gamma of the R1 penalty gamma/2*|grad D(x)|^2")
-        g.add_argument("--gp_weight", type=float, default=10.0, help="wgan_gp: weight of the gradient penalty")
-        g.add_argument("--latent_dim", type=int, default=64, help="size of z (default 64)")
-        g.add_argument("--base_channels", type=int, default=64, help="images: DCGAN width at full resolution")
-        g.add_argument("--max_channels", type=int, default=256, help="images: DCGAN width cap")
-        g.add_argument("--spectral_norm", action="store_true", help="spectral normalisation in the discriminator")
-        g.add_argument("--gan_hidden_dim", type=int, default=128, help="vectors: MLP width")
-        g.add_argument("--gan_num_layers", type=int, default=3, help="vectors: MLP hidden layers")
+    smoke_test_options = {"base_channels": 8, "max_channels": 16, "latent_dim": 8, "gan_hidden_dim": 16}
+    scale_up = ("`--base_channels 128 --max_channels 512 --spectral_norm --gan_loss hinge` on larger images, "
+                "`--gan_hidden_dim 256 --gan_num_layers 4` for vectors.")
 
     def check_data(self):
-        if self.args.d_steps < 1:
-            raise ValueError(f"--d_steps must be a positive integer, got {self.args.d_steps}.")
         if self.data.kind == "image":
             size = self.data.sample_shape[1]
             if self.data.sample_shape[1] != self.data.sample_shape[2] or size < 8 or size & (size - 1):
@@ -67,7 +75,7 @@ class GANMethod(Method):
                 )
 
     def build_models(self):
-        a, shape = self.args, self.data.sample_shape
+        a, shape = self.config, self.data.sample_shape
         classes = dict(num_class_embeds=len(self.id2label)) if self.id2label else {}
         if self.data.kind == "image":
             widths = dict(base_channels=a.base_channels, max_channels=a.max_channels)
@@ -96,7 +104,7 @@ class GANMethod(Method):
         return {"discriminator": ["discriminator"], "generator": ["generator"]}
 
     def phases(self, step):
-        if (step + 1) % self.args.d_steps == 0:
+        if (step + 1) % self.config.d_steps == 0:
             return ["discriminator", "generator"]
         return ["discriminator"]
 
@@ -109,13 +117,13 @@ class GANMethod(Method):
 
     @property
     def latent_shape(self):
-        return (self.args.latent_dim,)
+        return (self.config.latent_dim,)
 
     def loss(self, phase, models, batch, step, generator):
         real = batch["sample"]
         labels = batch["label"].to(real.device) if self.conditioning == "class" else None  # fakes get the same
         G, D = models["generator"], models["discriminator"]
-        kind = self.args.gan_loss
+        kind = self.config.gan_loss
         if phase == "discriminator":
             with torch.no_grad():
                 fake = self._fake(G, real.shape[0], real, generator, labels)
@@ -128,11 +136,11 @@ class GANMethod(Method):
                 alpha = torch.rand((real.shape[0],) + (1,) * (real.ndim - 1), generator=generator).to(real)
                 mixed = alpha * real.detach() + (1 - alpha) * fake.detach()
                 penalty = gradient_norm_penalty(D, mixed, target_norm=1.0, class_labels=labels)
-                loss = d_fake.mean() - d_real.mean() + self.args.gp_weight * penalty
+                loss = d_fake.mean() - d_real.mean() + self.config.gp_weight * penalty
             terms = {"loss_d": loss, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
-            if self.args.r1_gamma > 0:
+            if self.config.r1_gamma > 0:
                 r1 = gradient_norm_penalty(D, real, target_norm=None, class_labels=labels)
-                loss = loss + 0.5 * self.args.r1_gamma * r1
+                loss = loss + 0.5 * self.config.r1_gamma * r1
                 terms["r1"] = r1
             return loss, terms
         fake = self._fake(G, real.shape[0], real, generator, labels)

@@ -10,53 +10,61 @@ decoder (:class:`~genzoo.models.ConditionalAutoencoderKL` for images, :class:`~g
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from ..conditioning import set_id2label
+from ..config import option
 from ..models import MLPVAE, ConditionalAutoencoderKL
 from ..pipelines import VAEPipeline
-from .base import Method
-from .denoising import int_list
+from .base import Method, MethodConfig
 
 RECON_LOSSES = ("mse", "bce")
 
 
+@dataclass
+class VAEConfig(MethodConfig):
+    group_title: ClassVar[str] = "vae"
+
+    recon_loss: str = option("mse", "mse: sum of squared errors (Gaussian decoder); bce: Bernoulli on pixels mapped "
+                             "to [0, 1]", choices=RECON_LOSSES)
+    beta: float = option(1.0, "weight of the KL term (beta-VAE)", minimum=0.0)
+    kl_warmup_steps: int = option(0, "ramp beta up linearly over this many steps", minimum=0)
+    latent_channels: int = option(4, "images: AutoencoderKL latent channels", minimum=1)
+    vae_block_out_channels: list[int] = option([32, 64], "images: AutoencoderKL widths per level")
+    vae_layers_per_block: int = option(1, "images: ResNet blocks per level", minimum=1)
+    latent_dim: int = option(2, "vectors: size of z", minimum=1)
+    vae_hidden_dim: int = option(128, "vectors: MLP width", minimum=1)
+    vae_num_layers: int = option(2, "vectors: MLP hidden layers", minimum=1)
+
+
 class VAEMethod(Method):
     name = "vae"
+    Config = VAEConfig
     model_names = ("vae",)
     conditionings = ("none", "class")
     trainer_defaults = {"learning_rate": 1e-3, "use_ema": False}
-
-    @classmethod
-    def add_arguments(cls, parser):
-        g = parser.add_argument_group("vae")
-        g.add_argument("--recon_loss", choices=RECON_LOSSES, default="mse",
-                       help="mse: sum of squared errors (Gaussian decoder); bce: Bernoulli on pixels mapped to [0, 1]")
-        g.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (beta-VAE; default 1)")
-        g.add_argument("--kl_warmup_steps", type=int, default=0, help="ramp beta up linearly over this many steps")
-        g.add_argument("--latent_channels", type=int, default=4, help="images: AutoencoderKL latent channels")
-        g.add_argument("--vae_block_out_channels", type=int_list, default=[32, 64],
-                       help="images: AutoencoderKL widths per level (default 32,64)")
-        g.add_argument("--vae_layers_per_block", type=int, default=1)
-        g.add_argument("--latent_dim", type=int, default=2, help="vectors: size of z (default 2)")
-        g.add_argument("--vae_hidden_dim", type=int, default=128, help="vectors: MLP width")
-        g.add_argument("--vae_num_layers", type=int, default=2, help="vectors: MLP hidden layers")
+    smoke_test_options = {"vae_block_out_channels": [8, 16], "latent_channels": 2, "vae_hidden_dim": 16}
+    scale_up = ("`--vae_block_out_channels 64,128,256 --vae_layers_per_block 2 --latent_channels 8` on larger images, "
+                "`--vae_hidden_dim 256 --vae_num_layers 3` for vectors.")
 
     def check_data(self):
-        if self.args.recon_loss == "bce" and self.data.kind != "image":
+        if self.config.recon_loss == "bce" and self.data.kind != "image":
             raise ValueError("--recon_loss bce needs image data in [-1, 1]; use mse for vector data.")
         if self.data.kind == "image":
-            factor = 2 ** (len(self.args.vae_block_out_channels) - 1)
+            factor = 2 ** (len(self.config.vae_block_out_channels) - 1)
             if self.data.sample_shape[1] % factor or self.data.sample_shape[2] % factor:
                 raise ValueError(
-                    f"An AutoencoderKL with {len(self.args.vae_block_out_channels)} levels needs a resolution divisible "
+                    f"An AutoencoderKL with {len(self.config.vae_block_out_channels)} levels needs a resolution divisible "
                     f"by {factor}; got {self.data.sample_shape[1]}x{self.data.sample_shape[2]}."
                 )
 
     def build_models(self):
-        a, shape = self.args, self.data.sample_shape
+        a, shape = self.config, self.data.sample_shape
         classes = dict(num_class_embeds=len(self.id2label)) if self.id2label else {}
         if self.data.kind == "image":
             levels = len(a.vae_block_out_channels)
@@ -84,9 +92,9 @@ class VAEMethod(Method):
         return ["vae"]
 
     def beta_at(self, step: int) -> float:
-        if self.args.kl_warmup_steps > 0:
-            return self.args.beta * min(1.0, (step + 1) / self.args.kl_warmup_steps)
-        return self.args.beta
+        if self.config.kl_warmup_steps > 0:
+            return self.config.beta * min(1.0, (step + 1) / self.config.kl_warmup_steps)
+        return self.config.beta
 
     def loss(self, phase, models, batch, step, generator):
         vae = models["vae"]
@@ -96,7 +104,7 @@ class VAEMethod(Method):
         posterior = vae.encode(x, **labels).latent_dist
         z = posterior.sample(generator=generator)  # z = mu + sigma * eps: the reparameterisation trick
         x_hat = vae.decode(z, **labels).sample.float()
-        if self.args.recon_loss == "mse":
+        if self.config.recon_loss == "mse":
             recon = (x_hat - x.float()).pow(2).flatten(1).sum(dim=1)
         else:
             probs = ((x_hat + 1) / 2).clamp(1e-6, 1 - 1e-6)

@@ -1,12 +1,14 @@
 """The one Accelerate trainer for every method (see :mod:`genzoo.methods.base` for what a method provides)."""
 
-from .arguments import RecipeError, build_parser, load_recipe, parse_args
-from .trainer import Trainer, TrainingError, TrainResult, list_checkpoints, main, train
+from .arguments import RecipeError, TrainerConfig, build_parser, load_recipe, parse_args
+from .checkpoints import TrainingError, list_checkpoints
+from .trainer import Trainer, TrainResult, main, train
 
 __all__ = [
     "RecipeError",
     "TrainResult",
     "Trainer",
+    "TrainerConfig",
     "TrainingError",
     "build_parser",
     "list_checkpoints",

@@ -8,6 +8,7 @@ here, and nothing here knows a method by name.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -17,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 import PIL.Image
 import torch
 from accelerate import Accelerator
@@ -29,30 +29,26 @@ from tqdm.auto import tqdm
 
 from .. import registry
 from ..data import load_training_data
+from ..methods.base import RunContext
 from ..visualize import save_samples
-from .arguments import finish_args, parse_args
+from .arguments import TrainerConfig, finish_args, parse_args, write_recipe
+from .checkpoints import (
+    CHECKPOINTS,
+    PARTIAL,
+    TRAINER_STATE,
+    TrainingError,
+    checkpoint_dir,
+    list_checkpoints,
+    load_ema,
+    load_tensors_and_json,
+    resolve_resume,
+    save_ema,
+    save_tensors_and_json,
+)
 
 logger = logging.getLogger("genzoo.training")
 
-CHECKPOINTS = "checkpoints"
-PARTIAL = ".partial"
-TRAINER_STATE = "trainer_state.json"
 RECIPE = "recipe.yaml"
-#: Options that describe this invocation rather than the model: left out of the recipe a run writes.
-NOT_IN_RECIPE = ("config", "resume_from_checkpoint", "push_to_hub", "hub_model_id", "hub_token", "hub_private_repo")
-
-
-def write_recipe(args, path: Path) -> None:
-    """Every option of the run, as a recipe ``--config`` accepts: training the recipe again reproduces the run."""
-    recipe = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_IN_RECIPE}
-    path.write_text(
-        "# The options of the genzoo training run that wrote this folder. Reproduce it with\n"
-        "#   genzoo train --config recipe.yaml\n" + yaml.safe_dump(recipe, sort_keys=True)
-    )
-
-
-class TrainingError(RuntimeError):
-    """Training stopped: a non-finite loss, or a checkpoint that cannot be resumed. The message says what to do."""
 
 
 @dataclass
@@ -91,60 +87,21 @@ def describe_machine(device: torch.device) -> str:
     return text
 
 
-# ------------------------------------------------------------------------------------------------ checkpoints
-def save_ema(ema: EMAModel, folder) -> None:
-    """An ``EMAModel``'s full state (shadow weights as safetensors, counters as JSON), for any model class -- also
-    ``transformers`` models, which ``EMAModel.save_pretrained`` cannot rebuild."""
-    state = ema.state_dict()
-    shadow = state.pop("shadow_params")
-    os.makedirs(folder, exist_ok=True)
-    save_file({f"shadow.{i}": p.detach().contiguous().cpu() for i, p in enumerate(shadow)},
-              os.path.join(folder, "shadow_params.safetensors"))
-    Path(folder, "ema_state.json").write_text(json.dumps(state, indent=2) + "\n")
+def load_teacher(source: str, device: torch.device):
+    """A trained pipeline (folder or Hub id) as a frozen teacher: on ``device``, every module in eval mode with
+    ``requires_grad`` off, no progress bars."""
+    from ..pipelines import load_pipeline
 
-
-def load_ema(ema: EMAModel, folder) -> None:
-    tensors = load_file(os.path.join(folder, "shadow_params.safetensors"))
-    state = json.loads(Path(folder, "ema_state.json").read_text())
-    state["shadow_params"] = [tensors[f"shadow.{i}"] for i in range(len(tensors))]
-    ema.load_state_dict(state)
-
-
-def checkpoint_dir(output_dir, step: int) -> Path:
-    return Path(output_dir) / CHECKPOINTS / f"checkpoint-{step}"
-
-
-def list_checkpoints(output_dir) -> list[Path]:
-    """Complete checkpoints, oldest first. A checkpoint is written as ``checkpoint-N.partial`` and renamed when
-    complete, so one that was half-written when the process died is never listed."""
-    root = Path(output_dir) / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    found = []
-    for path in root.iterdir():
-        name = path.name
-        if path.is_dir() and name.startswith("checkpoint-") and name[len("checkpoint-"):].isdigit():
-            if (path / TRAINER_STATE).is_file():
-                found.append(path)
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
-def resolve_resume(output_dir, resume: str | None) -> Path | None:
-    if resume is None:
-        return None
-    if resume == "latest":
-        checkpoints = list_checkpoints(output_dir)
-        if not checkpoints:
-            logger.warning("--resume_from_checkpoint latest: no checkpoint in %s yet; starting from scratch.", output_dir)
-            return None
-        return checkpoints[-1]
-    path = Path(resume)
-    if not (path / TRAINER_STATE).is_file():
-        raise TrainingError(
-            f"--resume_from_checkpoint {resume}: not a complete checkpoint (no {TRAINER_STATE}); use 'latest' or a "
-            f"folder from {Path(output_dir) / CHECKPOINTS}."
-        )
-    return path
+    try:
+        teacher = load_pipeline(source)
+    except OSError as exc:
+        raise TrainingError(f"--teacher {source}: {' '.join(str(exc).split())}") from None
+    teacher.to(device)
+    for component in teacher.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.requires_grad_(False).eval()
+    teacher.set_progress_bar_config(disable=True)
+    return teacher
 
 
 # ------------------------------------------------------------------------------------------------ the trainer
@@ -165,124 +122,163 @@ class PhaseModule(torch.nn.Module):
 
 
 class Trainer:
-    """Trains ``args.method`` on ``args.dataset``; ``run()`` returns a :class:`TrainResult`."""
+    """Trains ``args.method`` on ``args.dataset``; ``run()`` returns a :class:`TrainResult`.
+
+    ``args`` is the run's recipe (the flat namespace :func:`~genzoo.training.parse_args` returns); the trainer reads
+    its own options from it as a :class:`TrainerConfig` and hands the method its own ``Config``.
+    """
 
     def __init__(self, args):
         self.args = args
-        self.output_dir = Path(args.output_dir)
+        self.config = TrainerConfig.from_mapping(args)
+        self.output_dir = Path(self.config.output_dir)
 
     # -------------------------------------------------------------------------------------------- setup
     def setup(self):
-        args = self.args
+        self._make_accelerator()
+        self._load_data()
+        self._build_method_and_models()
+        self._make_optimizers()
+        self._prepare()
+        self._make_emas()
+        # The trainer's own randomness (noise, timesteps, latents): one generator per process, checkpointed.
+        self.generator = torch.Generator(device="cpu").manual_seed(
+            self.config.seed * 1000 + self.accelerator.process_index
+        )
+        self.global_step = 0
+        if self.accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            write_recipe(self.args, self.output_dir / RECIPE)
+            tracker_config = {k: v for k, v in vars(self.args).items() if isinstance(v, (int, float, str, bool))}
+            self.accelerator.init_trackers("genzoo", config=tracker_config)
+
+    def _make_accelerator(self):
+        config = self.config
         multi_process_without_gpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-        self.accelerator = accelerator = Accelerator(
-            mixed_precision=args.mixed_precision,
-            log_with=None if args.logger == "none" else args.logger,
+        self.accelerator = Accelerator(
+            mixed_precision=config.mixed_precision,
+            log_with=None if config.logger == "none" else config.logger,
             project_config=ProjectConfiguration(
-                project_dir=str(self.output_dir), logging_dir=str(self.output_dir / args.logging_dir)
+                project_dir=str(self.output_dir), logging_dir=str(self.output_dir / config.logging_dir)
             ),
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-            cpu=args.cpu or multi_process_without_gpu,  # Accelerate picks gloo for several CPU processes
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+            cpu=config.cpu or multi_process_without_gpu,  # Accelerate picks gloo for several CPU processes
         )
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
         logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file is too chatty
-        if not accelerator.is_main_process:
+        if not self.accelerator.is_main_process:
             logging.getLogger("genzoo").setLevel(logging.WARNING)
-        set_seed(args.seed)  # model initialisation: identical on every process
+        set_seed(config.seed)  # model initialisation: identical on every process
 
-        # Data
-        self.data = load_training_data(args)
+    def _load_data(self):
+        self.data = load_training_data(self.args)
         logger.info("data: %s", self.data.describe())
+        batch_size = self.config.train_batch_size
         self.dataloader = torch.utils.data.DataLoader(
-            self.data.dataset,
-            batch_size=args.train_batch_size,
-            shuffle=True,
-            drop_last=True,
-            num_workers=args.dataloader_num_workers,
+            self.data.dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+            num_workers=self.config.dataloader_num_workers,
         )
         if len(self.dataloader) == 0:
             raise TrainingError(
                 f"The data set has {len(self.data.dataset)} samples, fewer than one batch of --train_batch_size "
-                f"{args.train_batch_size}; lower the batch size."
+                f"{batch_size}; lower the batch size."
             )
 
-        # Method and models
-        self.method = registry.get("method", args.method)(args, self.data)
+    def _build_method_and_models(self):
+        """The method (with its typed options, the run's context and, if it asks for one, its frozen teacher), then
+        its models and optimiser groups."""
+        accelerator = self.accelerator
+        context = RunContext(output_dir=self.output_dir, seed=self.config.seed,
+                             process_index=accelerator.process_index, num_processes=accelerator.num_processes,
+                             device=accelerator.device)
+        self.method = registry.get("method", self.config.method).from_options(self.args, self.data, context)
         self.method.check_conditioning()
         self.method.check_data()
+        teacher = self.method.teacher_source()
+        if teacher is not None:
+            self.method.teacher = load_teacher(teacher, accelerator.device)
+            logger.info("teacher: %s (%s)", teacher, type(self.method.teacher).__name__)
         self.raw = self.method.build_models()  # name -> plain module; what EMA, samples and the pipeline use
         self.model_names = list(self.raw)
         groups = self.method.optimizer_groups()
         owners = [name for names in groups.values() for name in names]
         if sorted(owners) != sorted(self.model_names):
             raise TrainingError(
-                f"Method {args.method!r}: every model must belong to exactly one optimizer group; models "
+                f"Method {self.config.method!r}: every model must belong to exactly one optimizer group; models "
                 f"{self.model_names}, groups {groups}."
             )
         self.groups = groups
 
-        # Optimisers and learning-rate schedules, one per group; schedules count optimiser updates.
-        if args.max_train_steps is None:
-            batches_per_process = len(self.dataloader) // accelerator.num_processes
-            args.max_train_steps = args.num_epochs * max(1, batches_per_process // args.gradient_accumulation_steps)
-        optimizers, self.lr_schedulers = {}, {}
-        for group, names in groups.items():
-            options = dict(
-                lr=args.learning_rate,
-                betas=(args.adam_beta1, args.adam_beta2),
-                weight_decay=args.adam_weight_decay,
-                eps=args.adam_epsilon,
-            )
+    def _make_optimizers(self):
+        """One ``AdamW`` and one learning-rate schedule per group; schedules count optimiser updates."""
+        config = self.config
+        if config.max_train_steps is None:
+            batches_per_process = len(self.dataloader) // self.accelerator.num_processes
+            steps = config.num_epochs * max(1, batches_per_process // config.gradient_accumulation_steps)
+            config.max_train_steps = self.args.max_train_steps = steps  # the recipe records it
+        self.optimizers, self.lr_schedulers = {}, {}
+        for group, names in self.groups.items():
+            options = dict(lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+                           weight_decay=config.adam_weight_decay, eps=config.adam_epsilon)
             options.update(self.method.optimizer_kwargs(group))
             params = [p for name in names for p in self.raw[name].parameters()]
-            optimizers[group] = torch.optim.AdamW(params, **options)
+            self.optimizers[group] = torch.optim.AdamW(params, **options)
             self.lr_schedulers[group] = get_scheduler(
-                args.lr_scheduler,
-                optimizer=optimizers[group],
-                num_warmup_steps=args.lr_warmup_steps,
-                num_training_steps=args.max_train_steps,
+                config.lr_scheduler, optimizer=self.optimizers[group], num_warmup_steps=config.lr_warmup_steps,
+                num_training_steps=config.max_train_steps,
             )
 
+    def _prepare(self):
+        """Let Accelerate wrap each group's loss (as a :class:`PhaseModule`), optimiser and the data loader."""
+        accelerator, groups = self.accelerator, self.groups
         phase_modules = {g: PhaseModule(self.method, g, {n: self.raw[n] for n in names}) for g, names in groups.items()}
-        prepared = accelerator.prepare(*phase_modules.values(), *optimizers.values(), self.dataloader)
+        prepared = accelerator.prepare(*phase_modules.values(), *self.optimizers.values(), self.dataloader)
         self.phase_modules = dict(zip(phase_modules, prepared[: len(groups)]))
-        self.optimizers = dict(zip(optimizers, prepared[len(groups) : 2 * len(groups)]))
+        self.optimizers = dict(zip(self.optimizers, prepared[len(groups) : 2 * len(groups)]))
         self.dataloader = prepared[-1]
         for scheduler in self.lr_schedulers.values():
             accelerator.register_for_checkpointing(scheduler)
-
-        # EMA of the models the method names; saved and restored through Accelerate's state hooks.
-        self.emas = {}
-        if args.use_ema:
-            for name in self.method.ema_models():
-                model = self.raw[name]
-                ema = EMAModel(
-                    model.parameters(),
-                    decay=args.ema_max_decay,
-                    use_ema_warmup=True,
-                    inv_gamma=args.ema_inv_gamma,
-                    power=args.ema_power,
-                )
-                ema.to(accelerator.device)
-                self.emas[name] = ema
         accelerator.register_save_state_pre_hook(self._save_hook)
         accelerator.register_load_state_pre_hook(self._load_hook)
 
-        # The trainer's own randomness (noise, timesteps, latents): one generator per process, checkpointed.
-        self.generator = torch.Generator(device="cpu").manual_seed(args.seed * 1000 + accelerator.process_index)
-        self.global_step = 0
+    def _make_emas(self):
+        """An ``EMAModel`` per model the method names (saved and restored through Accelerate's state hooks) and, for
+        a method that reads them in its loss, a frozen module carrying the EMA weights."""
+        config, device = self.config, self.accelerator.device
+        self.emas, self.ema_modules = {}, {}
+        if config.use_ema:
+            for name in self.method.ema_models():
+                ema = EMAModel(self.raw[name].parameters(), decay=config.ema_max_decay, use_ema_warmup=True,
+                               inv_gamma=config.ema_inv_gamma, power=config.ema_power)
+                ema.to(device)
+                self.emas[name] = ema
+        if self.method.ema_in_loss:
+            if not self.emas:
+                raise TrainingError(
+                    f"Method {self.config.method!r} reads the EMA copies of its models in its loss, so it needs "
+                    "--use_ema true (and a method whose ema_models() names them)."
+                )
+            for name in self.emas:
+                self.ema_modules[f"{name}_ema"] = copy.deepcopy(self.raw[name]).requires_grad_(False).eval()
+            self._sync_ema_modules()
 
-        if accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            write_recipe(args, self.output_dir / RECIPE)
-            tracker_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
-            accelerator.init_trackers("genzoo", config=tracker_config)
+    def _sync_ema_modules(self, names=None):
+        """Copy the EMA weights (and the live model's buffers) into the frozen EMA modules the loss reads."""
+        for name in names if names is not None else list(self.emas):
+            module = self.ema_modules.get(f"{name}_ema")
+            if module is None:
+                continue
+            self.emas[name].copy_to(module.parameters())
+            for target, source in zip(module.buffers(), self.raw[name].buffers()):
+                target.copy_(source)
 
     # -------------------------------------------------------------------------------------------- state hooks
     def _save_hook(self, models, weights, output_dir):
         rank = self.accelerator.process_index
-        state = self.generator.get_state()
-        save_file({"generator": state}, os.path.join(output_dir, f"trainer_rng_{rank}.safetensors"))
+        save_file({"generator": self.generator.get_state()}, os.path.join(output_dir, f"trainer_rng_{rank}.safetensors"))
+        state = self.method.state_dict()
+        if state:
+            save_tensors_and_json(state, output_dir, f"method_state_{rank}")
         if self.accelerator.is_main_process:
             for name, ema in self.emas.items():
                 save_ema(ema, os.path.join(output_dir, f"{name}_ema"))
@@ -296,6 +292,13 @@ class Trainer:
                 "processes. Resume with the same number of processes."
             )
         self.generator.set_state(load_file(path)["generator"])
+        if os.path.isfile(os.path.join(input_dir, f"method_state_{rank}.json")):
+            self.method.load_state_dict(load_tensors_and_json(input_dir, f"method_state_{rank}"))
+        elif self.method.state_dict():
+            raise TrainingError(
+                f"{input_dir} holds no state of method {self.config.method!r} for process {rank} (method_state_{rank}"
+                ".json), which it needs to resume exactly; it was written by another version of the method."
+            )
         for name, ema in self.emas.items():
             load_ema(ema, os.path.join(input_dir, f"{name}_ema"))
             ema.to(self.accelerator.device)
@@ -310,7 +313,7 @@ class Trainer:
         accelerator.save_state(str(partial))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            state = {"global_step": step, "method": self.args.method, "num_processes": accelerator.num_processes}
+            state = {"global_step": step, "method": self.config.method, "num_processes": accelerator.num_processes}
             (partial / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
             shutil.rmtree(final, ignore_errors=True)
             os.replace(partial, final)  # atomic: a checkpoint is either complete or absent
@@ -319,9 +322,8 @@ class Trainer:
         accelerator.wait_for_everyone()
 
     def _prune_checkpoints(self):
-        limit = self.args.checkpoints_total_limit
-        root = self.output_dir / CHECKPOINTS
-        for stale in root.glob(f"*{PARTIAL}"):
+        limit = self.config.checkpoints_total_limit
+        for stale in (self.output_dir / CHECKPOINTS).glob(f"*{PARTIAL}"):
             shutil.rmtree(stale, ignore_errors=True)
         if limit is not None:
             for old in list_checkpoints(self.output_dir)[:-limit]:
@@ -329,22 +331,23 @@ class Trainer:
 
     def load_checkpoint(self, path: Path):
         state = json.loads((path / TRAINER_STATE).read_text())
-        if state.get("method") != self.args.method:
-            raise TrainingError(f"{path} is a checkpoint of method {state.get('method')!r}, not {self.args.method!r}.")
+        if state.get("method") != self.config.method:
+            raise TrainingError(f"{path} is a checkpoint of method {state.get('method')!r}, not {self.config.method!r}.")
         self.accelerator.load_state(str(path))
+        self._sync_ema_modules()
         self.global_step = int(state["global_step"])
         logger.info("resumed from %s at step %d", path, self.global_step)
 
     # -------------------------------------------------------------------------------------------- one update
     def _update(self, batches):
         """One optimiser update of every phase of this step, accumulating gradients over ``batches``."""
-        args, accelerator = self.args, self.accelerator
+        accelerator = self.accelerator
         terms_sum: dict[str, float] = {}
         for phase in self.method.phases(self.global_step):
             own = set(self.groups[phase])
             for name, model in self.raw.items():  # gradients never leak into another group's models
                 model.requires_grad_(name in own)
-            frozen = {name: model for name, model in self.raw.items() if name not in own}
+            frozen = {name: model for name, model in self.raw.items() if name not in own} | self.ema_modules
             module, optimizer = self.phase_modules[phase], self.optimizers[phase]
             for i, batch in enumerate(batches):
                 # no gradient all-reduce until the last micro-batch of the update
@@ -355,16 +358,17 @@ class Trainer:
                     accelerator.backward(loss / len(batches))
                 for key, value in terms.items():
                     terms_sum[key] = terms_sum.get(key, 0.0) + float(value.detach()) / len(batches)
-            if args.max_grad_norm > 0:
+            if self.config.max_grad_norm > 0:
                 accelerator.unscale_gradients(optimizer=optimizer)
                 params = [p for name in self.groups[phase] for p in self.raw[name].parameters()]
-                torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
             optimizer.step()
             self.lr_schedulers[phase].step()
             optimizer.zero_grad(set_to_none=True)
-            for name in self.groups[phase]:
-                if name in self.emas:
-                    self.emas[name].step(self.raw[name].parameters())
+            updated = [name for name in self.groups[phase] if name in self.emas]
+            for name in updated:
+                self.emas[name].step(self.raw[name].parameters())
+            self._sync_ema_modules(updated)
         for model in self.raw.values():
             model.requires_grad_(True)
         return terms_sum
@@ -405,28 +409,27 @@ class Trainer:
 
     def sample(self, num: int):
         """``num`` samples from the current (EMA) models with a fixed seed, as a numpy array."""
-        args = self.args
         with self.ema_weights():
             pipe = self.pipeline()
             pipe.set_progress_bar_config(disable=True)
             out = pipe(
                 batch_size=num,
-                generator=torch.Generator(device=self.accelerator.device).manual_seed(args.seed),
-                num_inference_steps=args.num_inference_steps,
+                generator=torch.Generator(device=self.accelerator.device).manual_seed(self.config.seed),
+                num_inference_steps=self.config.num_inference_steps,
                 output_type="np",
                 **self.method.sample_kwargs(num),
             )
         return out.images if hasattr(out, "images") else out.samples
 
     def save_sample_grid(self, path: Path, title: str):
-        samples = self.sample(self.args.num_sample_images)
+        samples = self.sample(self.config.num_sample_images)
         save_samples(samples, path, title=title)
         return path
 
     def log_sample_grid(self):
         path = self.save_sample_grid(
             self.output_dir / "samples" / f"step-{self.global_step:06d}.png",
-            f"{self.args.method} on {self.data.name}, step {self.global_step}",
+            f"{self.config.method} on {self.data.name}, step {self.global_step}",
         )
         image = np.asarray(PIL.Image.open(path).convert("RGB"))
         for tracker in self.accelerator.trackers:
@@ -439,14 +442,14 @@ class Trainer:
     def run(self) -> TrainResult:
         self.wall_start = time.perf_counter()
         self.setup()
-        args, accelerator = self.args, self.accelerator
-        resume = resolve_resume(self.output_dir, args.resume_from_checkpoint)
+        config, accelerator = self.config, self.accelerator
+        resume = resolve_resume(self.output_dir, config.resume_from_checkpoint)
         if resume is not None:
             self.load_checkpoint(resume)
 
         # Each epoch makes len(dataloader) // accumulation updates (a last partial group of batches is dropped), so
         # the step count alone says where in the data a resumed run continues.
-        accumulation = args.gradient_accumulation_steps
+        accumulation = config.gradient_accumulation_steps
         updates_per_epoch = len(self.dataloader) // accumulation
         if updates_per_epoch == 0:
             raise TrainingError(
@@ -457,18 +460,18 @@ class Trainer:
         skip = updates_done * accumulation
         logger.info(
             "training %s on %s: %d steps of %d x %d samples on %d process(es), %s precision",
-            args.method, self.data.name, args.max_train_steps, args.train_batch_size, accumulation,
-            accelerator.num_processes, args.mixed_precision,
+            config.method, self.data.name, config.max_train_steps, config.train_batch_size, accumulation,
+            accelerator.num_processes, config.mixed_precision,
         )
         progress = tqdm(
-            total=args.max_train_steps, initial=self.global_step, desc="steps", disable=not accelerator.is_local_main_process
+            total=config.max_train_steps, initial=self.global_step, desc="steps", disable=not accelerator.is_local_main_process
         )
         recent: list[dict] = []
         start = time.perf_counter()
         start_step = self.global_step
         for module in self.phase_modules.values():
             module.train()
-        while self.global_step < args.max_train_steps:
+        while self.global_step < config.max_train_steps:
             self.data.set_epoch(epoch)
             self.dataloader.set_epoch(epoch)
             loader = accelerator.skip_first_batches(self.dataloader, skip) if skip else self.dataloader
@@ -488,13 +491,13 @@ class Trainer:
                 progress.update(1)
                 progress.set_postfix({k: f"{v:.4g}" for k, v in list(terms.items())[:3]}
                                      | {"lr": f"{next(iter(lrs.values())):.2e}"})
-                if self.global_step % args.checkpointing_steps == 0 or self.global_step == args.max_train_steps:
+                if self.global_step % config.checkpointing_steps == 0 or self.global_step == config.max_train_steps:
                     self.save_checkpoint()
                 if accelerator.is_main_process and (
-                    self.global_step % args.save_images_steps == 0 or self.global_step == args.max_train_steps
+                    self.global_step % config.save_images_steps == 0 or self.global_step == config.max_train_steps
                 ):
                     self.log_sample_grid()
-                if self.global_step >= args.max_train_steps:
+                if self.global_step >= config.max_train_steps:
                     break
             epoch += 1
         progress.close()
@@ -506,25 +509,25 @@ class Trainer:
 
     def finish(self, recent, elapsed, steps_this_run):
         """Save the pipeline (EMA weights), samples.png and metrics.json; push if asked."""
-        args, accelerator = self.args, self.accelerator
+        config, accelerator = self.config, self.accelerator
         metrics = {}
         if accelerator.is_main_process:
             with self.ema_weights():
                 pipe = self.pipeline()
                 pipe.save_pretrained(self.output_dir)
-            self.save_sample_grid(self.output_dir / "samples.png", f"{args.method} on {self.data.name}")
+            self.save_sample_grid(self.output_dir / "samples.png", f"{config.method} on {self.data.name}")
             keys = sorted({k for terms in recent for k in terms})
             metrics = {
-                "method": args.method,
+                "method": config.method,
                 "dataset": self.data.name,
                 "data": self.data.describe(),
                 "global_step": self.global_step,
-                "train_batch_size": args.train_batch_size,
-                "gradient_accumulation_steps": args.gradient_accumulation_steps,
+                "train_batch_size": config.train_batch_size,
+                "gradient_accumulation_steps": config.gradient_accumulation_steps,
                 "num_processes": accelerator.num_processes,
-                "mixed_precision": args.mixed_precision,
+                "mixed_precision": config.mixed_precision,
                 "use_ema": bool(self.emas),
-                "seed": args.seed,
+                "seed": config.seed,
                 "train_seconds_this_run": round(elapsed, 2),
                 "wall_seconds_this_run": None,  # filled in below, once the pipeline and samples are saved
                 "machine": describe_machine(accelerator.device),
@@ -537,11 +540,11 @@ class Trainer:
             metrics["wall_seconds_this_run"] = round(time.perf_counter() - self.wall_start, 1)
             (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             logger.info("saved the %s pipeline, samples.png and metrics.json to %s", type(pipe).__name__, self.output_dir)
-            if args.push_to_hub:
+            if config.push_to_hub:
                 from ..hub import push_folder
 
-                repo_id = args.hub_model_id or self.output_dir.name
-                url = push_folder(self.output_dir, repo_id, token=args.hub_token, private=args.hub_private_repo or None)
+                repo_id = config.hub_model_id or self.output_dir.name
+                url = push_folder(self.output_dir, repo_id, token=config.hub_token, private=config.hub_private_repo or None)
                 logger.info("pushed to the Hub as %s: %s", repo_id, url)
         accelerator.wait_for_everyone()
         return metrics

@@ -1,0 +1,60 @@
+"""Flow matching (Lipman et al. 2022): regress the straight-line velocity x_1 - x_0 at a time drawn by
+``--time_sampling``; the saved pipeline integrates it with the chosen flow-matching scheduler (an ODE solver)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..config import RecipeError, option
+from ..pipelines import FlowMatchingPipeline
+from ..schedulers import FlowMatchEulerScheduler
+from ..schedulers.scheduling_flow_match import FLOW_PREDICTION_TYPES, TIME_SAMPLINGS
+from .denoising import DenoisingConfig, DenoisingMethod, registered_schedulers
+
+#: ``--solver`` shorthands for the registered schedulers of genzoo's two ODE solvers.
+SOLVERS = {"euler": "FlowMatchEulerScheduler", "heun": "FlowMatchHeunScheduler"}
+PATH = "flow-matching: path and solver"
+
+
+@dataclass
+class FlowMatchingConfig(DenoisingConfig):
+    group_title: ClassVar[str] = "flow-matching"
+
+    time_sampling: str = option("uniform", "training-time distribution: uniform, or logit_normal (SD3's)",
+                                choices=TIME_SAMPLINGS, group=PATH)
+    logit_mean: float = option(0.0, "logit_normal: mean of the logit of t", group=PATH)
+    logit_std: float = option(1.0, "logit_normal: standard deviation of the logit of t", above=0.0, group=PATH)
+    shift: float | None = option(None, "SD3 time shift for training and sampling (default: the scheduler's; 1 is "
+                                 "none)", above=0.0, group=PATH)
+    prediction_type: str | None = option(None, "what the model predicts: the velocity (default) or x_1 (sample)",
+                                         choices=FLOW_PREDICTION_TYPES, group=PATH)
+    scheduler: str | None = option(None, "the saved pipeline's ODE solver, a registered flow-matching scheduler "
+                                   "(default FlowMatchEulerScheduler)",
+                                   choices=registered_schedulers(FlowMatchEulerScheduler), group=PATH)
+    solver: str | None = option(None, "shorthand for --scheduler: euler = FlowMatchEulerScheduler, heun = "
+                                "FlowMatchHeunScheduler", choices=tuple(SOLVERS), group=PATH)
+
+    def check(self):
+        if self.solver and self.scheduler and SOLVERS[self.solver] != self.scheduler:
+            raise RecipeError(
+                f"--solver {self.solver} means --scheduler {SOLVERS[self.solver]}, but --scheduler is "
+                f"{self.scheduler}; give one of them."
+            )
+
+
+class FlowMatchingMethod(DenoisingMethod):
+    """Flow matching (Lipman et al. 2022): regress the straight-line velocity x_1 - x_0 at t from ``time_sampling``."""
+
+    name = "flow-matching"
+    Config = FlowMatchingConfig
+    default_scheduler = "FlowMatchEulerScheduler"
+    pipeline_class = FlowMatchingPipeline
+
+    def scheduler_name(self) -> str:
+        return self.config.scheduler or SOLVERS.get(self.config.solver) or self.default_scheduler
+
+    def scheduler_kwargs(self):
+        c = self.config
+        return dict(time_sampling=c.time_sampling, logit_mean=c.logit_mean, logit_std=c.logit_std, shift=c.shift,
+                    prediction_type=c.prediction_type)
