@@ -194,8 +194,9 @@ def test_vae_encode_reconstruct_interpolate():
     assert not torch.equal(drawn, code)
     path = pipe.interpolate(a, b, steps=5).images
     assert path.shape == (5, 1, 8, 8)
-    torch.testing.assert_close(path[:1], pipe.reconstruct(a).images, atol=1e-6, rtol=0)
-    torch.testing.assert_close(path[-1:], pipe.reconstruct(b).images, atol=1e-6, rtol=0)
+    # the path decodes 5 latents in one batch, reconstruct one: convolution kernels may differ with the batch size
+    torch.testing.assert_close(path[:1], pipe.reconstruct(a).images, atol=1e-5, rtol=0)
+    torch.testing.assert_close(path[-1:], pipe.reconstruct(b).images, atol=1e-5, rtol=0)
     # PIL input is accepted and scaled to [-1, 1].
     as_pil = pipe.reconstruct(genzoo.pipelines.base.images_to_pil(((a + 1) / 2).permute(0, 2, 3, 1).numpy()))
     assert as_pil.images.shape == (1, 1, 8, 8)

@@ -82,8 +82,11 @@ class GANMethod(Method):
             generator = DCGANGenerator(
                 sample_size=shape[1], out_channels=shape[0], latent_dim=a.latent_dim, **widths, **classes
             )
+            # WGAN-GP penalises each example's gradient, so its critic must score examples independently of the
+            # batch: no batch normalisation (Gulrajani et al. 2017, sec. 4). Otherwise the DCGAN default.
+            norm = "none" if a.gan_loss == "wgan_gp" else None
             discriminator = DCGANDiscriminator(
-                sample_size=shape[1], in_channels=shape[0], spectral_norm=a.spectral_norm, **widths, **classes
+                sample_size=shape[1], in_channels=shape[0], spectral_norm=a.spectral_norm, norm=norm, **widths, **classes
             )
         else:
             generator = MLPGenerator(
