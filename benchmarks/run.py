@@ -24,14 +24,15 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-POINT_SETS = ("8gaussians", "moons", "checkerboard")
 
 FULL = dict(seeds=(0, 1, 2), image_steps=1000, point_steps=1500, eval_samples=1000,
             nfe=(1, 2, 4, 8, 16, 32, 100, 1000), nfe_samples=500, speed_steps=60, batch_sizes=(8, 16, 32, 64, 128, 256, 512),
-            guidance_train_steps=2000, guidance_samples=300, guidance_sampling_steps={"ddpm": 100, "flow-matching": None})
+            guidance_train_steps=2000, guidance_samples=300, guidance_sampling_steps={"ddpm": 100, "flow-matching": None},
+            sampling_steps=None, point_sets=("8gaussians", "moons", "checkerboard"))
 QUICK = dict(seeds=(0,), image_steps=60, point_steps=150, eval_samples=200,
              nfe=(1, 4, 16), nfe_samples=200, speed_steps=10, batch_sizes=(8, 64),
-             guidance_train_steps=30, guidance_samples=50, guidance_sampling_steps={"ddpm": 4, "flow-matching": 4})
+             guidance_train_steps=30, guidance_samples=50, guidance_sampling_steps={"ddpm": 4, "flow-matching": 4},
+             sampling_steps=8, point_sets=("moons",))
 SECTIONS = ("quality", "calls", "speed", "scale", "guidance")
 GUIDANCE_SCALES = (1.0, 2.0, 3.0, 5.0, 8.0)
 #: (method, conditioning, extra trainer options): the conditional models of section 5, all on digits
@@ -62,11 +63,15 @@ def run_child(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def train_command(method, dataset, seed, steps, output_dir, extra=()):
+def train_command(method, dataset, seed, steps, output_dir, extra=(), sampling_steps=None):
+    """The trainer's command line for one run; ``sampling_steps`` sets the steps of its sample grids (``None``: the
+    pipeline's default, as in the full run)."""
     args = [sys.executable, "-m", "genzoo.training", "--method", method, "--dataset", dataset, "--seed", str(seed),
             "--max_train_steps", str(steps), "--output_dir", str(output_dir), "--logger", "none",
             "--checkpointing_steps", str(10 * steps), "--save_images_steps", str(10 * steps),
             "--num_sample_images", "64", *extra]
+    if sampling_steps is not None:
+        args += ["--num_inference_steps", str(sampling_steps)]
     if dataset != "digits":
         args += ["--train_batch_size", "256", "--lr_warmup_steps", "50"]
     return args
@@ -92,14 +97,14 @@ def quality(cfg, work: Path) -> dict:
     from genzoo.metrics.evaluate import evaluate_pipeline
 
     runs = []
-    for dataset in ("digits", *POINT_SETS):
+    for dataset in ("digits", *cfg["point_sets"]):
         steps = cfg["image_steps"] if dataset == "digits" else cfg["point_steps"]
         for method in methods_for(dataset):
             for seed in cfg["seeds"]:
                 out = work / f"{method}-{dataset}-{seed}"
-                seconds = run_child(train_command(method, dataset, seed, steps, out))
+                seconds = run_child(train_command(method, dataset, seed, steps, out, sampling_steps=cfg["sampling_steps"]))
                 pipe = genzoo.load_pipeline(out)
-                metrics = evaluate_pipeline(pipe, dataset, num_samples=cfg["eval_samples"], seed=seed,
+                metrics = evaluate_pipeline(pipe, dataset, num_samples=cfg["eval_samples"], seed=seed, steps=cfg["sampling_steps"],
                                             likelihood_points=200, iwae_k=16)
                 train_metrics = json.loads((out / "metrics.json").read_text())
                 runs.append({"method": method, "dataset": dataset, "seed": seed, "steps": steps,
@@ -323,7 +328,8 @@ def guidance(cfg, work: Path) -> dict:
         text_encoder = ("trained" if "--train_text_encoder" in extra else "frozen") if conditioning == "text" else None
         out = work / (f"guided-{method}-{conditioning}" + ("-trained-te" if text_encoder == "trained" else ""))
         seconds = run_child(train_command(method, "digits", 0, cfg["guidance_train_steps"], out,
-                                          ["--conditioning", conditioning, *extra]))
+                                          ["--conditioning", conditioning, *extra],
+                                          sampling_steps=cfg["guidance_sampling_steps"][method]))
         pipe = genzoo.load_pipeline(out)
         points = []
         for scale in GUIDANCE_SCALES:
@@ -382,11 +388,13 @@ def write_report(results: dict, out: Path, command: str):
         f"Budget per run: {results['config']['image_steps']} optimiser steps of batch 128 on digits, "
         f"{results['config']['point_steps']} steps of batch 256 on the 2-D sets; each method's default model and "
         f"learning rate (docs/training.md). Seeds {list(results['config']['seeds'])}; mean ± standard deviation over "
-        f"seeds. Metrics on {results['config']['eval_samples']} samples against held-out data (docs/evaluation.md).",
+        f"seeds. Metrics on {results['config']['eval_samples']} samples against held-out data (docs/evaluation.md)"
+        + (f", sampled with {results['config']['sampling_steps']} steps." if results['config'].get('sampling_steps')
+           else ", sampled with each pipeline's default steps."),
         "",
     ]
     runs = results["quality"]["runs"]
-    for dataset in ("digits", *POINT_SETS):
+    for dataset in ("digits", *results["config"].get("point_sets", ("8gaussians", "moons", "checkerboard"))):
         keys = (["digits_fd", "precision", "recall", "coverage"] if dataset == "digits" else ["w2", "mmd2_rbf"])
         keys += ["train_seconds", "peak_memory_mib"]
         lines += [f"**{dataset}**", "", "| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]

@@ -27,6 +27,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 #: Evaluation settings of the zoo: what the cards report and what tests/test_zoo.py re-measures.
 EVAL_SAMPLES = {"digits": 500, "moons": 1000}
+#: Sampling steps of a card's evaluation where not the pipeline's default. DDPM on digits: 100 of the 1000 ancestral
+#: steps draw digits at least as close to the data (digits-FD 12.9 against 19.1 with all 1000, 500 samples, seed 0)
+#: in a tenth of the time, and the test suite re-measures every card.
+EVAL_STEPS = {"ddpm-digits": 100}
 def folder_mib(folder: Path) -> float:
     """Size of everything in ``folder``, in MiB."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
@@ -51,8 +55,9 @@ def build(name: str) -> None:
          "--output_dir", str(run_dir.relative_to(ROOT))])
     train_minutes = (time.perf_counter() - start) / 60
     dataset = recipe["dataset"]
+    steps = ["--steps", str(EVAL_STEPS[name])] if name in EVAL_STEPS else []
     run([sys.executable, "-m", "genzoo.cli", "eval", str(run_dir), "--num-samples", str(EVAL_SAMPLES[dataset]),
-         "--seed", "0", "--out", str(run_dir / "eval.json")])
+         *steps, "--seed", "0", "--out", str(run_dir / "eval.json")])
 
     from genzoo.hub import files_to_upload, make_model_card
 

@@ -132,6 +132,7 @@ class Trainer:
         self.args = args
         self.config = TrainerConfig.from_mapping(args)
         self.output_dir = Path(self.config.output_dir)
+        self._grid_samples = (None, None)  # (step, samples) of the last sample grid
 
     # -------------------------------------------------------------------------------------------- setup
     def setup(self):
@@ -422,8 +423,11 @@ class Trainer:
         return out.images if hasattr(out, "images") else out.samples
 
     def save_sample_grid(self, path: Path, title: str):
-        samples = self.sample(self.config.num_sample_images)
-        save_samples(samples, path, title=title)
+        """A grid of ``--num_sample_images`` samples at ``path``. The samples of the last step are kept: the final
+        ``samples.png`` shows the same models with the same seed, so it reuses them instead of sampling again."""
+        if self._grid_samples[0] != self.global_step:
+            self._grid_samples = (self.global_step, self.sample(self.config.num_sample_images))
+        save_samples(self._grid_samples[1], path, title=title)
         return path
 
     def log_sample_grid(self):
