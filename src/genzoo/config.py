@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import numbers
 import types
 import typing
@@ -92,29 +93,21 @@ class Options:
     group_title: typing.ClassVar[str] = "options"
 
     def __post_init__(self):
+        hints = _type_hints(type(self))
         for f in dataclasses.fields(self):
-            setattr(self, f.name, _checked(f, type_of(type(self), f.name), getattr(self, f.name)))
+            setattr(self, f.name, _checked(f, hints[f.name], getattr(self, f.name)))
         self.check()
 
     def check(self) -> None:
         """Checks that involve several options at once; raise :class:`RecipeError`. Override as needed."""
 
-    # ------------------------------------------------------------------------------------------------ building
     @classmethod
-    def option_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_mapping(cls, values: Mapping | argparse.Namespace, **overrides):
+    def from_mapping(cls, values: Mapping | argparse.Namespace):
         """The options of this class taken from ``values`` (a parsed namespace or a recipe dict; other keys are
         ignored, missing ones take their defaults), checked."""
         if isinstance(values, argparse.Namespace):
             values = vars(values)
-        mine = {name: values[name] for name in cls.option_names() if name in values}
-        return cls(**{**mine, **overrides})
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
     # ------------------------------------------------------------------------------------------------ argparse
     @classmethod
@@ -122,8 +115,9 @@ class Options:
         """Add one ``--name`` per field to ``parser``, in argument groups by each option's ``group`` (default: the
         class's ``group_title``)."""
         groups: dict[str, argparse._ArgumentGroup] = {}
+        hints = _type_hints(cls)
         for f in dataclasses.fields(cls):
-            kind, _ = _kind(type_of(cls, f.name))
+            kind, _ = _kind(hints[f.name])
             meta = f.metadata
             title = meta.get("group") or cls.group_title
             if title not in groups:
@@ -144,10 +138,10 @@ class Options:
             groups[title].add_argument(f"--{f.name}", **kwargs)
 
 
-def type_of(cls, name: str):
-    """The resolved annotation of field ``name`` of dataclass ``cls`` (annotations are strings under
-    ``from __future__ import annotations``)."""
-    return typing.get_type_hints(cls)[name]
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls) -> dict:
+    """The resolved annotations of dataclass ``cls`` (strings under ``from __future__ import annotations``)."""
+    return typing.get_type_hints(cls)
 
 
 def _kind(annotation) -> tuple[object, bool]:
