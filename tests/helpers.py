@@ -38,6 +38,19 @@ def plugins_installed():
                 del sys.modules[name]
 
 
+def write_distribution(root: Path, name: str, version: str, entry_points: str, modules: dict | None = None) -> Path:
+    """What ``pip install`` would leave in ``root`` for a package: ``<name>-<version>.dist-info`` with ``METADATA``
+    and ``entry_points.txt`` (the text of its ``[group]`` sections), and ``modules`` (file name -> source). Put
+    ``root`` on ``sys.path`` and refresh the registry to "install" it."""
+    dist_info = Path(root) / f"{name.replace('-', '_')}-{version}.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (dist_info / "entry_points.txt").write_text(entry_points)
+    for filename, source in (modules or {}).items():
+        (Path(root) / filename).write_text(source)
+    return Path(root)
+
+
 def registered_methods() -> dict[str, type]:
     """Every registered training method, the example plugin's included: name -> class (loaded with the plugins
     installed; use the ``example_plugins`` fixture in a test that trains one)."""

@@ -18,7 +18,7 @@ from genzoo import registry
 from genzoo.config import RecipeError
 from genzoo.training import TrainingError, parse_args, train
 from genzoo.training.trainer import Trainer
-from helpers import registered_methods
+from helpers import registered_methods, write_distribution
 from test_training import assert_same_weights, run_training, tiny_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,13 +188,9 @@ class EMAProbeMethod(Method):
 @pytest.fixture
 def ema_probe(tmp_path, monkeypatch):
     """Install the test method "ema-probe" (a module and its entry point) for one test."""
-    root = tmp_path / "site"
-    (root / "genzoo_ema_probe-1.0.dist-info").mkdir(parents=True)
-    (root / "genzoo_ema_probe.py").write_text(EMA_PROBE)
-    (root / "genzoo_ema_probe-1.0.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: genzoo-ema-probe\nVersion: 1.0\n")
-    (root / "genzoo_ema_probe-1.0.dist-info" / "entry_points.txt").write_text(
-        "[genzoo.methods]\nema-probe = genzoo_ema_probe:EMAProbeMethod\n")
+    root = write_distribution(tmp_path / "site", "genzoo-ema-probe", "1.0",
+                              "[genzoo.methods]\nema-probe = genzoo_ema_probe:EMAProbeMethod\n",
+                              {"genzoo_ema_probe.py": EMA_PROBE})
     monkeypatch.syspath_prepend(str(root))
     registry.refresh()
     yield

@@ -1,13 +1,13 @@
 """The entry-point registry: genzoo's own components, an example plugin package (tests/plugins), a broken one."""
 
 import json
-import textwrap
 
 import pytest
 import torch
 
 import genzoo
 from genzoo import registry
+from helpers import write_distribution
 
 GENZOO_COMPONENTS = {
     "pipeline": {
@@ -157,17 +157,7 @@ def test_genzoo_pipelines_load_while_a_broken_plugin_is_installed(example_plugin
 
 def test_one_name_from_two_packages_is_an_error(tmp_path, monkeypatch):
     """A plugin that declares a name genzoo already uses does not silently replace genzoo's class."""
-    dist_info = tmp_path / "genzoo_shadow-1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: genzoo-shadow\nVersion: 1.0\n")
-    (dist_info / "entry_points.txt").write_text(
-        textwrap.dedent(
-            """\
-            [genzoo.schedulers]
-            DDPMScheduler = genzoo_shadow:DDPMScheduler
-            """
-        )
-    )
+    write_distribution(tmp_path, "genzoo-shadow", "1.0", "[genzoo.schedulers]\nDDPMScheduler = genzoo_shadow:DDPMScheduler\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.refresh()
     try:
