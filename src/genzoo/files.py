@@ -1,0 +1,144 @@
+"""Writing files so that nothing already saved is lost: a reader sees the old complete file or folder, or the new
+complete one, never a mix.
+
+- :func:`atomic_write_text` / :func:`atomic_write_bytes`: one file, written beside its final name and renamed.
+- :func:`commit_folder`: a whole folder (a pipeline with its model card, samples and metrics). The new contents are
+  written into a hidden sibling; the entries of the old folder that should stay (checkpoints, logs, files the
+  caller did not write) are hard-linked into it -- no copy, and a file still being appended to (a TensorBoard log)
+  stays the same file -- and the two folders are swapped with one ``renameat2(RENAME_EXCHANGE)``. Where the system
+  cannot exchange (not Linux, or a file system without it) the old folder is renamed aside and the new one into
+  place, so for an instant the folder is absent, but never half-written.
+
+A write that fails (a full disk, an exception, a killed process) leaves the old file or folder untouched; the
+partial sibling is removed, or, after a kill, left as a hidden ``.<name>.genzoo-*`` entry that the next commit to
+the same place removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+STAGING_TAG = ".genzoo-"
+
+
+def _staging_name(target: Path, kind: str) -> Path:
+    return target.with_name(f".{target.name}{STAGING_TAG}{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def remove_stale_staging(target: Path) -> None:
+    """Remove what a killed write to ``target`` left behind (hidden siblings named after it)."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    for stale in target.parent.glob(f".{target.name}{STAGING_TAG}*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a sibling temporary file and a rename (fsynced before the rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _staging_name(path, "file")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------------- folders
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically (Linux ``renameat2`` with ``RENAME_EXCHANGE``); ``False`` where the system
+    or file system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, f"could not swap {a} and {b}: {os.strerror(code)}")
+
+
+def link_tree(source: Path, destination: Path) -> None:
+    """``destination`` as a copy of ``source`` made of hard links (a plain copy where links are not allowed)."""
+    if source.is_symlink():
+        os.symlink(os.readlink(source), destination)
+    elif source.is_dir():
+        destination.mkdir()
+        for child in source.iterdir():
+            link_tree(child, destination / child.name)
+    else:
+        try:
+            os.link(source, destination)
+        except OSError:
+            shutil.copy2(source, destination)
+
+
+def commit_folder(
+    target,
+    write: Callable[[Path], None],
+    keep: Callable[[str], bool] | Iterable[str] | None = None,
+) -> Path:
+    """Replace the folder ``target`` with what ``write(staging_folder)`` writes, in one swap.
+
+    Entries of the old ``target`` that ``write`` did not produce are carried over when ``keep(name)`` is true (or
+    ``name in keep`` for a collection; ``None`` keeps them all). If ``write`` raises, ``target`` is untouched and the
+    exception propagates.
+    """
+    target = Path(target)
+    remove_stale_staging(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = _staging_name(target, "new")
+    staging.mkdir()
+    try:
+        write(staging)
+        if target.is_dir():
+            wanted = (lambda name: True) if keep is None else keep if callable(keep) else set(keep).__contains__
+            written = {p.name for p in staging.iterdir()}
+            for entry in target.iterdir():
+                if entry.name not in written and wanted(entry.name):
+                    link_tree(entry, staging / entry.name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not target.exists():
+        os.rename(staging, target)
+        return target
+    if exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # now the old folder
+        return target
+    old = _staging_name(target, "old")
+    os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
