@@ -17,16 +17,36 @@ either model can be sampled by either scheduler.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
+from ..checks import describe
+from .paths import as_timestep_tensor, check_tensor
 from .scheduling_flow_match import FlowMatchEulerScheduler
+
+
+def _checked_time(name: str, value, scale: float) -> torch.Tensor:
+    """A time input (number, list or tensor) as a float tensor, checked finite and in ``[0, scale]`` (with the
+    tolerance of a float32 grid)."""
+    t = as_timestep_tensor(name, value)
+    t = t.float()
+    low, high = torch.stack([t.min().float(), t.max().float()]).tolist()
+    if not (math.isfinite(low) and math.isfinite(high)) or low < -1e-3 * scale or high > (1 + 1e-3) * scale:
+        raise ValueError(f"{name} must be finite and in [0, {scale:g}], got {describe(value)}.")
+    return t
 
 
 class DiffusersFlowMatchAdapter:
     """Conversions between a genzoo flow-matching scheduler and Diffusers' ``FlowMatchEulerDiscreteScheduler``."""
 
     def __init__(self, scheduler: FlowMatchEulerScheduler):
+        if not isinstance(scheduler, FlowMatchEulerScheduler):
+            raise ValueError(
+                "DiffusersFlowMatchAdapter needs a genzoo FlowMatchEulerScheduler (or a subclass), got "
+                f"{describe(scheduler)} (type {type(scheduler).__name__})."
+            )
         self.scheduler = scheduler
         self.num_train_timesteps = scheduler.config.num_train_timesteps
 
@@ -39,19 +59,21 @@ class DiffusersFlowMatchAdapter:
         return diffusers_scheduler
 
     def genzoo_timestep(self, diffusers_timestep) -> torch.Tensor:
-        """Diffusers' time input ``sigma * T`` -> genzoo's time input (``t * T`` or ``t``)."""
-        sigma = torch.as_tensor(diffusers_timestep).float() / self.num_train_timesteps
+        """Diffusers' time input ``sigma * T`` -> genzoo's time input (``t * T`` or ``t``); checked finite and in
+        [0, T]."""
+        T = self.num_train_timesteps
+        sigma = _checked_time("diffusers_timestep", diffusers_timestep, T) / T
         return (1.0 - sigma) * self.scheduler.time_scale
 
     def diffusers_timestep(self, genzoo_timestep) -> torch.Tensor:
-        """genzoo's time input -> Diffusers' ``sigma * T``."""
-        t = torch.as_tensor(genzoo_timestep).float() / self.scheduler.time_scale
+        """genzoo's time input -> Diffusers' ``sigma * T``; checked finite and in range."""
+        t = _checked_time("genzoo_timestep", genzoo_timestep, self.scheduler.time_scale) / self.scheduler.time_scale
         return (1.0 - t) * self.num_train_timesteps
 
     @staticmethod
     def convert_output(model_output: torch.Tensor) -> torch.Tensor:
         """A velocity in one convention -> the other (``v_diffusers = -v``; the map is its own inverse)."""
-        return -model_output
+        return -check_tensor("model_output", model_output)
 
     def wrap_genzoo_model(self, model_fn):
         """``model_fn(x, genzoo_timestep) -> v`` as ``f(x, diffusers_timestep) -> -v`` for Diffusers' scheduler."""

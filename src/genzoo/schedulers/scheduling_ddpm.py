@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+import numbers
+
 import numpy as np
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -19,13 +22,33 @@ from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, Sch
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..checks import check_positive_int
-from .paths import AffinePath, check_choice, check_same_shape, expand_to
+from ..checks import check_bool, check_int, check_number, check_str_choice, describe, is_real
+from .paths import (
+    MAX_TIMESTEPS,
+    AffinePath,
+    as_number_array,
+    as_timestep_tensor,
+    check_batch_timesteps,
+    check_device,
+    check_generator,
+    check_step_finite,
+    check_step_inputs,
+    check_tensor,
+    check_training_inputs,
+    expand_to,
+    finite_flags,
+    move_to_device,
+)
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
 DDPM_PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
+
+
+def _integers(grid: np.ndarray) -> list:
+    """Integer-valued floats as ints for messages (those beyond int64 as they are)."""
+    return [int(v) if abs(v) < 2**63 else v for v in grid.tolist()]
 
 
 @dataclass
@@ -64,6 +87,20 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
 
     Sampling: ``step`` works right after construction, on the whole chain (t -> t - 1), and after
     ``set_timesteps`` on the chosen grid (see :meth:`previous_timestep` for timesteps off the grid).
+
+    Checks (every one a one-line ``ValueError`` naming the argument, its value and what is allowed; configs loaded
+    with ``from_config``/``from_pretrained`` go through them too): ``num_train_timesteps`` an integer in
+    [1, 1000000]; ``beta_start``, ``beta_end`` finite numbers in (0, 1) with ``beta_start <= beta_end`` for the
+    schedules that use them (``linear``, ``scaled_linear``, ``sigmoid``; Diffusers assumes it without checking);
+    ``trained_betas`` one finite number in (0, 1) per timestep; the flags ``True``/``False``;
+    ``dynamic_thresholding_ratio`` in (0, 1]; ``clip_sample_range`` and ``sample_max_value`` > 0; ``steps_offset``
+    a non-negative integer (below ``num_train_timesteps`` for ``leading`` spacing); the strings one of their
+    choices. The resulting schedule must be usable in float32: ``0 < alpha_bar_t < 1`` and strictly decreasing
+    (the last one 0 exactly with ``rescale_betas_zero_snr``), since ``step`` divides by ``alpha_bar_t`` and
+    ``1 - alpha_bar_t`` -- a schedule that underflows (too many timesteps or betas near 1) or has a beta below
+    about 6e-8 is refused, where Diffusers would return NaN. ``set_timesteps``, ``step``, ``add_noise`` and
+    ``training_target`` check their arguments the same way; ``step`` refuses a model output or sample holding
+    NaN/inf (one ``isfinite`` reduction, read with the outputs' in one synchronisation).
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
@@ -88,36 +125,78 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         steps_offset: int = 0,
         rescale_betas_zero_snr: bool = False,
     ):
-        check_choice("beta_schedule", beta_schedule, BETA_SCHEDULES)
-        check_choice("variance_type", variance_type, VARIANCE_TYPES)
-        check_choice("prediction_type", prediction_type, DDPM_PREDICTION_TYPES)
-        check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
-        check_positive_int("num_train_timesteps", num_train_timesteps)
+        check_str_choice("beta_schedule", beta_schedule, BETA_SCHEDULES)
+        check_str_choice("variance_type", variance_type, VARIANCE_TYPES)
+        check_str_choice("prediction_type", prediction_type, DDPM_PREDICTION_TYPES)
+        check_str_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
+        T = check_int("num_train_timesteps", num_train_timesteps, maximum=MAX_TIMESTEPS,
+                      reason="each timestep's coefficients are held in memory")
+        beta_start = check_number("beta_start", beta_start, 0, 1)
+        beta_end = check_number("beta_end", beta_end, 0, 1)
+        for name, flag in (("clip_sample", clip_sample), ("thresholding", thresholding),
+                           ("rescale_betas_zero_snr", rescale_betas_zero_snr)):
+            check_bool(name, flag)
+        check_number("dynamic_thresholding_ratio", dynamic_thresholding_ratio, 0, 1, high_open=False)
+        check_number("clip_sample_range", clip_sample_range, 0)
+        check_number("sample_max_value", sample_max_value, 0)
+        check_int("steps_offset", steps_offset, minimum=0)
+        if timestep_spacing == "leading" and steps_offset >= T:
+            raise ValueError(
+                f"steps_offset must be below num_train_timesteps={T} with timestep_spacing='leading' (it is added "
+                f"to every sampling timestep), got {steps_offset!r}."
+            )
+        uses_betas = trained_betas is None and beta_schedule != "squaredcos_cap_v2"
+        if uses_betas and beta_start > beta_end:
+            raise ValueError(
+                f"beta_start={beta_start!r} is larger than beta_end={beta_end!r}: the {beta_schedule!r} schedule "
+                "would add less noise as t grows; beta_start <= beta_end is required (Diffusers assumes it)."
+            )
         if rescale_betas_zero_snr and prediction_type == "epsilon":
             raise ValueError(
                 "rescale_betas_zero_snr=True with prediction_type='epsilon': the last timestep is pure noise, where "
                 "an 'epsilon' prediction cannot recover x_0 (Diffusers divides by zero there). Allowed with "
                 "zero-terminal-SNR schedules: prediction_type='v_prediction' or 'sample'."
             )
+        if rescale_betas_zero_snr and T < 2:
+            raise ValueError(
+                f"rescale_betas_zero_snr=True needs num_train_timesteps >= 2 (it keeps the first alpha_bar and sets "
+                f"the last to 0), got {T}."
+            )
 
         if trained_betas is not None:
-            betas = torch.tensor(trained_betas, dtype=torch.float32)
-            if betas.ndim != 1 or len(betas) != num_train_timesteps:
+            values = as_number_array("trained_betas", trained_betas, "a 1-D list of numbers")
+            if values.ndim != 1 or len(values) != T:
                 raise ValueError(
-                    f"trained_betas must be a 1-D list of num_train_timesteps={num_train_timesteps} values, "
-                    f"got shape {tuple(betas.shape)}: one beta per training timestep (Diffusers accepts any length "
+                    f"trained_betas must be a 1-D list of num_train_timesteps={T} values, "
+                    f"got shape {tuple(values.shape)}: one beta per training timestep (Diffusers accepts any length "
                     "and then indexes past the end)."
                 )
+            bad = np.flatnonzero(~(np.isfinite(values) & (values > 0) & (values < 1)))
+            if len(bad):
+                raise ValueError(
+                    f"trained_betas must be finite numbers in (0, 1), got {float(values[bad[0]])!r} "
+                    f"at index {int(bad[0])}."
+                )
+            betas = torch.tensor(values, dtype=torch.float32)
         elif beta_schedule == "linear":
-            betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+            betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float32)
         elif beta_schedule == "scaled_linear":
-            betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32) ** 2
+            betas = torch.linspace(beta_start**0.5, beta_end**0.5, T, dtype=torch.float32) ** 2
         elif beta_schedule == "squaredcos_cap_v2":
-            betas = betas_for_alpha_bar(num_train_timesteps)
+            betas = betas_for_alpha_bar(T)
         else:  # sigmoid
-            betas = torch.sigmoid(torch.linspace(-6, 6, num_train_timesteps)) * (beta_end - beta_start) + beta_start
-        if rescale_betas_zero_snr:
+            betas = torch.sigmoid(torch.linspace(-6, 6, T)) * (beta_end - beta_start) + beta_start
+        if trained_betas is not None:
+            source = "trained_betas"
+        elif beta_schedule == "squaredcos_cap_v2":
+            source = f"beta_schedule='squaredcos_cap_v2' with num_train_timesteps={T}"
+        else:
+            source = (f"beta_schedule={beta_schedule!r} with beta_start={beta_start!r}, beta_end={beta_end!r}, "
+                      f"num_train_timesteps={T}")
+        self._check_schedule(betas, source, zero_terminal_snr=False)
+        if rescale_betas_zero_snr:  # finite once the schedule itself is (alpha_bar strictly decreasing, > 0)
             betas = rescale_zero_terminal_snr(betas)
+            self._check_schedule(betas, source + " and rescale_betas_zero_snr=True", zero_terminal_snr=True)
 
         self.betas = betas
         self.alphas = 1.0 - betas
@@ -132,6 +211,30 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         self.custom_timesteps = False
         self.timesteps = torch.arange(num_train_timesteps - 1, -1, -1, dtype=torch.int64)
 
+    @staticmethod
+    def _check_schedule(betas: torch.Tensor, source: str, zero_terminal_snr: bool) -> None:
+        """The float32 schedule must keep ``step`` finite: ``0 < alpha_bar_t < 1`` and strictly decreasing, except the
+        last ``alpha_bar`` of a zero-terminal-SNR schedule, which is 0 by design (and never divided by: that
+        schedule requires ``v_prediction`` or ``sample``)."""
+        if not bool(torch.isfinite(betas).all()):
+            raise ValueError(f"{source} gives non-finite betas; check the schedule's arguments.")
+        alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+        positive = alphas_cumprod[:-1] if zero_terminal_snr else alphas_cumprod
+        gone = torch.nonzero(positive <= 0).flatten()
+        if len(gone):
+            raise ValueError(
+                f"{source}: alpha_bar_t (the signal left at step t) underflows to 0 in float32 from t={int(gone[0])} "
+                "on, and step divides by it; use fewer timesteps or smaller betas."
+            )
+        steps = torch.cat([alphas_cumprod[:1] - 1, alphas_cumprod.diff()])
+        flat = torch.nonzero(steps >= 0).flatten()
+        if len(flat):
+            t = int(flat[0])
+            raise ValueError(
+                f"{source}: beta_t={float(betas[t]):.3g} at t={t} is too small for float32 (alpha_bar does not "
+                "decrease there), and step divides by zero; betas must be at least about 6e-08."
+            )
+
     # ------------------------------------------------------------------ training side
     def sample_timesteps(self, batch_size: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """Uniform training timesteps in ``[0, num_train_timesteps)``, shape ``(batch_size,)``, int64.
@@ -139,34 +242,75 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         Drawn on the generator's device and then moved, so a seeded CPU generator gives the same timesteps
         whatever ``device`` is.
         """
+        check_int("batch_size", batch_size, minimum=0)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be None or a torch.Generator, got {describe(generator)}.")
+        device = check_device(device)
         draw_device = generator.device if generator is not None else torch.device("cpu")
         t = torch.randint(0, self.config.num_train_timesteps, (batch_size,), generator=generator, device=draw_device)
-        return t.to(device) if device is not None else t
+        return move_to_device(t, device) if device is not None else t
+
+    def _timestep_indices(self, timesteps, like: torch.Tensor, finite: dict | None = None) -> torch.Tensor:
+        """``timesteps`` checked (integers in ``[0, num_train_timesteps)``, one or one per sample of ``like``) as int64
+        indices on the schedule's device, and the tensors in ``finite`` (name -> tensor) checked for NaN/inf: one
+        synchronisation."""
+        finite = finite or {}
+        T = self.config.num_train_timesteps
+        t = as_timestep_tensor("timesteps", timesteps)
+        check_batch_timesteps(t, like)
+        t = t.to(like.device)
+        if t.is_floating_point():
+            integral = (t == t.round()).all()
+        else:
+            integral = torch.ones((), dtype=torch.bool, device=t.device)
+        stats = [t.min(), t.max(), integral, *finite_flags(*finite.values())]
+        low, high, integral, *finite_ok = torch.stack([s.to(torch.float32) for s in stats]).tolist()
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError(f"timesteps contain NaN or inf, got {describe(timesteps)}.")
+        if not integral:
+            raise ValueError(f"DDPM timesteps are integers, got {describe(timesteps)}.")
+        if low < 0 or high > T - 1:
+            raise ValueError(
+                f"timesteps must lie in [0, {T - 1}], got values from {low:.10g} to {high:.10g}."
+            )
+        for name, ok in zip(finite, finite_ok):
+            if not ok:
+                raise ValueError(f"{name} contains NaN or inf.")
+        return t.long().to(self.alphas_cumprod.device)
 
     def path(self, timesteps: torch.Tensor, like: torch.Tensor) -> AffinePath:
         """The path coefficients ``alpha = sqrt(alpha_bar_t)``, ``sigma = sqrt(1 - alpha_bar_t)`` at ``timesteps``."""
-        timesteps = torch.as_tensor(timesteps, device=self.alphas_cumprod.device).long()
-        if timesteps.numel() and (timesteps.min() < 0 or timesteps.max() >= self.config.num_train_timesteps):
-            raise ValueError(
-                f"timesteps must lie in [0, {self.config.num_train_timesteps - 1}], got values from "
-                f"{int(timesteps.min())} to {int(timesteps.max())}."
-            )
-        alpha_bar = expand_to(self.alphas_cumprod[timesteps], like)
+        check_tensor("like", like)
+        return self._path(self._timestep_indices(timesteps, like), like)
+
+    def _path(self, indices: torch.Tensor, like: torch.Tensor) -> AffinePath:
+        alpha_bar = expand_to(self.alphas_cumprod[indices], like)
         return AffinePath(alpha=alpha_bar**0.5, sigma=(1 - alpha_bar) ** 0.5)
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """``x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * noise`` (the closed-form forward process)."""
-        return self.path(timesteps, original_samples).sample(original_samples, noise)
+        """``x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * noise`` (the closed-form forward process).
+        ``original_samples`` and ``noise``: finite floating-point tensors of one shape; ``timesteps``: integers in
+        ``[0, num_train_timesteps)``, one or one per sample."""
+        check_training_inputs(original_samples, noise)
+        finite = dict(original_samples=original_samples, noise=noise)
+        indices = self._timestep_indices(timesteps, original_samples, finite)
+        return self._path(indices, original_samples).sample(original_samples, noise)
 
     def training_target(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
-        """The regression target for this scheduler's ``prediction_type``: noise, x_0 or v."""
-        return self.path(timesteps, original_samples).target(original_samples, noise, self.config.prediction_type)
+        """The regression target for this scheduler's ``prediction_type``: noise, x_0 or v (arguments as
+        :meth:`add_noise`)."""
+        check_training_inputs(original_samples, noise)
+        finite = dict(original_samples=original_samples, noise=noise)
+        indices = self._timestep_indices(timesteps, original_samples, finite)
+        return self._path(indices, original_samples).target(original_samples, noise, self.config.prediction_type)
 
     def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """Diffusers' v target ``sqrt(alpha_bar_t) * noise - sqrt(1 - alpha_bar_t) * x_0``."""
-        return self.path(timesteps, sample).target(sample, noise, "v_prediction")
+        check_training_inputs(sample, noise)
+        indices = self._timestep_indices(timesteps, sample, dict(sample=sample, noise=noise))
+        return self._path(indices, sample).target(sample, noise, "v_prediction")
 
     # ------------------------------------------------------------------ sampling side
     def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
@@ -184,19 +328,19 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         T = self.config.num_train_timesteps
         if (num_inference_steps is None) == (timesteps is None):
             raise ValueError("Pass exactly one of `num_inference_steps` or `timesteps` to set_timesteps.")
+        device = check_device(device)
         if timesteps is not None:
-            grid = np.asarray(list(timesteps), dtype=np.float64)
-            if grid.ndim != 1 or len(grid) == 0 or np.any(grid != np.round(grid)):
-                raise ValueError(f"timesteps must be a non-empty list of integers, got {list(timesteps)!r}.")
+            grid = as_number_array("timesteps", timesteps, "a non-empty list of integers")
+            if grid.ndim != 1 or len(grid) == 0 or not np.isfinite(grid).all() or np.any(grid != np.round(grid)):
+                raise ValueError(f"timesteps must be a non-empty list of integers, got {describe(timesteps)}.")
             if np.any(np.diff(grid) >= 0):
-                raise ValueError(f"timesteps must be strictly decreasing, got {grid.astype(np.int64).tolist()}.")
+                raise ValueError(f"timesteps must be strictly decreasing, got {_integers(grid)}.")
             if grid[0] >= T or grid[-1] < 0:
-                raise ValueError(f"timesteps must lie in [0, {T - 1}], got {grid.astype(np.int64).tolist()}.")
+                raise ValueError(f"timesteps must lie in [0, {T - 1}], got {_integers(grid)}.")
             grid = grid.astype(np.int64)
-            self.custom_timesteps = True
-            self.num_inference_steps = len(grid)
+            custom = True
         else:
-            n = check_positive_int("num_inference_steps", num_inference_steps)
+            n = check_int("num_inference_steps", num_inference_steps)
             if n > T:
                 raise ValueError(f"num_inference_steps must be at most num_train_timesteps={T}, got {n!r}.")
             spacing = self.config.timestep_spacing
@@ -205,26 +349,47 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
             elif spacing == "leading":
                 grid = (np.arange(0, n) * (T // n)).round()[::-1].copy().astype(np.int64)
                 grid += self.config.steps_offset
-            else:  # trailing
-                grid = np.round(np.arange(T, 0, -T / n)).astype(np.int64) - 1
+            else:  # trailing. Diffusers' np.arange can give n + 1 points (the last one -1); the first n are its grid.
+                grid = np.round(np.arange(T, 0, -T / n))[:n].astype(np.int64) - 1
             if grid.max() >= T or grid.min() < 0:
                 raise ValueError(
                     f"steps_offset={self.config.steps_offset} pushes the grid outside [0, {T - 1}] for "
                     f"num_inference_steps={n}; lower steps_offset or num_inference_steps."
                 )
-            self.custom_timesteps = False
-            self.num_inference_steps = int(n)
-        self.timesteps = torch.from_numpy(grid).to(device)
+            custom = False
+        timesteps_tensor = move_to_device(torch.from_numpy(grid), device)
+        self.custom_timesteps = custom
+        self.num_inference_steps = len(grid)
+        self.timesteps = timesteps_tensor
 
     def _timestep_value(self, timestep: int | torch.Tensor) -> int:
-        """``timestep`` as a Python int, checked to be one integer in ``[0, num_train_timesteps - 1]``."""
+        """``timestep`` as a Python int, checked to be one integer in ``[0, num_train_timesteps - 1]`` (a Python or
+        numpy number, or a one-element tensor)."""
         T = self.config.num_train_timesteps
-        value = torch.as_tensor(timestep)
-        if value.numel() != 1:
-            raise ValueError(f"step takes one timestep for the whole batch, got {value.tolist()!r}.")
-        value = value.item()
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"DDPM timesteps are integers, got timestep {value!r}.")
+        if isinstance(timestep, torch.Tensor):
+            if timestep.numel() != 1:
+                raise ValueError(f"step takes one timestep for the whole batch, got {describe(timestep.tolist())}.")
+            if timestep.dtype == torch.bool or timestep.is_complex():
+                raise ValueError(
+                    f"timestep must be an integer in [0, {T - 1}], got a tensor of dtype {timestep.dtype}."
+                )
+            value = timestep.item()
+        elif is_real(timestep):
+            value = timestep
+        elif isinstance(timestep, (list, tuple, np.ndarray)):
+            values = as_number_array("timestep", timestep, f"an integer in [0, {T - 1}]")
+            if values.size != 1:
+                raise ValueError(f"step takes one timestep for the whole batch, got {describe(timestep)}.")
+            value = values.item()
+        else:
+            raise ValueError(
+                f"timestep must be an integer in [0, {T - 1}], got {describe(timestep)} "
+                f"(type {type(timestep).__name__})."
+            )
+        if not isinstance(value, numbers.Integral):
+            value = float(value)
+            if not value.is_integer():
+                raise ValueError(f"DDPM timesteps are integers, got timestep {value!r}.")
         if not 0 <= value <= T - 1:
             raise ValueError(f"timestep {value!r} is outside the training chain [0, {T - 1}].")
         return int(value)
@@ -269,10 +434,22 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         if predicted_variance is None:
             raise ValueError(f"variance_type={variance_type!r} needs the model's predicted_variance, got None.")
         if variance_type == "learned":
-            return predicted_variance
-        # learned_range: interpolate between the two fixed choices in log space (Improved DDPM).
-        frac = (predicted_variance + 1) / 2
-        return torch.exp(frac * torch.log(current_beta_t) + (1 - frac) * torch.log(posterior))
+            variance = predicted_variance
+        else:  # learned_range: interpolate between the two fixed choices in log space (Improved DDPM).
+            frac = (predicted_variance + 1) / 2
+            variance = torch.exp(frac * torch.log(current_beta_t) + (1 - frac) * torch.log(posterior))
+        # A negative variance (learned) or an exponent that overflows (learned_range far outside [-1, 1]) would make
+        # the step NaN or inf from a finite model output; Diffusers returns that, genzoo says so.
+        low, high, ok = torch.stack(
+            [variance.min().float(), variance.max().float(), (torch.isfinite(variance) & (variance >= 0)).all().float()]
+        ).tolist()
+        if not ok:
+            wanted = "variances >= 0" if variance_type == "learned" else "coefficients in [-1, 1]"
+            raise ValueError(
+                f"variance_type={variance_type!r}: the model's predicted variance gives step variances from {low:.3g} "
+                f"to {high:.3g}, not all finite and >= 0; the second half of the model output must hold {wanted}."
+            )
+        return variance
 
     def _get_variance(
         self,
@@ -292,7 +469,9 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         ``learned_range``.
         """
         variance_type = self.config.variance_type if variance_type is None else variance_type
-        check_choice("variance_type", variance_type, VARIANCE_TYPES)
+        check_str_choice("variance_type", variance_type, VARIANCE_TYPES)
+        if predicted_variance is not None:
+            check_tensor("predicted_variance", predicted_variance)
         t = self._timestep_value(t)
         prev_t = int(self.previous_timestep(t))
         alpha_prod_t_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.one
@@ -307,12 +486,19 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         return_dict: bool = True,
     ) -> DDPMSchedulerOutput | tuple:
         """One ancestral step x_t -> x_{t'} with t' = ``previous_timestep(t)`` (the next grid point; t - 1 before
-        ``set_timesteps``), adding ``sqrt(_get_variance(t)) * noise`` for t > 0; the x_0 estimate is returned too."""
+        ``set_timesteps``), adding ``sqrt(_get_variance(t)) * noise`` for t > 0; the x_0 estimate is returned too.
+
+        ``model_output`` and ``sample``: floating-point tensors of one shape (batch first; a learned variance doubles
+        dim 1 of the output) on one device; ``timestep``: one integer in ``[0, num_train_timesteps)``. A model output
+        or sample holding NaN/inf is a ``ValueError`` naming the timestep, and so is a non-finite result (overflow
+        of inputs far too large for the dtype)."""
         learned = self.config.variance_type in ("learned", "learned_range")
-        check_same_shape(model_output, sample, allowed_channels=[2 * sample.shape[1]] if learned else None)
+        check_step_inputs(model_output, sample, min_ndim=1, learned_variance=learned)
+        check_generator(generator, sample.shape[0])
         t = self._timestep_value(timestep)
         prev_t = int(self.previous_timestep(t))
 
+        full_model_output = model_output
         predicted_variance = None
         if learned:
             if model_output.shape[1] != 2 * sample.shape[1]:
@@ -347,6 +533,7 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
             variance = self._variance(alpha_prod_t, alpha_prod_t_prev, predicted_variance, self.config.variance_type)
             prev_sample = prev_sample + variance**0.5 * noise
 
+        check_step_finite(type(self).__name__, t, full_model_output, sample, prev_sample, pred_original_sample)
         if not return_dict:
             return (prev_sample, pred_original_sample)
         return DDPMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)

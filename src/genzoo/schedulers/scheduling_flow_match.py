@@ -20,14 +20,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from ..checks import check_positive_int
-from .paths import AffinePath, check_choice, check_same_shape, expand_to
+from ..checks import check_bool, check_int, check_number, check_str_choice, describe, is_real
+from .paths import (
+    MAX_TIMESTEPS,
+    AffinePath,
+    as_number_array,
+    as_timestep_tensor,
+    check_batch_timesteps,
+    check_device,
+    check_step_finite,
+    check_step_inputs,
+    check_tensor,
+    check_training_inputs,
+    expand_to,
+    finite_flags,
+    move_to_device,
+)
 
 TIME_SAMPLINGS = ("uniform", "logit_normal")
 FLOW_PREDICTION_TYPES = ("velocity", "sample")
@@ -47,10 +63,16 @@ def shift_time(t: torch.Tensor | np.ndarray, shift: float):
     ``sigma' = shift * sigma / (1 + (shift - 1) * sigma)``, i.e. ``t' = t / (t + shift * (1 - t))``.
 
     ``shift > 1`` spends more of the grid (and of training) near the noise end ``t = 0``.
-    It fixes 0 and 1 and is applied exactly once wherever genzoo uses it.
+    It fixes 0 and 1 and is applied exactly once wherever genzoo uses it. ``shift`` must be a finite number > 0;
+    tensors are computed in float64 and returned in their dtype, so any such shift gives times in [0, 1]
+    (in float32, ``shift * (1 - t)`` could overflow, or ``0 * inf`` give NaN).
     """
+    shift = check_number("shift", shift, 0, rule="a positive number")
     if shift == 1.0:
         return t
+    if isinstance(t, torch.Tensor) and t.dtype != torch.float64:
+        wide = t.double() if t.device.type != "mps" else t  # MPS has no float64
+        return (wide / (wide + shift * (1 - wide))).to(t.dtype)
     return t / (t + shift * (1 - t))
 
 
@@ -76,6 +98,14 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
             (``sigmoid(N(logit_mean, logit_std))``, SD3's choice).
         logit_mean, logit_std: parameters of the logit-normal distribution.
         prediction_type: ``velocity`` (the model predicts ``x_1 - x_0``) or ``sample`` (it predicts ``x_1``).
+
+    Checks (one-line ``ValueError`` naming the argument, its value and what is allowed; ``from_config`` and
+    ``from_pretrained`` go through them too): ``num_train_timesteps`` an integer in [1, 1000000];
+    ``scale_timesteps`` ``True``/``False``; ``shift`` a finite number > 0 (whose grid must stay strictly increasing
+    in float64); ``logit_mean`` finite; ``logit_std`` finite and > 0; the strings one of their choices.
+    ``set_timesteps``, ``step``, ``add_noise`` and ``training_target`` check their arguments; ``step`` refuses a
+    model output or sample holding NaN/inf (one ``isfinite`` reduction, read with the outputs' in one
+    synchronisation).
     """
 
     _compatibles: list[str] = []
@@ -92,13 +122,14 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         logit_std: float = 1.0,
         prediction_type: str = "velocity",
     ):
-        check_choice("time_sampling", time_sampling, TIME_SAMPLINGS)
-        check_choice("prediction_type", prediction_type, FLOW_PREDICTION_TYPES)
-        if not shift > 0:
-            raise ValueError(f"shift must be a positive number, got {shift!r}.")
-        if logit_std <= 0:
-            raise ValueError(f"logit_std must be positive, got {logit_std!r}.")
-        check_positive_int("num_train_timesteps", num_train_timesteps)
+        check_str_choice("time_sampling", time_sampling, TIME_SAMPLINGS)
+        check_str_choice("prediction_type", prediction_type, FLOW_PREDICTION_TYPES)
+        check_number("shift", shift, 0, rule="a positive number")
+        check_number("logit_mean", logit_mean)
+        check_number("logit_std", logit_std, 0, rule="positive")
+        check_bool("scale_timesteps", scale_timesteps)
+        check_int("num_train_timesteps", num_train_timesteps, maximum=MAX_TIMESTEPS,
+                  reason="the grid of that many steps is held in memory")
         self.init_noise_sigma = 1.0
         # set_timesteps fills `times` (the integration grid in flow time, from t_0 up to 1.0), `timesteps` (what
         # the model is fed at each `step` call) and `num_inference_steps`. Like Diffusers'
@@ -113,40 +144,72 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         return float(self.config.num_train_timesteps) if self.config.scale_timesteps else 1.0
 
     def to_flow_time(self, timesteps) -> torch.Tensor:
-        """Model time input -> flow time t in [0, 1] (a float tensor)."""
-        t = torch.as_tensor(timesteps)
+        """Model time input -> flow time t in [0, 1] (a float tensor); checked finite and in range."""
+        return self._flow_time(timesteps)
+
+    def _flow_time(self, timesteps, like: torch.Tensor | None = None, finite: dict | None = None) -> torch.Tensor:
+        """:meth:`to_flow_time`, also checking that there is one time or one per sample of ``like`` and that the
+        tensors in ``finite`` (name -> tensor) hold no NaN/inf: one synchronisation for all of it."""
+        t = as_timestep_tensor("timesteps", timesteps)
+        if like is not None:
+            check_batch_timesteps(t, like)
+            t = t.to(like.device)
         t = (t.double() if t.dtype == torch.float64 else t.float()) / self.time_scale
-        if t.numel() and (t.min() < 0 or t.max() > 1):
+        finite = finite or {}
+        low, high, *finite_ok = torch.stack(
+            [t.min().float(), t.max().float(), *(f.float() for f in finite_flags(*finite.values()))]
+        ).tolist()
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError(f"timesteps contain NaN or inf, got {describe(timesteps)}.")
+        if low < 0 or high > 1:
             raise ValueError(
                 f"timesteps must lie in [0, {self.time_scale:g}] (flow time in [0, 1] times the scale), got values "
-                f"from {float(t.min()) * self.time_scale:g} to {float(t.max()) * self.time_scale:g}."
+                f"from {low * self.time_scale:g} to {high * self.time_scale:g}."
             )
+        for name, ok in zip(finite, finite_ok):
+            if not ok:
+                raise ValueError(f"{name} contains NaN or inf.")
         return t
 
     # ------------------------------------------------------------------ training side
     def sample_timesteps(self, batch_size: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """Training times in model units, shape ``(batch_size,)``, float32: drawn by ``time_sampling`` on the
         generator's device, then shifted by ``shift``."""
+        check_int("batch_size", batch_size, minimum=0)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be None or a torch.Generator, got {describe(generator)}.")
+        device = check_device(device)
         draw_device = generator.device if generator is not None else torch.device("cpu")
         if self.config.time_sampling == "uniform":
             t = torch.rand((batch_size,), generator=generator, device=draw_device)
         else:
             z = torch.randn((batch_size,), generator=generator, device=draw_device)
-            t = torch.sigmoid(self.config.logit_mean + self.config.logit_std * z)
+            # float64 where there is one: logit_std * z must not overflow float32 (then inf - inf would give NaN)
+            wide = z.double() if z.device.type != "mps" else z
+            t = torch.sigmoid(self.config.logit_mean + self.config.logit_std * wide).float()
         t = shift_time(t, self.config.shift) * self.time_scale
-        return t.to(device) if device is not None else t
+        return move_to_device(t, device) if device is not None else t
 
     def path(self, timesteps, like: torch.Tensor) -> AffinePath:
         """``alpha = t``, ``sigma = 1 - t``, ``d_alpha = 1``, ``d_sigma = -1`` at ``timesteps`` (model units)."""
-        return straight_path(expand_to(self.to_flow_time(timesteps), like))
+        check_tensor("like", like)
+        return straight_path(expand_to(self._flow_time(timesteps, like), like))
+
+    def _checked_path(self, original_samples, noise, timesteps) -> AffinePath:
+        check_training_inputs(original_samples, noise)
+        t = self._flow_time(timesteps, original_samples, dict(original_samples=original_samples, noise=noise))
+        return straight_path(expand_to(t, original_samples))
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps) -> torch.Tensor:
-        """``x_t = (1 - t) * noise + t * original_samples`` (the data is x_1, the noise x_0)."""
-        return self.path(timesteps, original_samples).sample(original_samples, noise)
+        """``x_t = (1 - t) * noise + t * original_samples`` (the data is x_1, the noise x_0). ``original_samples`` and
+        ``noise``: finite floating-point tensors of one shape; ``timesteps``: model units, one or one per sample."""
+        return self._checked_path(original_samples, noise, timesteps).sample(original_samples, noise)
 
     def training_target(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps) -> torch.Tensor:
-        """``x_1 - x_0`` for ``prediction_type='velocity'``, ``x_1`` for ``'sample'``."""
-        return self.path(timesteps, original_samples).target(original_samples, noise, self.config.prediction_type)
+        """``x_1 - x_0`` for ``prediction_type='velocity'``, ``x_1`` for ``'sample'`` (arguments as
+        :meth:`add_noise`)."""
+        path = self._checked_path(original_samples, noise, timesteps)
+        return path.target(original_samples, noise, self.config.prediction_type)
 
     # ------------------------------------------------------------------ sampling side
     def scale_model_input(self, sample: torch.Tensor, timestep=None) -> torch.Tensor:
@@ -167,11 +230,14 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         """
         if (num_inference_steps is None) == (timesteps is None):
             raise ValueError("Pass exactly one of `num_inference_steps` or `timesteps` to set_timesteps.")
+        device = check_device(device)
         if timesteps is not None:
-            grid = np.asarray(list(timesteps), dtype=np.float64)
+            grid = as_number_array("timesteps", timesteps, "a non-empty list of flow times in [0, 1]")
             if grid.ndim != 1 or len(grid) == 0:
-                raise ValueError(f"timesteps must be a non-empty list of flow times in [0, 1], got {timesteps!r}.")
-            if np.any(grid < 0) or np.any(grid > 1):
+                raise ValueError(
+                    f"timesteps must be a non-empty list of flow times in [0, 1], got {describe(timesteps)}."
+                )
+            if not np.isfinite(grid).all() or np.any(grid < 0) or np.any(grid > 1):
                 raise ValueError(f"timesteps must lie in [0, 1] (flow time), got {grid.tolist()}.")
             if np.any(np.diff(grid) <= 0):
                 raise ValueError(f"timesteps must be strictly increasing (noise at 0 to data at 1), got {grid.tolist()}.")
@@ -180,9 +246,18 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
             if len(grid) < 2:
                 raise ValueError("timesteps=[1.0] leaves nothing to integrate; give at least one time below 1.")
         else:
-            n = check_positive_int("num_inference_steps", num_inference_steps)
+            n = check_int("num_inference_steps", num_inference_steps, maximum=MAX_TIMESTEPS,
+                          reason="the grid is held in memory")
             grid = shift_time(np.linspace(0.0, 1.0, n + 1), self.config.shift)
-        self.times = torch.from_numpy(grid).to(dtype=torch.float32, device=device)
+            repeats = np.flatnonzero(np.diff(grid) <= 0)
+            if len(repeats):
+                k = int(repeats[0])
+                raise ValueError(
+                    f"shift={self.config.shift!r} with num_inference_steps={n} gives a grid that is not strictly "
+                    f"increasing in float64 (t_{k} = {float(grid[k])!r}, t_{k + 1} = {float(grid[k + 1])!r}); "
+                    "use a shift closer to 1."
+                )
+        self.times = move_to_device(torch.from_numpy(grid).to(dtype=torch.float32), device)
         self._grid = [float(t) for t in grid]  # the same times as Python floats: step() does scalar arithmetic
         self.num_inference_steps = len(grid) - 1
         self.timesteps = self._call_times() * self.time_scale
@@ -203,17 +278,43 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         The first call of a run locates ``timestep`` on the grid by nearest value (never float ``==``); later calls
         advance one index each, as a sampling loop over ``scheduler.timesteps`` does.
         """
-        check_same_shape(model_output, sample)
+        check_step_inputs(model_output, sample)
+        value = self._timestep_float(timestep)
         if self._step_index is None or self._step_index >= len(self.timesteps):
-            value = float(torch.as_tensor(timestep).float().mean())
             distance = (self.timesteps.float().cpu() - value).abs()
             index = int(torch.argmin(distance))
             if float(distance[index]) > 1e-3 * self.time_scale:
                 raise ValueError(
                     f"timestep {value:g} is not on the grid set by set_timesteps: {self.timesteps.tolist()}."
                 )
-            self._step_index = self._run_start_index(index)
+            return self._run_start_index(index)
         return self._step_index
+
+    def _timestep_float(self, timestep) -> float:
+        """The time input of a ``step`` call as a float (the mean of a per-sample tensor), checked finite and in
+        ``[0, time_scale]``."""
+        if isinstance(timestep, torch.Tensor):
+            if timestep.numel() == 0 or timestep.dtype == torch.bool or timestep.is_complex():
+                raise ValueError(
+                    f"timestep must be a number or a non-empty real tensor, got a tensor of dtype {timestep.dtype} "
+                    f"and shape {tuple(timestep.shape)}."
+                )
+            value = float((timestep if timestep.is_floating_point() else timestep.float()).mean())
+        elif is_real(timestep):
+            try:
+                value = float(timestep)
+            except OverflowError:
+                value = math.inf
+        else:
+            raise ValueError(
+                f"timestep must be a number or a tensor, got {describe(timestep)} (type {type(timestep).__name__})."
+            )
+        scale = self.time_scale
+        if not math.isfinite(value) or not -1e-3 * scale <= value <= (1 + 1e-3) * scale:
+            raise ValueError(
+                f"timestep must be a finite number in [0, {scale:g}] (model units), got {describe(timestep)}."
+            )
+        return value
 
     def _run_start_index(self, index: int) -> int:
         """The index a run that starts at grid entry ``index`` begins at (Euler: that one)."""
@@ -223,8 +324,10 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         """The velocity at flow time ``t`` implied by the model output (itself, for ``velocity`` models)."""
         if self.config.prediction_type == "velocity":
             return model_output
-        t = torch.tensor(t, dtype=sample.dtype, device=sample.device)
-        return straight_path(t).velocity_from(model_output, sample, self.config.prediction_type)
+        # t and 1 - t as Python floats (float64): a grid time just below 1 would round to 1 in float32 and make
+        # 1 - t, which the conversion divides by, zero.
+        path = AffinePath(alpha=t, sigma=1.0 - t, d_alpha=1.0, d_sigma=-1.0)
+        return path.velocity_from(model_output, sample, self.config.prediction_type)
 
     def step(
         self,
@@ -238,6 +341,10 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
 
         Computed in float32 (or float64 if the sample is) and returned in the sample's dtype.
         ``generator`` is accepted for interchangeability; the ODE step draws no noise.
+        ``model_output`` and ``sample``: floating-point tensors of one shape on one device; ``timestep``: finite, in
+        model units, on the grid for the first call of a run. A model output or sample holding NaN/inf is a
+        ``ValueError`` naming the timestep (and so is a non-finite result, from inputs too large for the dtype);
+        a refused call leaves the scheduler's position unchanged.
         """
         i = self._begin_step(timestep, model_output, sample)
         x, out = upcast(sample), upcast(model_output)
@@ -245,6 +352,7 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         v = self._velocity(out, x, t)
         prev_sample = torch.add(x, v, alpha=t_next - t)
         pred_original_sample = torch.add(x, v, alpha=1 - t)
+        check_step_finite(type(self).__name__, timestep, model_output, sample, prev_sample, pred_original_sample)
         self._step_index = i + 1
         if prev_sample.dtype != sample.dtype:
             prev_sample, pred_original_sample = prev_sample.to(sample.dtype), pred_original_sample.to(sample.dtype)

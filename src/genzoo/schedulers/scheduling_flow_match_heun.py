@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .paths import check_step_finite
 from .scheduling_flow_match import FlowMatchEulerScheduler, FlowMatchSchedulerOutput, upcast
 
 
@@ -51,9 +52,9 @@ class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
         return_dict: bool = True,
     ) -> FlowMatchSchedulerOutput | tuple:
         """A predictor call returns the Euler guess ``x~`` (the next model input); the corrector call that
-        follows returns ``x_{k+1}``."""
-        if self._step_index is None or self._step_index >= len(self.timesteps):
-            self._predictor_state = None  # a fresh run
+        follows returns ``x_{k+1}``. Arguments are checked as in :meth:`FlowMatchEulerScheduler.step`; a refused call
+        leaves the scheduler's position and pending predictor unchanged."""
+        fresh = self._step_index is None or self._step_index >= len(self.timesteps)
         i = self._begin_step(timestep, model_output, sample)
         x, out = upcast(sample), upcast(model_output)
         k = (i + 1) // 2  # the interval [t_k, t_{k+1}] this call belongs to
@@ -63,16 +64,23 @@ class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
             prev_sample = torch.add(x, v, alpha=t_next - t)
             pred_original_sample = torch.add(x, v, alpha=1 - t)
             is_last = i == len(self.timesteps) - 1
-            self._predictor_state = None if is_last else (x, v)
+            state = None if is_last else (x, v)
         else:  # corrector at t_{k}, closing interval [t_{k-1}, t_k]
-            if self._predictor_state is None:
+            if fresh or self._predictor_state is None:
                 raise ValueError("FlowMatchHeunScheduler.step: corrector call without a predictor; restart with set_timesteps.")
             x_start, v_start = self._predictor_state
+            if x.shape != x_start.shape or x.device != x_start.device:
+                raise ValueError(
+                    f"FlowMatchHeunScheduler.step: the corrector's sample has shape {tuple(x.shape)} on {x.device} but "
+                    f"the predictor's had {tuple(x_start.shape)} on {x_start.device}; they must match."
+                )
             t_prev, t = self._grid[k - 1], self._grid[k]
             v = self._velocity(out, x, t)
             prev_sample = torch.add(x_start, v_start + v, alpha=0.5 * (t - t_prev))
             pred_original_sample = torch.add(x, v, alpha=1 - t)
-            self._predictor_state = None
+            state = None
+        check_step_finite(type(self).__name__, timestep, model_output, sample, prev_sample, pred_original_sample)
+        self._predictor_state = state
         self._step_index = i + 1
         if prev_sample.dtype != sample.dtype:
             prev_sample, pred_original_sample = prev_sample.to(sample.dtype), pred_original_sample.to(sample.dtype)
