@@ -2,6 +2,11 @@
 
 This module sits below both :mod:`genzoo.pipelines` (which loads folders) and :mod:`genzoo.hub` (which describes
 them in model cards), and imports neither.
+
+A folder may come from anyone (a Hub repo, a download), so everything here checks what it reads before using it:
+``model_index.json`` and every config must be a JSON object, component names must be plain folder names (checked in
+:func:`component_entries`, before any component file is opened), and every error is a :class:`PipelineLoadError`
+with a one-line message naming the file, the component or the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -10,48 +15,123 @@ import json
 from pathlib import Path
 
 MODEL_INDEX = "model_index.json"
+#: JSON files a pipeline folder holds (``model_index.json``, configs) are a few kB; anything beyond this is refused
+#: unread rather than parsed into memory.
+MAX_JSON_BYTES = 16 * 2**20
 
 
 class PipelineLoadError(OSError):
     """A pipeline folder or repo could not be found, read or trusted; the message says which and why."""
 
 
-def read_model_index(folder: Path) -> dict:
-    path = Path(folder) / MODEL_INDEX
+def one_line(text, limit: int = 300) -> str:
+    """``text`` (an exception, a message) on one line, shortened to about ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def short_repr(value, limit: int = 80) -> str:
+    """``repr(value)``, shortened for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_json_object(path: Path, what: str | None = None) -> dict:
+    """The JSON object in the file ``path``; :class:`PipelineLoadError` naming the file if it cannot be read, is
+    larger than :data:`MAX_JSON_BYTES`, is not valid UTF-8 JSON, or holds something other than an object."""
+    path = Path(path)
+    label = f"{what} {path}" if what else str(path)
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PipelineLoadError(f"{path} is not valid JSON: {exc}") from None
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise PipelineLoadError(f"{label} is {size} bytes; a JSON file of a pipeline is at most {MAX_JSON_BYTES}.")
+        text = path.read_bytes().decode("utf-8")
+    except PipelineLoadError:
+        raise
+    except FileNotFoundError:
+        raise PipelineLoadError(f"{label} is missing.") from None
+    except UnicodeDecodeError as exc:
+        raise PipelineLoadError(f"{label} is not UTF-8 text: {one_line(exc)}") from None
+    except OSError as exc:
+        raise PipelineLoadError(f"{label} cannot be read: {one_line(exc.strerror or exc)}") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise PipelineLoadError(f"{label} is not valid JSON: {one_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise PipelineLoadError(f"{label} must hold a JSON object ({{...}}), not a {type(data).__name__}.")
+    return data
+
+
+def read_model_index(folder: Path) -> dict:
+    """The ``model_index.json`` of ``folder``, a JSON object (else :class:`PipelineLoadError`)."""
+    return read_json_object(Path(folder) / MODEL_INDEX)
 
 
 def pipeline_class_name(model_index: dict) -> str:
     """The pipeline class named by ``_class_name`` (a string, or Diffusers' ``[module, class]`` list form)."""
     name = model_index.get("_class_name")
     if isinstance(name, (list, tuple)):
-        name = name[1]
+        name = name[1] if len(name) == 2 and all(isinstance(part, str) for part in name) else None
     if not isinstance(name, str) or not name:
-        raise PipelineLoadError(f"{MODEL_INDEX} has no usable _class_name: {model_index.get('_class_name')!r}")
+        raise PipelineLoadError(
+            f"{MODEL_INDEX} has no usable _class_name: {short_repr(model_index.get('_class_name'))} (expected a class "
+            'name, or ["module", "ClassName"]).'
+        )
     return name
 
 
+def check_component_name(name) -> str:
+    """``name`` if it can name a component: a Python identifier (it becomes a pipeline attribute and an argument of
+    the pipeline class), hence a plain folder name -- never empty, ``.``, ``..``, absolute or with a separator."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise PipelineLoadError(
+            f"{MODEL_INDEX} names a component {short_repr(name)}: a component name must be a plain folder name "
+            "(a Python identifier such as 'unet'; no paths, '.', '..' or separators)."
+        )
+    return name
+
+
+def is_component_entry(value) -> bool:
+    """Whether a ``model_index.json`` value is shaped like a component entry (a list); other values are pipeline
+    config values, which genzoo does not use."""
+    return isinstance(value, (list, tuple))
+
+
 def component_entries(model_index: dict) -> dict[str, tuple[str | None, str | None]]:
-    """``{component name: (library, class)}`` for the components recorded in ``model_index.json``."""
-    return {
-        key: tuple(value)
-        for key, value in model_index.items()
-        if not key.startswith("_") and isinstance(value, (list, tuple)) and len(value) == 2
-    }
+    """``{component name: (library, class)}`` for the components recorded in ``model_index.json``.
+
+    Every reader of a folder's components goes through here, so names are checked (:func:`check_component_name`)
+    before any component file is opened. Keys starting with ``_`` are metadata. A list value is a component entry
+    and must be ``[library, class]`` (strings) or ``[null, null]`` (absent); other values are pipeline config
+    values and are not components.
+    """
+    entries = {}
+    for key, value in model_index.items():
+        if isinstance(key, str) and key.startswith("_"):
+            continue
+        check_component_name(key)
+        if not is_component_entry(value):
+            continue
+        if len(value) != 2 or not all(part is None or (isinstance(part, str) and part) for part in value):
+            raise PipelineLoadError(
+                f"{MODEL_INDEX} entry {key!r} must be [\"library\", \"ClassName\"] or [null, null] (absent), got "
+                f"{short_repr(value)}."
+            )
+        entries[key] = (value[0], value[1])
+    return entries
 
 
 def component_configs(folder: Path, model_index: dict) -> dict[str, dict | None]:
     """``{component name: its saved config}`` for the components of ``model_index.json``: the ``config.json`` of the
     component's folder (models; ``{}`` for components without one, such as schedulers and tokenizers), or ``None``
-    for a component recorded as absent (``[null, null]``)."""
+    for a component recorded as absent (``[null, null]``). A ``config.json`` that is not a JSON object is a
+    :class:`PipelineLoadError` naming it."""
     configs = {}
     for name, (library, class_name) in component_entries(model_index).items():
         if library is None or class_name is None:
             configs[name] = None
             continue
         path = Path(folder) / name / "config.json"
-        configs[name] = json.loads(path.read_text()) if path.is_file() else {}
+        configs[name] = read_json_object(path, f"Component {name!r}:") if path.is_file() else {}
     return configs

@@ -1,9 +1,13 @@
 """What every genzoo pipeline shares: Hub-aware ``from_pretrained``, a ``save_pretrained`` that plain Diffusers can
-load back, the starting noise, and turning samples into "pil" / "np" / "pt" outputs for images and vectors."""
+load back (and that replaces a saved pipeline atomically), the checks of ``__call__``'s arguments and of the memory a
+sampling request needs, the starting noise, and turning samples into "pil" / "np" / "pt" outputs for images and
+vectors (refusing non-finite samples)."""
 
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import os
 import tempfile
 from dataclasses import dataclass
@@ -16,13 +20,26 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..checks import check_positive_int, is_int
 from ..conditioning import class_label_ids, conditioning_of, model_id2label
+from ..files import commit_folder
 from ..hub import push_folder
-from ..model_index import PipelineLoadError, pipeline_class_name, read_model_index
+from ..model_index import PipelineLoadError, one_line, pipeline_class_name, read_model_index
 from . import loading
 
 IMAGE_OUTPUT_TYPES = ("pil", "np", "pt")
 VECTOR_OUTPUT_TYPES = ("np", "pt")
+#: Copies of the sample tensor a sampling loop holds at once (the sample, the model's prediction, the scheduler's
+#: next sample), and copies of the model's widest full-resolution activation alive during one model call; see
+#: :meth:`GenzooPipeline._check_sampling_memory`.
+SAMPLE_COPIES = 3
+ACTIVATION_COPIES = 2
+GIB = 2**30
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of ``__call__`` of the wrong type (e.g. ``class_labels=2.5``): a ``TypeError`` as it always was,
+    and a ``ValueError`` like every other argument error of a pipeline call, so ``except ValueError`` catches all."""
 
 
 @dataclass
@@ -111,22 +128,56 @@ class GenzooPipeline(DiffusionPipeline):
                 "token, cache_dir, local_files_only, torch_dtype, allow_pickle and trust_remote_code it takes "
                 f"replacement components: {sorted(expected)}."
             )
+        # Names and entries first (component_entries), before any component file is opened.
+        loading.check_recorded_components(pipeline_class, model_index, supplied=set(components))
         loaded = loading.load_components(
             folder, model_index, allow_pickle=allow_pickle, torch_dtype=torch_dtype, skip=set(components)
         )
-        pipe = pipeline_class(**loaded, **components)
+        try:
+            pipe = pipeline_class(**loaded, **components)
+        except Exception as exc:  # the pipeline class refuses this combination of components
+            raise PipelineLoadError(
+                f"{pretrained_model_name_or_path}: its components do not make a {pipeline_class.__name__}: "
+                f"{type(exc).__name__}: {one_line(exc)}"
+            ) from exc
         pipe.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
         return pipe
 
     def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs):
         """Diffusers' folder layout, safetensors only, plus the files that let plain
-        ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` load it (see :mod:`.loading`)."""
+        ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` load it (see :mod:`.loading`).
+
+        The save is atomic (:func:`genzoo.files.commit_folder`): the pipeline is written beside the folder and
+        swapped in whole, so a save that fails (an error, a full disk, a kill) leaves the pipeline saved before it
+        loadable and unchanged. What the folder held besides a saved pipeline (checkpoints, logs, samples, your
+        files) is kept; the previous pipeline's own entries (:func:`.loading.pipeline_entries`: its
+        ``model_index.json``, ``genzoo_hub.py`` and component folders) are replaced, so no stale component of
+        another pipeline class stays behind.
+        """
         if not safe_serialization:
             raise ValueError("genzoo saves weights as safetensors only; safe_serialization=False is not supported.")
         if kwargs.get("push_to_hub"):
             raise ValueError("Use pipe.push_to_hub(repo_id) to upload; save_pretrained(push_to_hub=True) is not supported.")
-        super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
-        loading.write_remote_code_files(Path(save_directory), self)
+        target = Path(os.path.abspath(Path(save_directory).expanduser()))  # "." and ".." have no sibling to stage in
+        if target.is_symlink() and target.is_dir():
+            target = target.resolve()  # write into the folder the link points at, keep the link
+        if target.exists() and not target.is_dir():
+            raise FileExistsError(f"{target} is a file; save_pretrained writes a folder (give a folder path).")
+        stale = loading.pipeline_entries(target)
+        try:  # a process working inside the folder follows it to the new one (the old one is deleted by the swap)
+            inside = Path.cwd().relative_to(target.resolve()) if target.exists() else None
+        except (ValueError, OSError):
+            inside = None
+        commit_folder(target, lambda staging: self.save_into(staging, **kwargs), keep=lambda name: name not in stale)
+        if inside is not None and (target / inside).is_dir():
+            os.chdir(target / inside)
+
+    def save_into(self, folder: str | os.PathLike, **kwargs) -> None:
+        """Write this pipeline's files (``model_index.json``, one folder per component, ``genzoo_hub.py``) into
+        ``folder``, in place and not atomically: :meth:`save_pretrained` calls it on a staging folder. Keyword
+        arguments go to Diffusers' ``DiffusionPipeline.save_pretrained``."""
+        super().save_pretrained(folder, safe_serialization=True, **kwargs)
+        loading.write_remote_code_files(Path(folder), self)
 
     def push_to_hub(
         self,
@@ -145,7 +196,7 @@ class GenzooPipeline(DiffusionPipeline):
         plus ``README.md``. ``revision`` names a branch (created if needed). See :func:`genzoo.hub.push_folder`.
         """
         with tempfile.TemporaryDirectory() as folder:
-            self.save_pretrained(folder)
+            self.save_into(folder)
             return push_folder(folder, repo_id, token=token, private=private, commit_message=commit_message,
                                revision=revision, create_pr=create_pr, license=license)
 
@@ -182,7 +233,10 @@ class GenzooPipeline(DiffusionPipeline):
         batch_size)`` for an unconditional one (which refuses labels); see :func:`genzoo.conditioning.class_label_ids`
         for what ``class_labels`` may be and how it sets the batch size."""
         owner = f"this {type(self).__name__}'s {self.labelled_component}"
-        ids, batch_size = class_label_ids(class_labels, batch_size, self.id2label, owner=owner)
+        try:
+            ids, batch_size = class_label_ids(class_labels, batch_size, self.id2label, owner=owner)
+        except TypeError as exc:  # labels of a type that is not a label: still a TypeError, and a ValueError too
+            raise ArgumentTypeError(one_line(exc)) from None
         return ({} if ids is None else {"class_labels": ids.to(self.device)}), batch_size
 
     def _check_no_guidance(self, guidance_scale) -> None:
@@ -195,9 +249,94 @@ class GenzooPipeline(DiffusionPipeline):
             )
 
     # ------------------------------------------------------------------ helpers for __call__
-    def _noise(self, shape, generator, latents, batch_size):
+    def _check_arguments(
+        self, batch_size, num_inference_steps=None, guidance_scale=None, output_type="pt", latents=None, generator=None
+    ) -> None:
+        """The checks every ``__call__`` makes first, before anything is drawn or allocated: ``ValueError`` (one line,
+        naming the argument and the value) for a ``batch_size`` or ``num_inference_steps`` that is not a positive
+        integer, a ``guidance_scale`` that is not a finite number >= 0, an unknown ``output_type``, ``latents`` that
+        are not a finite floating-point tensor, a ``generator`` that is not a ``torch.Generator`` (or a list of
+        them), and a ``batch_size`` whose samples cannot fit in memory (:meth:`_check_sampling_memory`)."""
+        check_positive_int("batch_size", batch_size)
+        if num_inference_steps is not None:
+            check_positive_int("num_inference_steps", num_inference_steps)
+        if guidance_scale is not None:
+            if isinstance(guidance_scale, torch.Tensor) and guidance_scale.numel() == 1:
+                guidance_scale = guidance_scale.item()
+            real = isinstance(guidance_scale, numbers.Real) and not isinstance(guidance_scale, bool)
+            if not real or not math.isfinite(guidance_scale) or guidance_scale < 0:
+                raise ValueError(
+                    f"guidance_scale must be a finite number >= 0 (0: unconditional, 1: conditional alone, more: "
+                    f"stronger guidance) or None, got {guidance_scale!r}."
+                )
+        if output_type not in IMAGE_OUTPUT_TYPES:
+            raise ValueError(
+                f"output_type={output_type!r} is not supported; use one of {IMAGE_OUTPUT_TYPES} ('pil' for images "
+                "only)."
+            )
+        generators = generator if isinstance(generator, (list, tuple)) else [generator]
+        if generator is not None and not all(isinstance(g, torch.Generator) for g in generators):
+            if isinstance(generator, (list, tuple)):
+                got = "a list holding " + ", ".join(sorted({type(g).__name__ for g in generators}))
+            else:
+                got = type(generator).__name__
+            raise ValueError(f"generator must be a torch.Generator or a list of them (one per sample), got {got}.")
+        if latents is not None:
+            if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
+                what = f"a {latents.dtype} tensor" if isinstance(latents, torch.Tensor) else type(latents).__name__
+                raise ValueError(f"latents must be a floating-point torch.Tensor, got {what}.")
+            bad = int((~torch.isfinite(latents)).sum())
+            if bad:
+                raise ValueError(
+                    f"latents hold {bad} non-finite values (NaN or inf); the starting noise must be finite."
+                )
+        self._check_sampling_memory(batch_size)
+
+    def _sampling_model(self):
+        """The model that draws the samples (``labelled_component``: unet, generator, vae), or ``None``."""
+        name = self.labelled_component
+        model = getattr(self, name, None) if name else None
+        return model if isinstance(model, torch.nn.Module) else None
+
+    def _check_sampling_memory(self, batch_size: int, noise_shape=(), model_batch: int | None = None) -> None:
+        """Refuse, with the estimate in the message, a request whose sample tensors alone would not fit in memory.
+
+        The estimate, a lower bound: per sample, the larger of the starting noise (``noise_shape``) and the sample
+        shape the model's config gives (``sample_size`` with ``out_channels`` / ``in_channels``), held
+        :data:`SAMPLE_COPIES` times; plus, for each of the ``model_batch`` model inputs (twice ``batch_size`` under
+        classifier-free guidance), :data:`ACTIVATION_COPIES` copies of the model's widest full-resolution activation
+        (``block_out_channels[0]``, ``base_channels`` or ``hidden_dim`` wide), times the bytes of the pipeline's
+        dtype. Available: free memory of the CUDA device, else ``MemAvailable`` of ``/proc/meminfo`` (capped by
+        the cgroup's limit; ``os.sysconf`` where there is no ``/proc``). Unknown: no check.
+        """
+        if any(not is_int(d) or d < 1 for d in noise_shape):
+            raise ValueError(
+                f"The sample shape {tuple(noise_shape)} that {type(self).__name__}'s model gives (from its config) is "
+                "not a shape of positive integers; the model's config is broken."
+            )
+        model_batch = batch_size if model_batch is None else model_batch
+        shape, sample, activation = sample_sizes(self._sampling_model(), tuple(noise_shape))
+        try:
+            itemsize = torch.empty((), dtype=self.dtype).element_size()
+        except Exception:
+            itemsize = 4
+        needed = itemsize * (SAMPLE_COPIES * batch_size * sample + ACTIVATION_COPIES * model_batch * activation)
+        available, source = available_memory(self.device)
+        if available is None or needed <= available:
+            return
+        shown = "x".join(map(str, shape)) if shape else "unknown shape"
+        raise ValueError(
+            f"batch_size={batch_size} samples of shape {shown} need about {needed / GIB:.1f} GiB for the sample "
+            f"tensors and the model's activations alone; this machine has {available / GIB:.1f} GiB available "
+            f"({source}). Ask for fewer samples per call (and call several times)."
+        )
+
+    def _noise(self, shape, generator, latents, batch_size, model_batch: int | None = None):
         """Starting noise of ``(batch_size, *shape)`` from ``generator`` (one, or a list of one per sample), or the
-        caller's ``latents`` checked for shape."""
+        caller's ``latents`` checked for shape; the request is first checked against the memory it needs
+        (:meth:`_check_sampling_memory`, with ``model_batch`` model inputs per step)."""
+        shape = tuple(shape)
+        self._check_sampling_memory(batch_size, shape, model_batch)
         full = (batch_size, *shape)
         if isinstance(generator, list) and len(generator) != batch_size:
             raise ValueError(
@@ -211,7 +350,14 @@ class GenzooPipeline(DiffusionPipeline):
         return latents.to(device=self.device, dtype=self.dtype)
 
     def _output(self, samples: torch.Tensor, output_type: str, return_dict: bool, data_range=(-1.0, 1.0)):
-        """Images (4-D) become "pil"/"np"/"pt" in [0, 1]; vectors (2-D) become "np"/"pt" as they are."""
+        """Images (4-D) become "pil"/"np"/"pt" in [0, 1]; vectors (2-D) become "np"/"pt" as they are. Samples with
+        NaN or inf (diverged weights, broken sampler settings) raise ``ValueError`` instead of being returned."""
+        bad = int((~torch.isfinite(samples)).sum())
+        if bad:
+            raise ValueError(
+                f"{type(self).__name__} produced {bad} non-finite values (NaN or inf) in {samples.shape[0]} samples of "
+                f"shape {tuple(samples.shape[1:])}; the weights or the sampler settings are broken."
+            )
         if samples.ndim == 4:
             if output_type not in IMAGE_OUTPUT_TYPES:
                 raise ValueError(f"output_type={output_type!r} is not supported for images; use one of {IMAGE_OUTPUT_TYPES}.")
@@ -233,6 +379,87 @@ class GenzooPipeline(DiffusionPipeline):
         if output_type == "np":
             result = result.numpy()
         return VectorPipelineOutput(samples=result) if return_dict else (result,)
+
+
+def sample_sizes(model, noise_shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, int]:
+    """``(sample shape, elements per sample, elements of the widest full-resolution activation per sample)`` for
+    :meth:`GenzooPipeline._check_sampling_memory`, from the starting noise's shape and, where the model's config
+    says, the shape of what it outputs and its width (see there). Lower bounds; config values that are not sizes
+    are ignored."""
+    noise = math.prod(noise_shape) if noise_shape else 0
+    shape, sample, activation = noise_shape, noise, noise
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "get"):
+        return shape, max(sample, 1), max(activation, 1)
+    size = config.get("sample_size")
+    channels = config.get("out_channels") or config.get("in_channels")
+    width = None
+    for key in ("block_out_channels", "base_channels", "hidden_dim"):
+        value = config.get(key)
+        value = value[0] if isinstance(value, (list, tuple)) and value else value
+        if is_int(value) and value > 0:
+            width = int(value)
+            break
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(is_int(d) and d > 0 for d in size):
+        height, breadth = size
+    elif is_int(size) and size > 0:
+        height = breadth = size
+    else:
+        height = breadth = None
+    if height is not None and is_int(channels) and channels > 0:  # images: channels x H x W
+        out_shape = (int(channels), int(height), int(breadth))
+        out, act = math.prod(out_shape), (width or int(channels)) * height * breadth
+    elif is_int(size) and size > 0:  # vectors of sample_size
+        out_shape, out, act = (int(size),), int(size), width or int(size)
+    else:
+        out_shape, out, act = shape, noise, noise
+    if out >= noise:
+        shape = out_shape
+    sample = max(noise, out, 1)
+    return shape, sample, max(act, sample)
+
+
+def available_memory(device) -> tuple[int | None, str]:
+    """``(bytes available for new tensors on device, where the figure comes from)``; ``(None, ...)`` if unknown.
+    CUDA: the device's free memory. Elsewhere (the CPU, and unified-memory devices): ``MemAvailable`` of
+    ``/proc/meminfo``, capped by a cgroup v2 memory limit, else ``os.sysconf``'s available physical pages."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:  # free on the device, plus what PyTorch's caching allocator holds but does not use
+            free, _ = torch.cuda.mem_get_info(device)
+            cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+            return int(free + max(cached, 0)), f"free on {device}"
+        except Exception:
+            return None, "unknown"
+    available, source = None, "unknown"
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    available, source = int(line.split()[1]) * 1024, "MemAvailable"
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            source = "free physical memory"
+        except (OSError, ValueError, AttributeError):
+            return None, "unknown"
+    try:  # a container's limit: what is left of it, not counting the page cache the kernel can drop
+        cgroup = Path("/sys/fs/cgroup")
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit.isdigit():
+            used = int((cgroup / "memory.current").read_text().strip())
+            for line in (cgroup / "memory.stat").read_text().splitlines():
+                if line.startswith("inactive_file "):
+                    used -= int(line.split()[1])
+            room = int(limit) - max(used, 0)
+            if room < available:
+                available, source = max(room, 0), "the cgroup's memory limit"
+    except (OSError, ValueError, IndexError):
+        pass
+    return available, source
 
 
 def images_to_pil(images: np.ndarray) -> list[PIL.Image.Image]:

@@ -109,6 +109,7 @@ class DenoisingPipeline(GenzooPipeline):
             guidance_scale: classifier-free guidance weight for conditional models (default
                 ``default_guidance_scale``); 1 disables it (one model pass per step instead of a doubled batch).
         """
+        self._check_arguments(batch_size, num_inference_steps, guidance_scale, output_type, latents, generator)
         cond, uncond, batch_size = self._conditions(batch_size, class_labels, prompt, negative_prompt)
         if guidance_scale is None:
             guidance_scale = 1.0 if uncond is None else self.default_guidance_scale
@@ -122,7 +123,8 @@ class DenoisingPipeline(GenzooPipeline):
             cond = {key: torch.cat([uncond[key], value]) for key, value in cond.items()}
 
         steps = self.default_num_inference_steps if num_inference_steps is None else num_inference_steps
-        sample = self._noise(denoiser_sample_shape(self.unet), generator, latents, batch_size)
+        sample = self._noise(denoiser_sample_shape(self.unet), generator, latents, batch_size,
+                             model_batch=2 * batch_size if guided else batch_size)
         sample = sample * self.scheduler.init_noise_sigma
         self.scheduler.set_timesteps(steps, device=self.device)
         for t in self.progress_bar(self.scheduler.timesteps):

@@ -73,6 +73,7 @@ class VAEPipeline(GenzooPipeline):
             return_dict: return an ``ImagePipelineOutput`` / ``VectorPipelineOutput`` (else a tuple).
             guidance_scale: must be ``None`` (or 1): a VAE has no classifier-free guidance.
         """
+        self._check_arguments(batch_size, num_inference_steps, guidance_scale, output_type, latents, generator)
         self._check_no_guidance(guidance_scale)
         labels, batch_size = self._label_ids(class_labels, batch_size)
         z = self._noise(self.latent_shape, generator, latents, batch_size)
