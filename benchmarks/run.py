@@ -1,16 +1,24 @@
 """The genzoo benchmark: the four families side by side, quality against model calls, speed ratios, scale.
 
     python benchmarks/run.py            # the full run; writes benchmarks/RESULTS.md, results.json, quality_vs_nfe.png
-    python benchmarks/run.py --quick    # the same sections on tiny budgets (< 5 minutes on a 2-core CPU)
+    python benchmarks/run.py --quick    # the same sections on tiny budgets (about 2 minutes on a 2-core CPU)
 
 Run it with nothing else running: speeds are measured as ratios of two things timed side by side in this one
 process, but a busy machine still adds noise. Every number in RESULTS.md comes from the run that wrote it.
+
+The full run trains every model in a process of its own, so each run's peak memory is its own. ``--quick`` only
+checks that every section runs and writes its results: it trains in this process (no child pays the seconds of
+importing torch and Diffusers again; the memory figures are then this process's peak), except the two-process run
+of section 4, which needs ``accelerate launch``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import logging
 import os
 import platform
 import statistics
@@ -29,10 +37,10 @@ FULL = dict(seeds=(0, 1, 2), image_steps=1000, point_steps=1500, eval_samples=10
             nfe=(1, 2, 4, 8, 16, 32, 100, 1000), nfe_samples=500, speed_steps=60, batch_sizes=(8, 16, 32, 64, 128, 256, 512),
             guidance_train_steps=2000, guidance_samples=300, guidance_sampling_steps={"ddpm": 100, "flow-matching": None},
             sampling_steps=None, point_sets=("8gaussians", "moons", "checkerboard"))
-QUICK = dict(seeds=(0,), image_steps=60, point_steps=150, eval_samples=200,
-             nfe=(1, 4, 16), nfe_samples=200, speed_steps=10, batch_sizes=(8, 64),
-             guidance_train_steps=30, guidance_samples=50, guidance_sampling_steps={"ddpm": 4, "flow-matching": 4},
-             sampling_steps=8, point_sets=("moons",))
+QUICK = dict(seeds=(0,), image_steps=20, image_batch=32, point_steps=50, eval_samples=200,
+             nfe=(1, 4, 16), nfe_samples=200, speed_steps=4, batch_sizes=(8, 64),
+             guidance_train_steps=10, guidance_samples=50, guidance_sampling_steps={"ddpm": 4, "flow-matching": 4},
+             sampling_steps=8, point_sets=("moons",), in_process=True, speed_repeats=1)
 SECTIONS = ("quality", "calls", "speed", "scale", "guidance")
 GUIDANCE_SCALES = (1.0, 2.0, 3.0, 5.0, 8.0)
 #: (method, conditioning, extra trainer options): the conditional models of section 5, all on digits
@@ -54,18 +62,42 @@ def methods_for(dataset: str) -> list[str]:
     return [name for name in registry.names("method") if kind in registry.get("method", name).data_kinds]
 
 
-def run_child(command: list[str]) -> float:
-    """Run a training process and return its wall-clock seconds (its peak memory is in its metrics.json)."""
+def run_child(command: list[str], in_process: bool = False) -> float:
+    """Run a training process and return its wall-clock seconds (its peak memory is in its metrics.json).
+
+    ``in_process`` (quick mode) runs a ``python -m genzoo.training ...`` command in this process instead, its output
+    kept for the error message only: no import cost, but the peak memory in its metrics.json is this process's."""
     start = time.perf_counter()
+    if in_process and command[1:3] == ["-m", "genzoo.training"]:
+        from genzoo.training import parse_args, train
+
+        output = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+                train(parse_args(command[3:], prog="train.py"))
+        except Exception as exc:
+            message = f"{' '.join(command)} failed (in process): {exc!r}\n{output.getvalue()[-3000:]}"
+            raise RuntimeError(message) from exc
+        return time.perf_counter() - start
     result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-6000:]}")
     return time.perf_counter() - start
 
 
-def train_command(method, dataset, seed, steps, output_dir, extra=(), sampling_steps=None):
+def free_port() -> int:
+    """A TCP port nothing listens on now, for the rendezvous of a two-process run."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def train_command(method, dataset, seed, steps, output_dir, extra=(), sampling_steps=None, image_batch=None):
     """The trainer's command line for one run; ``sampling_steps`` sets the steps of its sample grids (``None``: the
-    pipeline's default, as in the full run)."""
+    pipeline's default, as in the full run), ``image_batch`` the batch size on digits (``None``: the trainer's
+    default, 128, as in the full run)."""
     args = [sys.executable, "-m", "genzoo.training", "--method", method, "--dataset", dataset, "--seed", str(seed),
             "--max_train_steps", str(steps), "--output_dir", str(output_dir), "--logger", "none",
             "--checkpointing_steps", str(10 * steps), "--save_images_steps", str(10 * steps),
@@ -74,6 +106,8 @@ def train_command(method, dataset, seed, steps, output_dir, extra=(), sampling_s
         args += ["--num_inference_steps", str(sampling_steps)]
     if dataset != "digits":
         args += ["--train_batch_size", "256", "--lr_warmup_steps", "50"]
+    elif image_batch is not None:
+        args += ["--train_batch_size", str(image_batch)]
     return args
 
 
@@ -102,7 +136,9 @@ def quality(cfg, work: Path) -> dict:
         for method in methods_for(dataset):
             for seed in cfg["seeds"]:
                 out = work / f"{method}-{dataset}-{seed}"
-                seconds = run_child(train_command(method, dataset, seed, steps, out, sampling_steps=cfg["sampling_steps"]))
+                command = train_command(method, dataset, seed, steps, out, sampling_steps=cfg["sampling_steps"],
+                                        image_batch=cfg.get("image_batch"))
+                seconds = run_child(command, cfg.get("in_process", False))
                 pipe = genzoo.load_pipeline(out)
                 metrics = evaluate_pipeline(pipe, dataset, num_samples=cfg["eval_samples"], seed=seed, steps=cfg["sampling_steps"],
                                             likelihood_points=200, iwae_k=16)
@@ -217,7 +253,7 @@ def trainer_vs_plain_loop(cfg, work: Path) -> dict:
             optimizer.zero_grad(set_to_none=True)
 
     ratios, pairs = [], []
-    for _ in range(3):  # interleaved, so drift in machine speed hits both
+    for _ in range(cfg.get("speed_repeats", 3)):  # interleaved, so drift in machine speed hits both
         g, p = timed(genzoo_steps, 1), timed(plain_steps, 1)
         pairs.append((steps / g, steps / p))
         ratios.append(p / g)
@@ -228,8 +264,9 @@ def trainer_vs_plain_loop(cfg, work: Path) -> dict:
             "ratio_genzoo_over_plain": statistics.median(ratios), "steps": steps, "batch": 128}
 
 
-def scheduler_step_ratios() -> dict:
-    """Time per ``step`` with a trivial model, genzoo vs Diffusers (the schedulers' own cost)."""
+def scheduler_step_ratios(repeats: int = 5) -> dict:
+    """Time per ``step`` with a trivial model, genzoo vs Diffusers (the schedulers' own cost); the median of
+    ``repeats`` runs of 1000 steps each."""
     import diffusers
 
     import genzoo
@@ -249,14 +286,15 @@ def scheduler_step_ratios() -> dict:
                     kwargs = {"generator": g}
                     x = s.step(x * 0.1, t, x, **kwargs).prev_sample
             return run
-        a, b = timed(loop(ours)), timed(loop(theirs))
+        a, b = timed(loop(ours), repeats), timed(loop(theirs), repeats)
         results[name] = {"genzoo_us_per_step": a / 1000 * 1e6, "diffusers_us_per_step": b / 1000 * 1e6,
                          "ratio_genzoo_over_diffusers": a / b}
     return results
 
 
-def pipeline_ratio() -> dict:
-    """A full DDPM sampling run: genzoo.DDPMPipeline against diffusers.DDPMPipeline, same UNet and step count."""
+def pipeline_ratio(pairs: int = 7) -> dict:
+    """A full DDPM sampling run: genzoo.DDPMPipeline against diffusers.DDPMPipeline, same UNet and step count; the
+    median over ``pairs`` runs of each, interleaved."""
     import diffusers
 
     import genzoo
@@ -275,7 +313,7 @@ def pipeline_ratio() -> dict:
         return lambda: p(batch_size=16, generator=torch.Generator().manual_seed(0), num_inference_steps=steps,
                          output_type="np")
 
-    pairs = [(timed(run(ours), 1), timed(run(theirs), 1)) for _ in range(7)]  # interleaved against drift
+    pairs = [(timed(run(ours), 1), timed(run(theirs), 1)) for _ in range(pairs)]  # interleaved against drift
     a, b = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
     return {"steps": steps, "batch": 16, "genzoo_seconds": a, "diffusers_seconds": b,
             "ratio_genzoo_over_diffusers": statistics.median(p[0] / p[1] for p in pairs)}
@@ -289,8 +327,9 @@ def scale(cfg, work: Path) -> dict:
         steps = max(10, cfg["speed_steps"] * 128 // batch // 4)
         out = work / f"scale-{batch}"
         run_child(train_command("flow-matching", "digits", 0, steps, out,
-                                                ["--train_batch_size", str(batch), "--use_ema", "false",
-                                                 "--num_sample_images", "4", "--num_inference_steps", "2"]))
+                                ["--train_batch_size", str(batch), "--use_ema", "false",
+                                 "--num_sample_images", "4", "--num_inference_steps", "2"]),
+                  cfg.get("in_process", False))
         train_metrics = json.loads((out / "metrics.json").read_text())
         sps = train_metrics["steps_per_second"]
         rows.append({"batch": batch, "steps": steps, "steps_per_second": sps, "samples_per_second": sps * batch,
@@ -308,8 +347,9 @@ def scale(cfg, work: Path) -> dict:
         else:
             command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                        "--num_machines", "1", "--num_cpu_threads_per_process", "1", "--mixed_precision", "no",
-                       "--dynamo_backend", "no", "-m", "genzoo.training", *common]
-        run_child(command)
+                       "--dynamo_backend", "no", "--main_process_port", str(free_port()),  # not a busy 29500
+                       "-m", "genzoo.training", *common]
+        run_child(command, cfg.get("in_process", False))  # the two-process run is always a child
         sps = json.loads((out / "metrics.json").read_text())["steps_per_second"]
         processes[str(n)] = {"processes": n, "global_batch": 128, "steps_per_second": sps, "samples_per_second": sps * 128}
     return {"batch_sizes": rows, "processes": processes,
@@ -329,7 +369,9 @@ def guidance(cfg, work: Path) -> dict:
         out = work / (f"guided-{method}-{conditioning}" + ("-trained-te" if text_encoder == "trained" else ""))
         seconds = run_child(train_command(method, "digits", 0, cfg["guidance_train_steps"], out,
                                           ["--conditioning", conditioning, *extra],
-                                          sampling_steps=cfg["guidance_sampling_steps"][method]))
+                                          sampling_steps=cfg["guidance_sampling_steps"][method],
+                                          image_batch=cfg.get("image_batch")),
+                            cfg.get("in_process", False))
         pipe = genzoo.load_pipeline(out)
         points = []
         for scale in GUIDANCE_SCALES:
@@ -373,19 +415,24 @@ def guidance_report(section: dict, cfg: dict) -> list[str]:
 
 
 def write_report(results: dict, out: Path, command: str):
+    from genzoo.files import atomic_write_text
+
     lines = [
         "# genzoo benchmark results", "",
         f"Command: `{command}`  ",
         f"Machine: {results['machine']}  ",
         f"Versions: {results['versions']}  ",
-        f"Total time: {results['total_seconds'] / 60:.1f} minutes" + (" (quick mode: tiny budgets, not results)" if results["quick"] else ""),
+        f"Total time: {results['total_seconds'] / 60:.1f} minutes" + (
+            " (quick mode: tiny budgets, not results; the models trained in the benchmark's own process, so peak "
+            "memory is that process's)" if results["quick"] else ""),
         "",
         *[f"Section(s) {', '.join(r['sections'])} rerun afterwards with `--sections` ({r['seconds']:.0f} s)  "
           for r in results.get("reruns", [])],
         "",
         "## 1. Quality: the four families, same data, same budget",
         "",
-        f"Budget per run: {results['config']['image_steps']} optimiser steps of batch 128 on digits, "
+        f"Budget per run: {results['config']['image_steps']} optimiser steps of batch "
+        f"{results['config'].get('image_batch', 128)} on digits, "
         f"{results['config']['point_steps']} steps of batch 256 on the 2-D sets; each method's default model and "
         f"learning rate (docs/training.md). Seeds {list(results['config']['seeds'])}; mean ± standard deviation over "
         f"seeds. Metrics on {results['config']['eval_samples']} samples against held-out data (docs/evaluation.md)"
@@ -427,7 +474,7 @@ def write_report(results: dict, out: Path, command: str):
               f"({sc['processes']['2']['samples_per_second']:.0f} vs {sc['processes']['1']['samples_per_second']:.0f}).", ""]
     if "guidance" in results:
         lines += guidance_report(results["guidance"], {**results["config"], **results.get("guidance_config", {})})
-    (out / "RESULTS.md").write_text("\n".join(lines))
+    atomic_write_text(out / "RESULTS.md", "\n".join(lines))
 
 
 def main(argv=None):
@@ -449,6 +496,7 @@ def main(argv=None):
     import diffusers
 
     import genzoo
+    from genzoo.files import atomic_write_text
 
     results = {
         "quick": args.quick,
@@ -460,25 +508,36 @@ def main(argv=None):
     if sections != set(SECTIONS):  # a partial rerun keeps the rest of the last full run
         previous = json.loads((args.out / "results.json").read_text())
         results = {**previous, **{k: results[k] for k in ("machine", "versions")}}
+    if cfg.get("in_process"):  # the trainer's INFO lines would flood the output; its warnings still show
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+
+    def timed_section(name, fn):
+        section_start = time.perf_counter()
+        value = fn()
+        print(f"section {name}: {time.perf_counter() - section_start:.0f} s", flush=True)
+        return value
+
     if "quality" in sections:
-        results["quality"] = quality(cfg, work)
+        results["quality"] = timed_section("quality", lambda: quality(cfg, work))
     if "calls" in sections:
-        results["quality_vs_calls"] = quality_vs_calls(cfg, work)
+        results["quality_vs_calls"] = timed_section("calls", lambda: quality_vs_calls(cfg, work))
         plot_curves(results["quality_vs_calls"]["curves"], args.out / "quality_vs_nfe.png")
     if "speed" in sections:
-        results["speed"] = {"trainer": trainer_vs_plain_loop(cfg, work), "schedulers": scheduler_step_ratios(),
-                            "pipeline": pipeline_ratio()}
+        results["speed"] = timed_section("speed", lambda: {  # quick mode: one repeat of each timing
+            "trainer": trainer_vs_plain_loop(cfg, work),
+            "schedulers": scheduler_step_ratios(cfg.get("speed_repeats", 5)),
+            "pipeline": pipeline_ratio(cfg.get("speed_repeats", 7))})
     if "scale" in sections:
-        results["scale"] = scale(cfg, work)
+        results["scale"] = timed_section("scale", lambda: scale(cfg, work))
     if "guidance" in sections:
-        results["guidance"] = guidance(cfg, work)
+        results["guidance"] = timed_section("guidance", lambda: guidance(cfg, work))
         results["guidance_config"] = {k: v for k, v in cfg.items() if k.startswith("guidance")}
     elapsed = time.perf_counter() - start
     results["total_seconds"] = elapsed if "quality" in sections else results.get("total_seconds", elapsed)
     results.setdefault("reruns", [])
     if "quality" not in sections:
         results["reruns"].append({"sections": sorted(sections), "seconds": round(elapsed, 1)})
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(args.out / "results.json", json.dumps(results, indent=2) + "\n")  # a killed run loses nothing
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
     write_report(results, args.out, command)
     print(f"wrote {args.out / 'RESULTS.md'} in {results['total_seconds'] / 60:.1f} minutes")

@@ -83,7 +83,7 @@ def test_list_shows_plugins_and_broken_ones(example_plugins, capsys):
 def test_list_in_a_real_process_with_plugins_installed():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_plugins_dir(), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run(
-        [sys.executable, "-m", "genzoo.cli", "list"], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "genzoo.cli", "list"], env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr
     rows = {row.split()[1]: row for row in proc.stdout.splitlines()[1:]}
@@ -177,6 +177,40 @@ def test_sample_a_plugin_pipeline(example_plugins, tmp_path, capsys):
     assert "from ExampleFlowPipeline" in out
 
 
+def test_sample_steps_default_to_the_pipelines(vector_pipeline, image_pipeline, tmp_path, capsys):
+    """Without --steps a pipeline samples with its own default (flow matching: 50); GANs and VAEs take no steps."""
+    code, _, err = run(capsys, "sample", vector_pipeline, "--num-samples", 3, "--out", tmp_path / "s.npy")
+    assert code == 0, err
+    pipe = genzoo.load_pipeline(vector_pipeline)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(batch_size=3, generator=torch.Generator().manual_seed(0), num_inference_steps=50, output_type="np")
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), expected.samples)
+    code, _, err = run(capsys, "sample", image_pipeline, "--num-samples", 2, "--out", tmp_path / "g.npy")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".png"])
+def test_a_failed_sample_write_keeps_the_old_file(suffix, image_pipeline, tmp_path, capsys, monkeypatch):
+    out_path = tmp_path / f"samples{suffix}"
+    code, _, err = run(capsys, "sample", image_pipeline, "--num-samples", 4, "--out", out_path)
+    assert code == 0, err
+    before = out_path.read_bytes()
+
+    def fail_midway(path):  # half a file, then the disk is full
+        with open(getattr(path, "name", path), "ab") as file:
+            file.write(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    if suffix == ".npy":
+        monkeypatch.setattr(np, "save", lambda file, array: fail_midway(file))
+    else:
+        monkeypatch.setattr("genzoo.cli.save_samples", lambda samples, path, title="": fail_midway(path))
+    code, out, err = run(capsys, "sample", image_pipeline, "--num-samples", 9, "--seed", 1, "--out", out_path)
+    assert_usage_error(code, out, err, "No space left on device")
+    assert out_path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out_path.name]  # no half-written sibling left
+
+
 # ------------------------------------------------------------------------------------------------------- errors
 BAD_SAMPLE_ARGS = {
     "missing folder": (["./no/such/folder"], "No such folder"),
@@ -188,15 +222,21 @@ BAD_SAMPLE_ARGS = {
     "bad extension": (["{vector}", "--out", "x.jpg"], "use one of .png, .npy"),
     "bad device": (["{vector}", "--device", "gpu0"], "is not a torch device"),
     "no path": ([], "required: PATH_OR_REPO_ID"),
+    "nan guidance": (["{vector}", "--guidance-scale", "nan"], "--guidance-scale: expected a finite number >= 0"),
+    "inf guidance": (["{vector}", "--guidance-scale=-inf"], "expected a finite number >= 0, got '-inf'"),
+    "negative guidance": (["{vector}", "--guidance-scale", "-1"], "expected a finite number >= 0, got '-1'"),
+    "seed too large": (["{vector}", "--seed", str(2**64)], f"expected a seed from 0 to {2**32 - 1}, got {2**64}"),
+    "negative seed": (["{vector}", "--seed", "-1"], "expected a seed from 0 to"),
+    "steps for a GAN": (["{image}", "--steps", "5"], "--steps 5: GANPipeline samples in one pass"),
 }
 
 
 @pytest.mark.parametrize("case", BAD_SAMPLE_ARGS)
-def test_sample_errors_are_one_line(case, vector_pipeline, tmp_path, capsys, monkeypatch):
+def test_sample_errors_are_one_line(case, vector_pipeline, image_pipeline, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
     args, message = BAD_SAMPLE_ARGS[case]
-    args = [a.format(vector=vector_pipeline, empty=tmp_path / "empty") for a in args]
+    args = [a.format(vector=vector_pipeline, image=image_pipeline, empty=tmp_path / "empty") for a in args]
     code, out, err = run(capsys, "sample", *args)
     assert_usage_error(code, out, err, message)
     assert not list(tmp_path.glob("*.png"))
@@ -237,7 +277,7 @@ def test_train_in_process(tmp_path, capsys):
         (["--method", "diffusion"], "No genzoo method named 'diffusion'"),
         (["--dataset", "digitz"], "digits"),
         (["--config", "no-such-recipe.yaml"], "no-such-recipe.yaml: no such file"),
-        (["--learning_rate", "fast"], "invalid float value: 'fast'"),
+        (["--learning_rate", "fast"], "argument --learning_rate: "),
     ],
 )
 def test_train_mistakes_are_one_line(capsys, tmp_path, argv, message):

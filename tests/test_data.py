@@ -193,6 +193,96 @@ def test_image_folder_channels(tmp_path):
     assert load("--dataset", rgb, "--num_channels", 1).dataset[0]["sample"].shape == (1, 8, 8)
 
 
+def gradient(bits: int, height=12, width=16) -> np.ndarray:
+    """A known gradient at ``bits`` bits: 0 at the top left to full scale at the bottom right."""
+    ramp = np.add.outer(np.arange(height) * width, np.arange(width)) / (height * width - 1)
+    return np.round(ramp * (2**bits - 1)).astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def samples(data) -> torch.Tensor:
+    """What the trainer gets: every item's sample, in [-1, 1], through a DataLoader."""
+    return torch.cat([b["sample"] for b in torch.utils.data.DataLoader(data.dataset, batch_size=4)])
+
+
+def test_sixteen_bit_pngs_train_like_their_eight_bit_version(tmp_path):
+    """A 16-bit grayscale PNG (PIL mode "I;16") is gray levels scaled by 65535, not clipped to white at 255."""
+    import datasets
+
+    for folder, bits in (("png16", 16), ("png8", 8)):
+        (tmp_path / folder).mkdir()
+        for i in range(3):
+            PIL.Image.fromarray(np.flip(gradient(bits), axis=i % 2)).save(tmp_path / folder / f"{i}.png")
+    assert PIL.Image.open(tmp_path / "png16" / "0.png").mode == "I;16"
+    eight, sixteen = load("--dataset", tmp_path / "png8"), load("--dataset", tmp_path / "png16")
+    assert sixteen.sample_shape == eight.sample_shape == (1, 12, 12)  # gray: one channel, not RGB
+    expected, got = samples(eight), samples(sixteen)
+    assert got.min() == -1 and got.max() == 1 and len(got.unique()) > 100  # a gradient, not a white page
+    assert (got - expected).abs().max() * 127.5 <= 1 + 1e-4  # within 1/255 of the intensity range
+    # the same through `datasets`: 16-bit PIL images in a save_to_disk folder (and big-endian ones)
+    images = [PIL.Image.fromarray(gradient(16)), PIL.Image.fromarray(gradient(16).astype(">u2"))]
+    assert [im.mode for im in images] == ["I;16", "I;16B"]
+    hf = datasets.Dataset.from_dict({"image": images}, features=datasets.Features({"image": datasets.Image()}))
+    hf.save_to_disk(str(tmp_path / "saved"))
+    saved = samples(load("--dataset", tmp_path / "saved", "--center_crop"))
+    reference = torch.from_numpy(gradient(8)[None, :, 2:14]).float() / 127.5 - 1
+    assert saved.shape == (2, 1, 12, 12)
+    assert (saved - reference).abs().max() * 127.5 <= 1 + 1e-4
+
+
+def test_every_image_mode_becomes_gray_levels_or_rgb():
+    from genzoo.data.training_data import is_grayscale, to_l_or_rgb
+
+    g8, g16 = gradient(8, 2, 8), gradient(16, 2, 8)
+    zero, full = np.zeros_like(g8), np.full_like(g8, 255)
+    rgb = np.stack([g8, zero, full - g8], -1)
+    alpha = g8[..., None].astype(int)
+    gray_palette = PIL.Image.fromarray(g8).convert("P")
+    transparent_palette = gray_palette.copy()
+    transparent_palette.info["transparency"] = int(np.asarray(gray_palette)[0, 0])  # the first pixel's entry
+    cases = {  # image: (grayscale?, the 8-bit pixels it becomes)
+        "L": (PIL.Image.fromarray(g8), True, g8),
+        "1": (PIL.Image.fromarray(g8 > 127), True, np.where(g8 > 127, 255, 0)),
+        "I;16": (PIL.Image.fromarray(g16), True, g8),
+        "I;16B": (PIL.Image.fromarray(g16.astype(">u2")), True, g8),
+        "I": (PIL.Image.fromarray(g16.astype(np.int32)), True, g8),  # taken as 16-bit without a file saying more
+        "F": (PIL.Image.fromarray(g8 / np.float32(255)), True, g8),
+        "LA over white": (PIL.Image.fromarray(np.stack([zero, g8], -1), "LA"), True, full - g8),
+        "La": (PIL.Image.fromarray(np.stack([g8, full], -1), "LA").convert("La"), True, g8),
+        "P gray": (gray_palette, True, g8),
+        "P with a transparent entry": (transparent_palette, True, np.where(g8 == g8[0, 0], 255, g8)),
+        "PA": (PIL.Image.fromarray(np.stack([g8, g8, g8, full], -1), "RGBA").convert("PA"), True, g8),
+        "RGB": (PIL.Image.fromarray(rgb), False, rgb),
+        "RGBA over white": (PIL.Image.fromarray(np.dstack([rgb, g8])), False,  # alpha: the gradient
+                            (rgb * alpha + 255 * (255 - alpha) + 127) // 255),
+        "RGBa": (PIL.Image.fromarray(np.dstack([rgb, full])).convert("RGBa"), False, rgb),
+        "P colour": (PIL.Image.fromarray(rgb).convert("P"), False, None),
+        "CMYK": (PIL.Image.fromarray(rgb).convert("CMYK"), False, rgb),
+        "YCbCr": (PIL.Image.fromarray(rgb).convert("YCbCr"), False, None),
+        "HSV": (PIL.Image.fromarray(rgb).convert("HSV"), False, None),
+        "RGBX": (PIL.Image.fromarray(rgb).convert("RGBX"), False, rgb),
+    }
+    for name, (image, gray, expected) in cases.items():
+        converted = to_l_or_rgb(image)
+        assert is_grayscale(image) == gray, name
+        assert converted.mode == ("L" if gray else "RGB"), name
+        if expected is not None:
+            np.testing.assert_array_equal(np.asarray(converted), expected, err_msg=name)
+    with pytest.raises(ValueError, match=r"float image \(mode 'F'\) with values from 0 to 255; .* in \[0, 1\]"):
+        to_l_or_rgb(PIL.Image.fromarray(g8.astype(np.float32)))
+    with pytest.raises(ValueError, match=r"with values from 0 to 0.5 and NaN or inf; float pixels"):
+        to_l_or_rgb(PIL.Image.fromarray(np.array([[0, 0.5], [np.nan, np.inf]], np.float32)))
+    with pytest.raises(ValueError, match=r"\(mode 'I'\) with values from -5 to 0, outside 0 .. 65535"):
+        to_l_or_rgb(PIL.Image.fromarray(np.array([[-5, 0]], np.int32)))
+
+
+def test_float_images_outside_zero_one_are_refused_with_the_reason(tmp_path):
+    (tmp_path / "floats").mkdir()
+    for i in range(2):
+        PIL.Image.fromarray(gradient(8).astype(np.float32)).save(tmp_path / "floats" / f"{i}.tiff")
+    with pytest.raises(DataError, match=r"2 of 2 images .* failed to decode.*0.tiff: ValueError: a 32-bit float image"):
+        load("--dataset", tmp_path / "floats")
+
+
 def test_image_folder_with_class_subfolders(tmp_path):
     write_images(tmp_path / "pets" / "cat", [((6, 6), "RGB")] * 2)
     write_images(tmp_path / "pets" / "dog", [((6, 6), "RGB")] * 3)

@@ -90,3 +90,54 @@ def test_conditional_pipelines_are_asked_for_every_digit_and_scored_on_it(runs, 
     assert card.data.pipeline_tag == "text-to-image" and "text-conditional" in card.data.tags
     assert 'pipe(prompt="a handwritten seven"' in card.text and "--guidance-scale 1.5" in card.text
     assert "accuracy on the asked-for digit" in card.text
+
+
+def test_one_pass_pipelines_record_no_steps_and_refuse_explicit_steps(runs, tmp_path, capsys):
+    gan = evaluate_pipeline(genzoo.load_pipeline(runs / "gan-digits"), "digits", num_samples=20, steps=7)
+    assert gan["num_inference_steps"] is None and gan["model_calls_per_sample"] == 1  # a GAN takes no steps
+    flow = evaluate_pipeline(genzoo.load_pipeline(runs / "flow-matching-moons"), "moons", num_samples=20,
+                             likelihood=False)
+    assert flow["num_inference_steps"] == flow["model_calls_per_sample"] == 50  # the default, stated
+    folder = runs / "vae-moons"
+    (folder / "eval.json").unlink(missing_ok=True)
+    code = main(["eval", str(folder), "--steps", "5", "--num-samples", "20", "--out", str(tmp_path / "e.json")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("genzoo: error: --steps 5: VAEPipeline samples in one pass")
+    assert not (tmp_path / "e.json").exists() and not (folder / "eval.json").exists()
+    code = main(["eval", str(folder), "--num-samples", "20", "--iwae-k", "2", "--out", str(tmp_path / "e.json")])
+    assert code == 0 and json.loads(capsys.readouterr().out)["num_inference_steps"] is None
+    assert json.loads((folder / "eval.json").read_text())["num_inference_steps"] is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--guidance-scale", "nan"], "argument --guidance-scale: expected a finite number >= 0, got 'nan'"),
+    (["--guidance-scale", "2"], "--guidance-scale 2: FlowMatchingPipeline is unconditional"),
+    (["--seed", "-3"], "argument --seed: expected a seed from 0 to"),
+])
+def test_genzoo_eval_refuses_values_it_would_ignore_or_choke_on(runs, tmp_path, capsys, argv, message):
+    code = main(["eval", str(runs / "flow-matching-moons"), "--num-samples", "20", "--out", str(tmp_path / "e.json"),
+                 *argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_a_killed_eval_leaves_the_old_eval_json_whole(runs, tmp_path, capsys, monkeypatch):
+    import os
+
+    folder = runs / "ddpm-8gaussians"
+    argv = ["eval", str(folder), "--num-samples", "20", "--steps", "2", "--out", str(tmp_path / "e.json")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    before = (folder / "eval.json").read_bytes(), (tmp_path / "e.json").read_bytes()
+
+    def fail(fd):  # the data is half on its way to the disk when the write fails
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    code = main([*argv[:-2], "--seed", "5", "--out", str(tmp_path / "e.json")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "No space left on device" in err and out == ""
+    assert ((folder / "eval.json").read_bytes(), (tmp_path / "e.json").read_bytes()) == before
+    assert not [p for p in [*folder.iterdir(), *tmp_path.iterdir()] if ".genzoo-" in p.name]  # no half file beside

@@ -9,6 +9,7 @@ fix (a bad argument, a path or repo that does not resolve, a bad output name) en
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from . import VectorPipelineOutput, __version__, load_pipeline, registry
+from .files import write_replacing
 from .visualize import save_samples
 
 #: Errors reported as ``genzoo: error: <message>`` (exit status 2): missing or unreadable pipelines
@@ -91,6 +93,43 @@ def positive_int(text: str) -> int:
     return value
 
 
+MAX_SEED = 2**32 - 1  # numpy's and Accelerate's limit; torch.Generator takes any of these
+
+
+def seed_int(text: str) -> int:
+    """A seed: an integer from 0 to ``MAX_SEED``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to {MAX_SEED}, got {value}")
+    return value
+
+
+def guidance_float(text: str) -> float:
+    """A classifier-free guidance scale: a finite number >= 0 (argparse's ``float`` would take nan and inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def one_pass(pipe) -> bool:
+    """Whether ``pipe`` samples in one pass (GAN, VAE: no scheduler, so no sampling steps)."""
+    return getattr(pipe, "scheduler", None) is None
+
+
+def check_steps(pipe, steps: int | None) -> None:
+    """Refuse an explicit ``--steps`` for a pipeline that samples in one pass: it would be ignored, and recorded."""
+    if steps is not None and one_pass(pipe):
+        raise CLIError(f"--steps {steps}: {type(pipe).__name__} samples in one pass (it has no scheduler and no "
+                       "sampling steps); leave --steps out.")
+
+
 # ----------------------------------------------------------------------------------------------------------- train
 def add_train_command(subparsers) -> None:
     # Listed for `genzoo --help`; `main` hands `genzoo train ...` straight to run_train and the trainer's parser.
@@ -155,12 +194,14 @@ def add_eval_command(subparsers) -> None:
     parser.add_argument("pretrained", metavar="PATH_OR_REPO_ID")
     parser.add_argument("--dataset", help="reference data: digits or a 2-D toy (default: what the model trained on)")
     parser.add_argument("--num-samples", type=positive_int, default=1000, help="samples drawn (default 1000)")
-    parser.add_argument("--steps", type=positive_int, default=None, help="num_inference_steps (default: pipeline's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=positive_int, default=None,
+                        help="num_inference_steps of DDPM and flow matching (default: the pipeline's); GANs and VAEs "
+                        "sample in one pass and take none")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the samples (default: 0)")
     parser.add_argument("--out", type=Path, default=Path("eval.json"), help="JSON file to write (default eval.json)")
     parser.add_argument("--likelihood-steps", type=positive_int, default=100, help="RK4 steps for flow likelihoods")
     parser.add_argument("--iwae-k", type=positive_int, default=64, help="importance samples for the VAE NLL bound")
-    parser.add_argument("--guidance-scale", type=float, default=None,
+    parser.add_argument("--guidance-scale", type=guidance_float, default=None,
                         help="conditional models: classifier-free guidance (default: the pipeline's)")
     parser.add_argument("--revision", help="Hub revision")
     parser.add_argument("--cache-dir", help="Hub cache folder")
@@ -172,14 +213,26 @@ def run_eval(args) -> int:
 
     import yaml
 
+    from .files import atomic_write_text
     from .metrics.evaluate import evaluate_pipeline
     from .pipelines.loading import resolve_pretrained_path
 
     folder = resolve_pretrained_path(args.pretrained, revision=args.revision, cache_dir=args.cache_dir)
     pipe = load_pipeline(folder)
+    check_steps(pipe, args.steps)
+    if args.guidance_scale is not None and pipe.conditioning == "none":
+        raise CLIError(f"--guidance-scale {args.guidance_scale:g}: {type(pipe).__name__} is unconditional; "
+                       "classifier-free guidance needs a class- or text-conditional model.")
     recipe = {}
     if (folder / "recipe.yaml").is_file():
-        recipe = yaml.safe_load((folder / "recipe.yaml").read_text()) or {}
+        try:
+            recipe = yaml.safe_load((folder / "recipe.yaml").read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise CLIError(f"{folder / 'recipe.yaml'} is not valid YAML ({_one_line(exc)}); fix it, or pass "
+                           "--dataset") from None
+        if not isinstance(recipe, dict):
+            raise CLIError(f"{folder / 'recipe.yaml'} holds a {type(recipe).__name__}, not the trainer's options; "
+                           "fix it, or pass --dataset")
     dataset = args.dataset or recipe.get("dataset")
     if not dataset:
         raise CLIError("--dataset is needed: the pipeline does not say what it was trained on (no recipe.yaml).")
@@ -189,12 +242,12 @@ def run_eval(args) -> int:
         guidance_scale=args.guidance_scale,
     )
     text = json.dumps(result, indent=2) + "\n"
-    print(text, end="")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    # Written beside their final names and renamed: a killed or failed write leaves the old files whole.
+    atomic_write_text(args.out, text)
     local = Path(args.pretrained)
     if local.is_dir() and (local / "eval.json").resolve() != args.out.resolve():
-        (local / "eval.json").write_text(text)  # the model card reads it
+        atomic_write_text(local / "eval.json", text)  # the model card reads it
+    print(text, end="")
     return 0
 
 
@@ -279,8 +332,10 @@ def add_sample_command(subparsers) -> None:
     )
     parser.add_argument("pretrained", metavar="PATH_OR_REPO_ID", help="a save_pretrained folder or a Hub id")
     parser.add_argument("--num-samples", type=positive_int, default=16, help="number of samples (default: 16)")
-    parser.add_argument("--steps", type=positive_int, default=20, help="num_inference_steps (default: 20)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the torch.Generator (default: 0)")
+    parser.add_argument("--steps", type=positive_int, default=None,
+                        help="num_inference_steps of DDPM and flow matching (default: the pipeline's, e.g. 50 for flow "
+                        "matching); GANs and VAEs sample in one pass and take none")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the torch.Generator (default: 0)")
     parser.add_argument(
         "--out", type=Path, default=Path("samples.png"), help="a .png or .npy file (default: samples.png)"
     )
@@ -289,7 +344,8 @@ def add_sample_command(subparsers) -> None:
     parser.add_argument("--prompt", action="append", help="text-conditional models: a prompt (repeat for several; "
                         "samples go through them in turn)")
     parser.add_argument("--negative-prompt", help="text-conditional models: what guidance steers away from")
-    parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance (default: the pipeline's)")
+    parser.add_argument("--guidance-scale", type=guidance_float,
+                        help="classifier-free guidance, a number >= 0 (default: the pipeline's)")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     parser.add_argument("--cache-dir", help="Hub cache folder")
     parser.add_argument("--local-files-only", action="store_true", help="never download; use the Hub cache only")
@@ -311,8 +367,11 @@ def run_sample(args) -> int:
         local_files_only=args.local_files_only,
         torch_dtype=getattr(torch, args.dtype),
     )
+    check_steps(pipe, args.steps)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=not sys.stderr.isatty())  # the bar goes to stderr; stdout stays clean
+    if hasattr(pipe, "_check_sampling_memory"):  # before a label or prompt is repeated --num-samples times
+        pipe._check_sampling_memory(args.num_samples)
     result = pipe(
         batch_size=args.num_samples,
         generator=torch.Generator(device).manual_seed(args.seed),
@@ -323,13 +382,15 @@ def run_sample(args) -> int:
     is_image = not isinstance(result, VectorPipelineOutput)  # else an ImagePipelineOutput
     samples = result.images if is_image else result.samples
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npy":
-        with open(out, "wb") as file:  # np.save(path) would append ".npy" to "x.NPY"
-            np.save(file, samples.astype("float32"))
-        what = f"an array of shape {tuple(samples.shape)}"
+        def write(path):
+            with open(path, "wb") as file:  # np.save(path) would append ".npy" to "x.NPY"
+                np.save(file, samples.astype("float32"))
+            return f"an array of shape {tuple(samples.shape)}"
     else:
-        what = save_samples(samples, out, title=_plot_title(pipe, args))
+        def write(path):
+            return save_samples(samples, path, title=_plot_title(pipe, args))
+    what = write_replacing(out, write)
     print(f"Wrote {what} from {type(pipe).__name__} (seed {args.seed}) to {out}")
     return 0
 
@@ -372,7 +433,7 @@ def _check_device(name: str) -> torch.device:
 
 def _plot_title(pipe, args) -> str:
     # Pipelines with a scheduler take num_inference_steps; the others (GAN, VAE) sample in one pass.
-    steps = f", {args.steps} steps" if getattr(pipe, "scheduler", None) is not None else ""
+    steps = "" if one_pass(pipe) else f", {args.steps or pipe.default_num_inference_steps} steps"
     return f"{type(pipe).__name__}: {args.num_samples} samples{steps}, seed {args.seed}"
 
 

@@ -1,7 +1,8 @@
 """Writing files so that nothing already saved is lost: a reader sees the old complete file or folder, or the new
 complete one, never a mix.
 
-- :func:`atomic_write_text` / :func:`atomic_write_bytes`: one file, written beside its final name and renamed.
+- :func:`atomic_write_text` / :func:`atomic_write_bytes` / :func:`write_replacing`: one file, written beside its
+  final name and renamed.
 - :func:`commit_folder`: a whole folder (a pipeline with its model card, samples and metrics). The new contents are
   written into a hidden sibling; the entries of the old folder that should stay (checkpoints, logs, files the
   caller did not write) are hard-linked into it -- no copy, and a file still being appended to (a TensorBoard log)
@@ -24,12 +25,15 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 STAGING_TAG = ".genzoo-"
 
 
-def _staging_name(target: Path, kind: str) -> Path:
-    return target.with_name(f".{target.name}{STAGING_TAG}{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+def _staging_name(target: Path, kind: str, suffix: str = "") -> Path:
+    return target.with_name(f".{target.name}{STAGING_TAG}{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
 def remove_stale_staging(target: Path) -> None:
@@ -45,22 +49,34 @@ def remove_stale_staging(target: Path) -> None:
                 stale.unlink()
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a sibling temporary file and a rename (fsynced before the rename)."""
+def write_replacing(path, write: Callable[[Path], T]) -> T:
+    """``write(temporary_path)`` to a hidden sibling of ``path`` with the same suffix (libraries that pick a format
+    by suffix still do), then rename it to ``path``; a write that fails leaves ``path`` as it was. Returns what
+    ``write`` returns."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _staging_name(path, "file")
+    tmp = _staging_name(path, "file", path.suffix)
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        result = write(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    return path
+    return result
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a sibling temporary file (fsynced) and a rename."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    write_replacing(path, write)
+    return Path(path)
 
 
 def atomic_write_text(path, text: str) -> Path:

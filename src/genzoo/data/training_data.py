@@ -20,7 +20,11 @@ import torch
 
 logger = logging.getLogger("genzoo.data")
 
-_GRAYSCALE_MODES = ("1", "L", "LA")
+#: PIL's modes of 16-bit unsigned grayscale (a 16-bit PNG or TIFF opens as one of these)
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+#: modes whose pixels are gray levels: one channel, possibly with alpha
+GRAYSCALE_MODES = ("1", "L", "LA", "La", "I", "F", *SIXTEEN_BIT_MODES)
+_TIFF_BITS_PER_SAMPLE, _TIFF_SAMPLE_FORMAT, _TIFF_SIGNED = 258, 339, 2
 
 
 class DataError(ValueError):
@@ -46,13 +50,98 @@ def describe_image_value(value: Any, index: int) -> str:
 
 
 def is_grayscale(image: PIL.Image.Image) -> bool:
-    return image.mode in _GRAYSCALE_MODES
+    """Whether ``image`` holds gray levels only: a grayscale mode (1, L, LA, I, I;16, F), or a palette (P, PA) whose
+    colours in use are all gray."""
+    if image.mode in GRAYSCALE_MODES:
+        return True
+    if image.mode in ("P", "PA"):
+        return _palette_is_gray(image)
+    return False
+
+
+def _palette_is_gray(image: PIL.Image.Image) -> bool:
+    palette = np.asarray(image.getpalette("RGB") or [], dtype=np.int64).reshape(-1, 3)
+    indices = np.asarray(image)
+    used = np.unique(indices if indices.ndim == 2 else indices[..., 0])
+    colours = palette[used[used < len(palette)]]
+    return bool((colours == colours[:, :1]).all())
+
+
+def _on_white(pixels: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, C + 1) colour and straight alpha -> (H, W, C), composited over white, rounded."""
+    colour, alpha = pixels[..., :-1].astype(np.int64), pixels[..., -1:].astype(np.int64)
+    return ((colour * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+
+
+def _integer_maximum(image: PIL.Image.Image) -> int:
+    """The largest value the pixels of an integer image ("I", "I;16...") can hold: 65535 for 16-bit images; for
+    mode "I" the bit depth the file states (TIFF), else 16 bits (older Pillow opens 16-bit PNGs as "I")."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        return 2**16 - 1
+    tags = getattr(image, "tag_v2", None) or {}
+    bits = tags.get(_TIFF_BITS_PER_SAMPLE, 16)
+    bits = int(bits[0] if isinstance(bits, (tuple, list)) else bits)
+    signed = tags.get(_TIFF_SAMPLE_FORMAT, 1) in (_TIFF_SIGNED, (_TIFF_SIGNED,))
+    return 2 ** (bits - 1 if signed else bits) - 1
+
+
+def to_l_or_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
+    """``image`` as 8-bit "L" (gray levels) or "RGB", scaled by its own bit depth; what every image mode becomes:
+
+    - "L", "RGB": as they are; "1": black 0, white 255;
+    - 16-bit grayscale ("I;16", "I;16B", ...): v * 255 / 65535, rounded; "I" (32-bit int): scaled by the bit depth
+      its file states (TIFF), else taken as 16-bit; negative values or values beyond the bit depth are refused;
+    - "F" (32-bit float): read as intensities in [0, 1] (v * 255, rounded); values outside [0, 1], NaN or inf are
+      refused, as no bit depth says what they mean;
+    - alpha ("LA", "RGBA", "PA", premultiplied "La", "RGBa", a palette with transparency): composited over white;
+    - palette ("P"): its colours, "L" when every colour in use is gray;
+    - others ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"): PIL's conversion to "RGB".
+    """
+    mode = image.mode
+    if mode in ("L", "RGB"):
+        return image
+    if mode == "1":
+        return image.convert("L")
+    if mode in SIXTEEN_BIT_MODES or mode == "I":
+        pixels = np.asarray(image).astype(np.int64)
+        maximum = _integer_maximum(image)
+        low, high = (int(pixels.min()), int(pixels.max())) if pixels.size else (0, 0)
+        if low < 0 or high > maximum:
+            raise ValueError(
+                f"an integer image (mode {mode!r}) with values from {low} to {high}, outside 0 .. {maximum} (its bit "
+                "depth); save it as an 8- or 16-bit image"
+            )
+        return PIL.Image.fromarray(np.round(pixels * (255.0 / maximum)).astype(np.uint8), "L")
+    if mode == "F":
+        pixels = np.asarray(image, dtype=np.float64)
+        finite = pixels[np.isfinite(pixels)]
+        if finite.size < pixels.size or (finite.size and (finite.min() < 0.0 or finite.max() > 1.0)):
+            values = [f"values from {finite.min():g} to {finite.max():g}"] if finite.size else []
+            values += ["NaN or inf"] if finite.size < pixels.size else []
+            raise ValueError(
+                f"a 32-bit float image (mode 'F') with {' and '.join(values)}; float pixels are read as intensities "
+                "in [0, 1]: rescale them to [0, 1], or save the images as 8- or 16-bit"
+            )
+        return PIL.Image.fromarray(np.round(pixels * 255.0).astype(np.uint8), "L")
+    gray = is_grayscale(image)
+    if mode in ("P", "PA"):
+        image = image.convert("RGBA" if mode == "PA" or "transparency" in image.info else "RGB")
+    elif mode in ("La", "RGBa"):  # premultiplied alpha
+        image = image.convert("LA" if mode == "La" else "RGBA")
+    if image.mode == "LA":
+        image = PIL.Image.fromarray(_on_white(np.asarray(image))[..., 0], "L")
+    elif image.mode == "RGBA":
+        image = PIL.Image.fromarray(_on_white(np.asarray(image)), "RGB")
+    elif image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return image.convert("L") if gray and image.mode == "RGB" else image
 
 
 def resize_short_side(image: PIL.Image.Image, resolution: int, num_channels: int) -> np.ndarray:
-    """Convert to "L" or "RGB", resize so the short side is ``resolution`` (bilinear, as torchvision's
-    ``Resize(resolution)`` on a PIL image) and return a uint8 array (H, W, C)."""
-    image = image.convert("L" if num_channels == 1 else "RGB")
+    """Convert to "L" or "RGB" (:func:`to_l_or_rgb`, then to the ``num_channels`` asked for), resize so the short
+    side is ``resolution`` (bilinear, as torchvision's ``Resize(resolution)`` on a PIL image) and return a uint8 array
+    (H, W, C)."""
+    image = to_l_or_rgb(image).convert("L" if num_channels == 1 else "RGB")
     w, h = image.size
     if min(w, h) != resolution:
         if w <= h:

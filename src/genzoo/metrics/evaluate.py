@@ -26,6 +26,14 @@ REFERENCE_SEED_OFFSET = 10_000
 DIGITS = "digits"
 
 
+def sampling_steps(pipe, steps: int | None) -> int | None:
+    """The ``num_inference_steps`` a sampling run of ``pipe`` uses: ``steps``, else the pipeline's default, for
+    pipelines with a scheduler; ``None`` for those that sample in one pass (GAN, VAE), which ignore it."""
+    if getattr(pipe, "scheduler", None) is None:
+        return None
+    return steps if steps is not None else getattr(pipe, "default_num_inference_steps", None)
+
+
 def model_calls_per_sample(pipe, steps: int | None) -> int:
     """Network evaluations one sample costs: the scheduler's timesteps for diffusion-type pipelines, else 1."""
     scheduler = getattr(pipe, "scheduler", None)
@@ -97,7 +105,9 @@ def evaluate_pipeline(
     likelihood: bool = True,
     guidance_scale: float | None = None,
 ) -> dict:
-    """All the metrics that apply to ``pipe`` on ``dataset``; returns a JSON-ready dict. ``likelihood=False`` skips
+    """All the metrics that apply to ``pipe`` on ``dataset``; returns a JSON-ready dict. Its ``num_inference_steps``
+    is the number of sampling steps used (``steps`` or the pipeline's default), ``None`` for pipelines that sample in
+    one pass (GAN, VAE: ``steps`` is ignored for them). ``likelihood=False`` skips
     the (slower) flow log-likelihood and VAE bound, keeping the sample-based metrics. Conditional pipelines sample
     every class in turn with ``guidance_scale`` (default: the pipeline's); on the digits their ``class_accuracy`` is
     the fraction of samples the classifier assigns to the asked-for digit."""
@@ -113,7 +123,7 @@ def evaluate_pipeline(
         "pipeline": type(pipe).__name__,
         "dataset": dataset,
         "num_samples": num_samples,
-        "num_inference_steps": steps,
+        "num_inference_steps": sampling_steps(pipe, steps),  # None for GANs and VAEs: they take no steps
         "model_calls_per_sample": model_calls_per_sample(pipe, steps),
         "seed": seed,
         "sampling_seconds": round(sampling_seconds, 3),
