@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import math
 import numbers
 import types
 import typing
@@ -44,6 +45,17 @@ def bool_arg(text) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def finite_float(text) -> float:
+    """argparse type for numbers: ``float`` without ``nan`` and ``inf``, which pass every range check unnoticed."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def int_list(text) -> list[int]:
@@ -129,7 +141,7 @@ class Options:
             elif kind == "int_list":
                 kwargs.update(type=int_list, metavar="N,N,...")
             else:
-                kwargs["type"] = kind
+                kwargs["type"] = finite_float if kind is float else kind
                 choices = _choices(meta)
                 if choices is not None:
                     kwargs["choices"] = list(choices)
@@ -203,6 +215,8 @@ def _checked(f: dataclasses.Field, annotation, value):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise RecipeError(f"{name} must be a number, got {value!r}.")
         value = float(value)
+        if not math.isfinite(value):
+            raise RecipeError(f"{name} must be a finite number, got {value!r}.")
     elif kind is str:
         if not isinstance(value, str):
             raise RecipeError(f"{name} must be a string, got {value!r}.")

@@ -10,18 +10,29 @@ checked by :mod:`genzoo.config`. Precedence, lowest first: the option's default,
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .. import registry
-from ..config import Options, RecipeError, option
+from ..checks import is_int
+from ..config import Options, RecipeError, finite_float, option
 from ..data import add_data_arguments
+from ..files import atomic_write_text
 
 DEFAULT_METHOD = "flow-matching"
 #: Options that describe this invocation rather than the model: left out of the recipe a run writes.
-NOT_IN_RECIPE = ("config", "resume_from_checkpoint", "push_to_hub", "hub_model_id", "hub_token", "hub_private_repo")
+NOT_IN_RECIPE = ("config", "resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "hub_token",
+                 "hub_private_repo")
+#: Options a resumed run may change: how long it trains and how it checkpoints, logs and samples along the way.
+#: Any other difference from the checkpoint's recipe changes the model or the data, and the resume is refused.
+RESUME_MAY_CHANGE = (
+    "output_dir", "max_train_steps", "num_epochs", "checkpointing_steps", "checkpoints_total_limit", "logger",
+    "logging_dir", "save_images_steps", "num_sample_images", "num_inference_steps", "dataloader_num_workers",
+)
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LOGGERS = ("tensorboard", "wandb", "none")
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
@@ -39,6 +50,8 @@ class TrainerConfig(Options):
                                 group=RUN)
     output_dir: str | None = option(None, "where the pipeline, samples, logs and checkpoints go (default "
                                     "runs/<method>-<dataset>)", group=RUN)
+    overwrite_output_dir: bool = option(False, "replace the run already in --output_dir (its pipeline is kept until "
+                                        "the new one is saved; its checkpoints, samples and logs go now)", group=RUN)
     seed: int = option(0, "seeds models, noise and data order", minimum=0, group=RUN)
     cpu: bool = option(False, "train on the CPU even if a GPU is present", group=RUN)
 
@@ -48,7 +61,7 @@ class TrainerConfig(Options):
     max_train_steps: int | None = option(None, "optimiser updates in total (2000 when neither this nor --num_epochs "
                                          "is given)", minimum=1, group=OPTIM)
     gradient_accumulation_steps: int = option(1, "batches per optimiser update", minimum=1, group=OPTIM)
-    learning_rate: float = option(1e-4, "AdamW learning rate", minimum=0.0, group=OPTIM)
+    learning_rate: float = option(1e-4, "AdamW learning rate", minimum=0.0, maximum=1e6, group=OPTIM)
     lr_scheduler: str = option("cosine", "learning-rate schedule (Diffusers' get_scheduler)", choices=LR_SCHEDULERS,
                                group=OPTIM)
     lr_warmup_steps: int = option(100, "warm-up, in optimiser updates", minimum=0, group=OPTIM)
@@ -116,6 +129,9 @@ def build_parser(method_name: str = DEFAULT_METHOD, prog: str = "genzoo train") 
     add_data_arguments(parser)
     cls = method_class(method_name)
     cls.Config.add_arguments(parser)
+    for action in parser._actions:  # plain float options too: nan and inf pass every range check unnoticed
+        if action.type is float:
+            action.type = finite_float
     parser.set_defaults(**cls.trainer_defaults)
     return parser
 
@@ -137,8 +153,46 @@ def parse_args(argv: list[str] | None = None, prog: str = "genzoo train") -> arg
             f"--config {known.config}: unknown option(s) {', '.join(unknown)} for method {method_name!r}. "
             f"Known options: {', '.join(sorted(options - {'help'}))}."
         )
-    parser.set_defaults(**recipe)
+    typed = {f.name for cls in (TrainerConfig, method_class(method_name).Config) for f in dataclasses.fields(cls)}
+    parser.set_defaults(**{key: value if key in typed else recipe_value(parser, key, value, known.config)
+                           for key, value in recipe.items()})
     return finish_args(parser.parse_args(argv))
+
+
+def recipe_value(parser: argparse.ArgumentParser, key: str, value, source):
+    """A recipe's ``value`` for a plain argparse option ``key`` (the data options), given the checks the command
+    line gives the same option (its ``type`` and ``choices``), which argparse never applies to defaults. Typed
+    options (:mod:`genzoo.config`) are checked by their own classes when the recipe is finished."""
+    action = next(a for a in parser._actions if a.dest == key)
+    where = f"--config {source}: {key}"
+    if value is None:
+        return None
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise RecipeError(f"{where} must be true or false, got {value!r}.")
+        return value
+    kind = float if action.type is finite_float else action.type
+    if kind in (int, float):
+        if isinstance(value, str):
+            try:
+                value = kind(value)
+            except ValueError:
+                raise RecipeError(f"{where} must be {'an integer' if kind is int else 'a number'}, got {value!r}.") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not is_int(value)):
+            raise RecipeError(f"{where} must be {'an integer' if kind is int else 'a number'}, got {value!r}.")
+        if not math.isfinite(value):
+            raise RecipeError(f"{where} must be a finite number, got {value!r}.")
+        value = kind(value)
+    elif kind is not None:
+        try:
+            value = kind(value)
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            raise RecipeError(f"{where}: {' '.join(str(exc).split())}.") from None
+    elif not isinstance(value, str):
+        raise RecipeError(f"{where} must be a string, got {value!r}.")
+    if action.choices is not None and value not in action.choices:
+        raise RecipeError(f"{where} {value!r}: allowed {', '.join(map(str, action.choices))}.")
+    return value
 
 
 def finish_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -154,10 +208,38 @@ def finish_args(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def write_recipe(args: argparse.Namespace, path: Path) -> None:
-    """Every option of the run, as a recipe ``--config`` accepts: training the recipe again reproduces the run."""
-    recipe = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_IN_RECIPE}
-    path.write_text(
+def recipe_of(args) -> dict:
+    """The run's recipe: every option except those that describe only this invocation (:data:`NOT_IN_RECIPE`)."""
+    items = vars(args).items() if isinstance(args, argparse.Namespace) else dict(args).items()
+    return {k: v for k, v in sorted(items) if k not in NOT_IN_RECIPE}
+
+
+def recipe_text(args) -> str:
+    """The recipe as YAML that ``--config`` accepts: training it again reproduces the run."""
+    return (
         "# The options of the genzoo training run that wrote this folder. Reproduce it with\n"
-        "#   genzoo train --config recipe.yaml\n" + yaml.safe_dump(recipe, sort_keys=True)
+        "#   genzoo train --config recipe.yaml\n" + yaml.safe_dump(recipe_of(args), sort_keys=True)
     )
+
+
+def write_recipe(args: argparse.Namespace, path: Path) -> None:
+    atomic_write_text(path, recipe_text(args))
+
+
+def read_saved_recipe(path: Path) -> dict:
+    """A ``recipe.yaml`` a run wrote; a file that is not a YAML mapping is a :class:`RecipeError` naming it."""
+    try:
+        recipe = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise RecipeError(f"{path} cannot be read as a recipe: {' '.join(str(exc).split())}") from None
+    if not isinstance(recipe, dict):
+        raise RecipeError(f"{path} does not hold a mapping of option names to values.")
+    return recipe
+
+
+def recipe_differences(saved: dict, current) -> dict[str, tuple]:
+    """``{option: (saved value, current value)}`` for the options that differ and that a resume may not change
+    (everything but :data:`RESUME_MAY_CHANGE` and :data:`NOT_IN_RECIPE`)."""
+    now = recipe_of(current)
+    keys = (set(saved) | set(now)) - set(RESUME_MAY_CHANGE) - set(NOT_IN_RECIPE)
+    return {k: (saved.get(k), now.get(k)) for k in sorted(keys) if saved.get(k) != now.get(k)}

@@ -31,24 +31,36 @@ from .. import registry
 from ..data import load_training_data
 from ..methods.base import RunContext
 from ..visualize import save_samples
-from .arguments import TrainerConfig, finish_args, parse_args, write_recipe
+from ..config import RecipeError
+from ..files import atomic_write_text, commit_folder
+from .arguments import TrainerConfig, finish_args, parse_args, read_saved_recipe, recipe_differences, write_recipe
 from .checkpoints import (
     CHECKPOINTS,
+    LR_SCHEDULERS,
     PARTIAL,
+    RECIPE,
     TRAINER_STATE,
+    CheckpointError,
     TrainingError,
+    check_checkpoint,
     checkpoint_dir,
     list_checkpoints,
     load_ema,
+    load_lr_schedulers,
     load_tensors_and_json,
+    read_trainer_state,
     resolve_resume,
     save_ema,
+    save_lr_schedulers,
     save_tensors_and_json,
 )
 
 logger = logging.getLogger("genzoo.training")
 
-RECIPE = "recipe.yaml"
+#: What the final save writes beside the pipeline; with the pipeline, they replace the previous run's in one swap.
+FINAL_FILES = (RECIPE, "metrics.json", "samples.png")
+#: Files that describe a saved pipeline and are stale once it is replaced (``genzoo eval`` writes eval.json).
+DESCRIBES_PIPELINE = ("eval.json",)
 
 
 @dataclass
@@ -137,6 +149,7 @@ class Trainer:
     # -------------------------------------------------------------------------------------------- setup
     def setup(self):
         self._make_accelerator()
+        self.resume = self._claim_output_dir()
         self._load_data()
         self._build_method_and_models()
         self._make_optimizers()
@@ -149,7 +162,6 @@ class Trainer:
         self.global_step = 0
         if self.accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            write_recipe(self.args, self.output_dir / RECIPE)
             tracker_config = {k: v for k, v in vars(self.args).items() if isinstance(v, (int, float, str, bool))}
             self.accelerator.init_trackers("genzoo", config=tracker_config)
 
@@ -165,11 +177,66 @@ class Trainer:
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
             cpu=config.cpu or multi_process_without_gpu,  # Accelerate picks gloo for several CPU processes
         )
+        if config.mixed_precision == "fp16" and self.accelerator.device.type == "cpu":
+            raise RecipeError(
+                "--mixed_precision fp16: float16 autocast needs a GPU, and this run is on the CPU (where it would "
+                "silently train in float32); use --mixed_precision bf16 or no."
+            )
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
         logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file is too chatty
         if not self.accelerator.is_main_process:
             logging.getLogger("genzoo").setLevel(logging.WARNING)
         set_seed(config.seed)  # model initialisation: identical on every process
+
+    def _claim_output_dir(self) -> Path | None:
+        """The checkpoint to resume, if any, after making sure this run may write into ``--output_dir``.
+
+        A folder that already holds a genzoo run (a pipeline, a recipe or checkpoints) is refused unless this run
+        resumes one of its checkpoints with the same recipe, or ``--overwrite_output_dir`` is given; then the old
+        checkpoints, sample grids and logs are removed now and its pipeline stays until the new one replaces it.
+        """
+        config, out = self.config, self.output_dir
+        resume = resolve_resume(out, config.resume_from_checkpoint)
+        if resume is not None:
+            self._check_resumable(resume)
+            if Path(resume).resolve().parent.parent == out.resolve():
+                return resume
+        found = run_contents(out)
+        if found and not config.overwrite_output_dir:
+            nothing = (" has no checkpoint to resume but" if config.resume_from_checkpoint == "latest" and resume is None
+                       else "")
+            raise CheckpointError(
+                f"--output_dir {out}{nothing} already holds a genzoo run ({', '.join(found)}). Pass "
+                "--resume_from_checkpoint latest to continue it, --overwrite_output_dir to replace it, or choose "
+                "another --output_dir."
+            )
+        if found and self.accelerator.is_main_process:
+            for name in (CHECKPOINTS, "samples", config.logging_dir):
+                shutil.rmtree(out / name, ignore_errors=True)
+            logger.info("--overwrite_output_dir: removed the previous run's checkpoints, samples and logs in %s", out)
+        self.accelerator.wait_for_everyone()
+        return resume
+
+    def _check_resumable(self, path: Path) -> None:
+        """Refuse a checkpoint of another method or recipe, or one that lacks a file or holds an unsafe one."""
+        state = read_trainer_state(path)
+        if state.get("method") != self.config.method:
+            raise CheckpointError(f"{path} is a checkpoint of method {state.get('method')!r}, not {self.config.method!r}.")
+        processes = state.get("num_processes")
+        if processes != self.accelerator.num_processes:
+            raise CheckpointError(
+                f"{path} was written by {processes} process(es) and this run has {self.accelerator.num_processes}; "
+                "resume with the same number of processes (each has its own random state)."
+            )
+        check_checkpoint(path, [RECIPE, LR_SCHEDULERS])
+        differences = recipe_differences(read_saved_recipe(path / RECIPE), self.args)
+        if differences:
+            shown = "; ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, (old, new) in differences.items())
+            raise CheckpointError(
+                f"{path} was written with other options, and a resume may change only how long the run trains and "
+                f"how it checkpoints, logs and samples: {shown}. Use the checkpoint's options, or start a new run in "
+                "another --output_dir."
+            )
 
     def _load_data(self):
         self.data = load_training_data(self.args)
@@ -237,8 +304,8 @@ class Trainer:
         self.phase_modules = dict(zip(phase_modules, prepared[: len(groups)]))
         self.optimizers = dict(zip(self.optimizers, prepared[len(groups) : 2 * len(groups)]))
         self.dataloader = prepared[-1]
-        for scheduler in self.lr_schedulers.values():
-            accelerator.register_for_checkpointing(scheduler)
+        # The learning-rate schedules are saved by the hooks as JSON: registering them with Accelerate would pickle
+        # them (custom_checkpoint_<i>.pkl), and Accelerate unpickles those with weights_only=False.
         accelerator.register_save_state_pre_hook(self._save_hook)
         accelerator.register_load_state_pre_hook(self._load_hook)
 
@@ -281,18 +348,15 @@ class Trainer:
         if state:
             save_tensors_and_json(state, output_dir, f"method_state_{rank}")
         if self.accelerator.is_main_process:
+            save_lr_schedulers(self.lr_schedulers, output_dir)
+            write_recipe(self.args, Path(output_dir) / RECIPE)
             for name, ema in self.emas.items():
                 save_ema(ema, os.path.join(output_dir, f"{name}_ema"))
 
     def _load_hook(self, models, input_dir):
         rank = self.accelerator.process_index
-        path = os.path.join(input_dir, f"trainer_rng_{rank}.safetensors")
-        if not os.path.isfile(path):
-            raise TrainingError(
-                f"{input_dir} has no generator state for process {rank}: it was written by a run with fewer "
-                "processes. Resume with the same number of processes."
-            )
-        self.generator.set_state(load_file(path)["generator"])
+        self.generator.set_state(load_file(os.path.join(input_dir, f"trainer_rng_{rank}.safetensors"))["generator"])
+        load_lr_schedulers(self.lr_schedulers, input_dir)
         if os.path.isfile(os.path.join(input_dir, f"method_state_{rank}.json")):
             self.method.load_state_dict(load_tensors_and_json(input_dir, f"method_state_{rank}"))
         elif self.method.state_dict():
@@ -308,16 +372,28 @@ class Trainer:
         accelerator, step = self.accelerator, self.global_step
         final = checkpoint_dir(self.output_dir, step)
         partial = final.with_name(final.name + PARTIAL)
+        self.check_finite_weights(f"checkpoint {step}")
         if accelerator.is_main_process:
             shutil.rmtree(partial, ignore_errors=True)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(partial))
-        accelerator.wait_for_everyone()
+        try:
+            accelerator.save_state(str(partial))
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                state = {"global_step": step, "method": self.config.method, "num_processes": accelerator.num_processes}
+                (partial / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(partial, final)  # atomic: a checkpoint is either complete or absent
+        except (OSError, RuntimeError) as exc:  # a full disk surfaces from torch.save as a RuntimeError
+            if accelerator.is_main_process:
+                shutil.rmtree(partial, ignore_errors=True)
+            kept = list_checkpoints(self.output_dir)
+            raise CheckpointError(
+                f"Could not write checkpoint {step} to {final}: {' '.join(str(exc).split())}. Nothing else was "
+                f"changed ({f'the last complete checkpoint is {kept[-1]}' if kept else 'no checkpoint was saved yet'}"
+                "); free space and resume with --resume_from_checkpoint latest."
+            ) from None
         if accelerator.is_main_process:
-            state = {"global_step": step, "method": self.config.method, "num_processes": accelerator.num_processes}
-            (partial / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(partial, final)  # atomic: a checkpoint is either complete or absent
             self._prune_checkpoints()
             logger.info("saved checkpoint %s", final)
         accelerator.wait_for_everyone()
@@ -330,13 +406,38 @@ class Trainer:
             for old in list_checkpoints(self.output_dir)[:-limit]:
                 shutil.rmtree(old, ignore_errors=True)
 
+    def checkpoint_files(self) -> list[str]:
+        """The files a checkpoint of this run holds (Accelerate's names for the models and optimisers)."""
+        groups = len(self.groups)
+        files = [RECIPE, LR_SCHEDULERS, f"trainer_rng_{self.accelerator.process_index}.safetensors"]
+        files += ["model.safetensors" if i == 0 else f"model_{i}.safetensors" for i in range(groups)]
+        files += ["optimizer.bin" if i == 0 else f"optimizer_{i}.bin" for i in range(groups)]
+        files += [f"{name}_ema/{f}" for name in self.emas for f in ("shadow_params.safetensors", "ema_state.json")]
+        return files
+
     def load_checkpoint(self, path: Path):
-        state = json.loads((path / TRAINER_STATE).read_text())
-        if state.get("method") != self.config.method:
-            raise TrainingError(f"{path} is a checkpoint of method {state.get('method')!r}, not {self.config.method!r}.")
-        self.accelerator.load_state(str(path))
+        """Resume from ``path`` (checked by :meth:`_check_resumable`). Every file is read as data: safetensors,
+        JSON, or ``torch.load(weights_only=True)`` for Accelerate's optimiser states; a file that is damaged, of
+        another shape or not data is a :class:`CheckpointError` naming the checkpoint."""
+        import pickle
+
+        from safetensors import SafetensorError
+
+        state = read_trainer_state(path)
+        check_checkpoint(path, self.checkpoint_files())
+        try:
+            self.accelerator.load_state(str(path))
+        except CheckpointError:
+            raise
+        except (pickle.UnpicklingError, SafetensorError, RuntimeError, OSError, KeyError, ValueError, TypeError,
+                EOFError) as exc:
+            reason = " ".join(str(exc).split())
+            if isinstance(exc, pickle.UnpicklingError):
+                reason = ("a file is not plain tensor data, and genzoo loads checkpoint files with "
+                          f"torch.load(weights_only=True) only ({reason[:300]})")
+            raise CheckpointError(f"{path} cannot be resumed: {type(exc).__name__}: {reason[:600]}") from None
         self._sync_ema_modules()
-        self.global_step = int(state["global_step"])
+        self.global_step = state["global_step"]
         logger.info("resumed from %s at step %d", path, self.global_step)
 
     # -------------------------------------------------------------------------------------------- one update
@@ -447,9 +548,8 @@ class Trainer:
         self.wall_start = time.perf_counter()
         self.setup()
         config, accelerator = self.config, self.accelerator
-        resume = resolve_resume(self.output_dir, config.resume_from_checkpoint)
-        if resume is not None:
-            self.load_checkpoint(resume)
+        if self.resume is not None:
+            self.load_checkpoint(self.resume)
 
         # Each epoch makes len(dataloader) // accumulation updates (a last partial group of batches is dropped), so
         # the step count alone says where in the data a resumed run continues.
@@ -511,15 +611,33 @@ class Trainer:
         accelerator.end_training()
         return TrainResult(self.output_dir, self.global_step, metrics)
 
+    def check_finite_weights(self, what: str) -> None:
+        """Refuse to save ``what`` from weights (or EMA weights) holding NaN or infinity, naming the models."""
+        bad = {}
+        for name in self.model_names:
+            params = [p.detach() for p in self.raw[name].parameters() if p.is_floating_point()]
+            if name in self.emas:
+                params += [p.detach() for p in self.emas[name].shadow_params]
+            count = sum(int((~torch.isfinite(p)).sum()) for p in params)
+            if count:
+                bad[name] = count
+        if bad:
+            checkpoints = list_checkpoints(self.output_dir)
+            kept = f"the last good checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was saved"
+            raise TrainingError(
+                f"Not saving {what}: after step {self.global_step} the weights hold non-finite values "
+                f"({', '.join(f'{n}: {c}' for n, c in bad.items())}), although every loss was finite. Nothing was "
+                f"written ({kept}); try a lower --learning_rate (now {self.config.learning_rate}) or "
+                "--max_grad_norm."
+            )
+
     def finish(self, recent, elapsed, steps_this_run):
-        """Save the pipeline (EMA weights), samples.png and metrics.json; push if asked."""
+        """Save the pipeline (EMA weights) with samples.png, metrics.json and recipe.yaml, replacing the previous
+        pipeline in one swap (:func:`genzoo.files.commit_folder`); push if asked."""
         config, accelerator = self.config, self.accelerator
+        self.check_finite_weights("the pipeline")
         metrics = {}
         if accelerator.is_main_process:
-            with self.ema_weights():
-                pipe = self.pipeline()
-                pipe.save_pretrained(self.output_dir)
-            self.save_sample_grid(self.output_dir / "samples.png", f"{config.method} on {self.data.name}")
             keys = sorted({k for terms in recent for k in terms})
             metrics = {
                 "method": config.method,
@@ -529,7 +647,7 @@ class Trainer:
                 "train_batch_size": config.train_batch_size,
                 "gradient_accumulation_steps": config.gradient_accumulation_steps,
                 "num_processes": accelerator.num_processes,
-                "mixed_precision": config.mixed_precision,
+                "mixed_precision": accelerator.mixed_precision,
                 "use_ema": bool(self.emas),
                 "seed": config.seed,
                 "train_seconds_this_run": round(elapsed, 2),
@@ -541,8 +659,7 @@ class Trainer:
                 **peak_memory(accelerator.device),
                 **self.method.describe(),
             }
-            metrics["wall_seconds_this_run"] = round(time.perf_counter() - self.wall_start, 1)
-            (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            pipe = self.save_run(metrics)
             logger.info("saved the %s pipeline, samples.png and metrics.json to %s", type(pipe).__name__, self.output_dir)
             if config.push_to_hub:
                 from ..hub import push_folder
@@ -552,6 +669,40 @@ class Trainer:
                 logger.info("pushed to the Hub as %s: %s", repo_id, url)
         accelerator.wait_for_everyone()
         return metrics
+
+    def save_run(self, metrics: dict):
+        """Write the pipeline, samples.png, metrics.json and recipe.yaml into a new folder and swap it in for
+        ``output_dir`` with the entries to keep (checkpoints, logs, files that are not the old pipeline's) linked in:
+        a reader sees the previous complete pipeline or this one, never a mix. Returns the pipeline."""
+        from ..pipelines.loading import pipeline_entries
+
+        pipe = self.pipeline()
+
+        def write(folder: Path):
+            with self.ema_weights():
+                pipe.save_into(folder)
+            self.save_sample_grid(folder / "samples.png", f"{self.config.method} on {self.data.name}")
+            write_recipe(self.args, folder / RECIPE)
+            metrics["wall_seconds_this_run"] = round(time.perf_counter() - self.wall_start, 1)
+            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+        replaced = pipeline_entries(self.output_dir) | set(FINAL_FILES) | set(DESCRIBES_PIPELINE)
+        commit_folder(self.output_dir, write, keep=lambda name: name not in replaced)
+        return pipe
+
+
+def run_contents(folder) -> list[str]:
+    """What in ``folder`` shows a genzoo run: a saved pipeline, a recipe, complete checkpoints."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = ["a pipeline"] if (folder / "model_index.json").exists() else []
+    if (folder / RECIPE).exists():
+        found.append(RECIPE)
+    checkpoints = list_checkpoints(folder)
+    if checkpoints:
+        found.append(f"{len(checkpoints)} checkpoint(s), the last {checkpoints[-1].name}")
+    return found
 
 
 def reset_accelerate_state() -> None:
@@ -575,8 +726,8 @@ def train(args) -> TrainResult:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``train/train.py`` and ``python -m genzoo.training`` (what ``accelerate launch`` runs).
 
-    Bad options and bad data end as one ``error:`` line and exit status 2; a run stopped by a non-finite loss or an
-    unusable checkpoint exits with 1.
+    Bad options, bad data, an occupied output folder and an unusable checkpoint end as one ``error:`` line and exit
+    status 2; a run stopped by a non-finite loss or non-finite weights exits with 1.
     """
     import sys
 
@@ -585,5 +736,5 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainingError, ValueError, OSError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"train.py: error: {' '.join(str(message).split())}", file=sys.stderr)
-        return 1 if isinstance(exc, TrainingError) else 2
+        return 2 if isinstance(exc, (ValueError, OSError, KeyError)) else 1
     return 0
