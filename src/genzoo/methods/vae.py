@@ -31,7 +31,8 @@ class VAEConfig(MethodConfig):
     group_title: ClassVar[str] = "vae"
 
     recon_loss: str = option("mse", "mse: sum of squared errors (Gaussian decoder); bce: Bernoulli on pixels mapped "
-                             "to [0, 1]", choices=RECON_LOSSES)
+                             "to [0, 1] (plus the distance of outputs past [-1, 1], so none is stuck there)",
+                             choices=RECON_LOSSES)
     beta: float = option(1.0, "weight of the KL term (beta-VAE)", minimum=0.0)
     kl_warmup_steps: int = option(0, "ramp beta up linearly over this many steps", minimum=0)
     latent_channels: int = option(4, "images: AutoencoderKL latent channels", minimum=1)
@@ -107,8 +108,12 @@ class VAEMethod(Method):
         if self.config.recon_loss == "mse":
             recon = (x_hat - x.float()).pow(2).flatten(1).sum(dim=1)
         else:
+            # Bernoulli means: the decoder's pixels mapped to [0, 1] and clamped, as the pipeline shows them. The
+            # clamp gives a pixel pushed past the range no gradient however wrong it is, so the distance past the
+            # range is added (zero inside it): such a pixel is pulled back at a steady rate.
             probs = ((x_hat + 1) / 2).clamp(1e-6, 1 - 1e-6)
             recon = F.binary_cross_entropy(probs, ((x.float() + 1) / 2), reduction="none").flatten(1).sum(dim=1)
+            recon = recon + (x_hat - x_hat.clamp(-1, 1)).abs().flatten(1).sum(dim=1)
         kl = posterior.kl().float()
         beta = self.beta_at(step)
         loss = (recon + beta * kl).mean()
