@@ -196,9 +196,15 @@ def test_a_failed_sample_write_keeps_the_old_file(suffix, image_pipeline, tmp_pa
     assert code == 0, err
     before = out_path.read_bytes()
 
-    def fail_midway(path):  # half a file, then the disk is full
-        with open(getattr(path, "name", path), "ab") as file:
-            file.write(b"half a file")
+    written = []
+
+    def fail_midway(target):  # half a file, then the disk is full
+        written.append(os.fspath(getattr(target, "name", None) if hasattr(target, "write") else target))
+        if isinstance(target, (str, os.PathLike)):
+            with open(target, "ab") as file:
+                file.write(b"half a file")
+        else:  # an open file
+            target.write(b"half a file")
         raise OSError(28, "No space left on device")
 
     if suffix == ".npy":
@@ -208,7 +214,8 @@ def test_a_failed_sample_write_keeps_the_old_file(suffix, image_pipeline, tmp_pa
     code, out, err = run(capsys, "sample", image_pipeline, "--num-samples", 9, "--seed", 1, "--out", out_path)
     assert_usage_error(code, out, err, "No space left on device")
     assert out_path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [out_path.name]  # no half-written sibling left
+    assert len(written) == 1 and os.path.dirname(written[0]) == str(tmp_path)  # the half file was beside the output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out_path.name]  # ... and is gone
 
 
 # ------------------------------------------------------------------------------------------------------- errors

@@ -28,11 +28,11 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .. import registry
+from ..config import RecipeError
 from ..data import load_training_data
+from ..files import commit_folder
 from ..methods.base import RunContext
 from ..visualize import save_samples
-from ..config import RecipeError
-from ..files import atomic_write_text, commit_folder
 from .arguments import TrainerConfig, finish_args, parse_args, read_saved_recipe, recipe_differences, write_recipe
 from .checkpoints import (
     CHECKPOINTS,
