@@ -5,6 +5,7 @@ byte leaves the previous pipeline and `latest` intact), and nothing non-finite i
 
 import builtins
 import errno
+import json
 import io
 import os
 import pickle
@@ -324,3 +325,14 @@ def test_a_checkpoint_that_fails_at_any_byte_leaves_latest_resumable(live_traine
     assert resolve_resume(out, "latest").name == "checkpoint-2"
     result = fm_run(out, "--resume_from_checkpoint", "latest", "--max_train_steps", "3")
     assert result.global_step == 3
+
+
+def test_a_run_into_the_working_directory_saves_there_and_the_process_stays_in_it(tmp_path, monkeypatch):
+    """``--output_dir .``: the final save swaps the folder the process works in; the process follows it."""
+    monkeypatch.chdir(tmp_path)
+    fm_run(".")
+    fm_run(".", "--resume_from_checkpoint", "latest", "--max_train_steps", "3")
+    assert Path.cwd() == tmp_path and os.path.samefile(".", tmp_path)
+    assert json.loads(Path("metrics.json").read_text())["global_step"] == 3
+    genzoo.load_pipeline(".")
+    assert not [p for p in tmp_path.parent.iterdir() if p.name.startswith(f".{tmp_path.name}.genzoo-")]

@@ -129,9 +129,19 @@ def commit_folder(
 
     Entries of the old ``target`` that ``write`` did not produce are carried over when ``keep(name)`` is true (or
     ``name in keep`` for a collection; ``None`` keeps them all). If ``write`` raises, ``target`` is untouched and the
-    exception propagates.
+    exception propagates. ``target`` may be relative (``.`` too) or a link to a folder (the folder is replaced, the
+    link kept); a process whose working directory is inside ``target`` is moved into the new folder. Returns the
+    absolute path of the folder.
     """
-    target = Path(target)
+    target = Path(os.path.abspath(Path(target).expanduser()))  # "." and ".." have no sibling to stage in
+    if target.is_symlink() and target.is_dir():
+        target = target.resolve()  # write into the folder the link points at, keep the link
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} is a file; a folder was expected there.")
+    try:  # a process working inside the folder follows it to the new one (the old one is deleted by the swap)
+        inside = Path.cwd().relative_to(target.resolve()) if target.exists() else None
+    except (ValueError, OSError):
+        inside = None
     remove_stale_staging(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = _staging_name(target, "new")
@@ -149,12 +159,13 @@ def commit_folder(
         raise
     if not target.exists():
         os.rename(staging, target)
-        return target
-    if exchange(staging, target):
+    elif exchange(staging, target):
         shutil.rmtree(staging, ignore_errors=True)  # now the old folder
-        return target
-    old = _staging_name(target, "old")
-    os.rename(target, old)
-    os.rename(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
+    else:
+        old = _staging_name(target, "old")
+        os.rename(target, old)
+        os.rename(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    if inside is not None and (target / inside).is_dir():
+        os.chdir(target / inside)
     return target

@@ -158,19 +158,11 @@ class GenzooPipeline(DiffusionPipeline):
             raise ValueError("genzoo saves weights as safetensors only; safe_serialization=False is not supported.")
         if kwargs.get("push_to_hub"):
             raise ValueError("Use pipe.push_to_hub(repo_id) to upload; save_pretrained(push_to_hub=True) is not supported.")
-        target = Path(os.path.abspath(Path(save_directory).expanduser()))  # "." and ".." have no sibling to stage in
-        if target.is_symlink() and target.is_dir():
-            target = target.resolve()  # write into the folder the link points at, keep the link
+        target = Path(save_directory).expanduser()
         if target.exists() and not target.is_dir():
             raise FileExistsError(f"{target} is a file; save_pretrained writes a folder (give a folder path).")
         stale = loading.pipeline_entries(target)
-        try:  # a process working inside the folder follows it to the new one (the old one is deleted by the swap)
-            inside = Path.cwd().relative_to(target.resolve()) if target.exists() else None
-        except (ValueError, OSError):
-            inside = None
         commit_folder(target, lambda staging: self.save_into(staging, **kwargs), keep=lambda name: name not in stale)
-        if inside is not None and (target / inside).is_dir():
-            os.chdir(target / inside)
 
     def save_into(self, folder: str | os.PathLike, **kwargs) -> None:
         """Write this pipeline's files (``model_index.json``, one folder per component, ``genzoo_hub.py``) into
