@@ -204,10 +204,15 @@ class DenoisingMethod(Method):
         scheduler = self.training_scheduler
         x = batch["sample"]
         cond = self.conditions(models, batch, generator, x.device)
-        noise = randn_like(x, generator)
+        noise = self.couple(randn_like(x, generator), x, batch)
         timesteps = scheduler.sample_timesteps(x.shape[0], generator=generator, device=x.device)
         noisy = scheduler.add_noise(x, noise, timesteps)
         return x, noise, timesteps, noisy, models["unet"](noisy, timesteps, **cond).sample
+
+    def couple(self, noise, x, batch):
+        """Which noise each example is paired with: ``noise`` as drawn (independent coupling). Flow matching's
+        ``--coupling ot`` re-orders it; whatever a method does here must draw no randomness."""
+        return noise
 
     def regression_loss(self, prediction, x, noise, timesteps) -> torch.Tensor:
         """Mean over the batch of ``|| prediction - training_target ||^2`` (mean over each example's entries),

@@ -1,5 +1,10 @@
 """Flow matching (Lipman et al. 2022): regress the straight-line velocity x_1 - x_0 at a time drawn by
-``--time_sampling``; the saved pipeline integrates it with the chosen flow-matching scheduler (an ODE solver)."""
+``--time_sampling``; the saved pipeline integrates it with the chosen flow-matching scheduler (an ODE solver).
+
+``--coupling ot`` pairs each batch's noise with its data by the exact minibatch optimal-transport plan (Tong et al.
+2023; :mod:`genzoo.couplings`) instead of as drawn; ``--ot_scope`` says whether the plan is solved per process or over
+the batch gathered from every process.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..config import RecipeError, option
+from ..couplings import COUPLINGS, OT_SCOPES, couple
 from ..pipelines import FlowMatchingPipeline
 from ..schedulers import FlowMatchEulerScheduler
 from ..schedulers.scheduling_flow_match import FLOW_PREDICTION_TYPES, TIME_SAMPLINGS
@@ -35,7 +41,17 @@ class FlowMatchingConfig(DenoisingConfig):
     solver: str | None = option(None, "shorthand for --scheduler: euler = FlowMatchEulerScheduler, heun = "
                                 "FlowMatchHeunScheduler", choices=tuple(SOLVERS), group=PATH)
 
+    coupling: str = option("independent", "how noise is paired with data: independent (as drawn), or ot (exact "
+                           "minibatch optimal transport, Tong et al. 2023; class-conditional: within each class)",
+                           choices=COUPLINGS, group=PATH)
+    ot_scope: str = option("process", "--coupling ot with several processes: process (one plan per process's "
+                           "batch) or global (one plan over the batch gathered from every process)",
+                           choices=OT_SCOPES, group=PATH)
+
     def check(self):
+        if self.coupling == "ot" and self.conditioning == "text":
+            raise RecipeError("--coupling ot pairs noise with data within each class, and captions are not classes; "
+                              "use --coupling independent with --conditioning text.")
         if self.solver and self.scheduler and SOLVERS[self.solver] != self.scheduler:
             raise RecipeError(
                 f"--solver {self.solver} means --scheduler {SOLVERS[self.solver]}, but --scheduler is "
@@ -58,3 +74,19 @@ class FlowMatchingMethod(DenoisingMethod):
         c = self.config
         return dict(time_sampling=c.time_sampling, logit_mean=c.logit_mean, logit_std=c.logit_std, shift=c.shift,
                     prediction_type=c.prediction_type)
+
+    # ------------------------------------------------------------------ coupling
+    def couple(self, noise, x, batch):
+        """``noise`` re-ordered so that row ``i`` is the noise the OT plan pairs with ``x[i]`` (``--coupling ot``);
+        class-conditional runs pair within each true class (labels before ``--cond_dropout``)."""
+        if self.config.coupling == "independent":
+            return noise
+        labels = batch["label"] if self.conditioning == "class" else None
+        return couple(noise, x, labels, scope=self.config.ot_scope, num_processes=self.context.num_processes)
+
+    def describe(self):
+        facts = {**super().describe(), "coupling": self.config.coupling}
+        if self.config.coupling == "ot":
+            facts["ot_scope"] = self.config.ot_scope
+            facts["ot_pairing"] = "within each class" if self.conditioning == "class" else "whole batch"
+        return facts
