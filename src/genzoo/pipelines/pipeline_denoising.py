@@ -8,6 +8,7 @@ import torch
 
 from ..conditioning import expand_to_batch, null_label_id
 from ..models import denoiser_sample_shape
+from ..schedulers.diffusers_interop import scheduler_driver
 from .base import GenzooPipeline, sampling_mode
 
 
@@ -24,14 +25,21 @@ class DenoisingPipeline(GenzooPipeline):
     ``uncond + guidance_scale * (cond - uncond)``, both from one batched model call per step: ``guidance_scale=1``
     is the conditional model alone, ``0`` the unconditional one, larger values trade diversity for fidelity.
 
-    Subclasses set ``default_num_inference_steps``. Any scheduler with Diffusers' sampling interface works:
-    genzoo's, or Diffusers' own built with ``from_config`` (e.g. ``DDIMScheduler`` for a DDPM model).
+    Subclasses set ``default_num_inference_steps`` and ``model_kind``. Any scheduler with Diffusers' sampling
+    interface works: genzoo's, or Diffusers' own built with ``from_config`` (e.g. ``DDIMScheduler`` for a DDPM model).
+    A Diffusers flow scheduler on a flow-matching model is driven in Diffusers' convention (time ``sigma = 1 - t``,
+    output ``-v``; see :mod:`genzoo.schedulers.diffusers_interop`); one that would sample the model in the wrong
+    convention is a one-line ``ValueError`` (build it with :func:`genzoo.schedulers.diffusers_scheduler`). ``generator`` is
+    passed to ``step`` only where ``step`` takes one (UniPC's does not).
     """
 
     model_cpu_offload_seq = "text_encoder->unet"
     labelled_component = "unet"
     _optional_components = ["tokenizer", "text_encoder"]
     default_num_inference_steps = 50
+    #: What the model predicts, for checking a swapped-in Diffusers scheduler: ``"flow"`` (a velocity, genzoo's
+    #: flow time), ``"diffusion"`` (a DDPM model) or ``None`` (no check).
+    model_kind: str | None = None
     #: Guidance used when ``guidance_scale`` is not given to a conditional pipeline. 2 is where every conditional
     #: digits model of benchmarks/RESULTS.md (section 5) draws the asked-for digit >= 99.7 % of the time; higher
     #: scales cost digits-FD (bolder, less varied strokes) without gaining accuracy.
@@ -125,16 +133,19 @@ class DenoisingPipeline(GenzooPipeline):
         steps = self.default_num_inference_steps if num_inference_steps is None else num_inference_steps
         sample = self._noise(denoiser_sample_shape(self.unet), generator, latents, batch_size,
                              model_batch=2 * batch_size if guided else batch_size)
-        sample = sample * self.scheduler.init_noise_sigma
+        driver = scheduler_driver(self.scheduler, self.model_kind, type(self).__name__)
+        sample = sample * driver.init_noise_sigma
         self.scheduler.set_timesteps(steps, device=self.device)
-        for t in self.progress_bar(self.scheduler.timesteps):
-            model_input = self.scheduler.scale_model_input(sample, t)
+        driver.begin()
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            model_input = driver.scale_model_input(sample, t)
             if guided:
                 model_input = torch.cat([model_input, model_input])
-            model_output = self.unet(model_input, t, **cond).sample
+            model_output = self.unet(model_input, driver.model_timestep(i, t), **cond).sample
             if guided:
                 model_output = guide(model_output, guidance_scale, sample.shape[1])
-            sample = self.scheduler.step(model_output, t, sample, generator=generator).prev_sample
+            model_output = driver.scheduler_output(model_output, sample, i)
+            sample = driver.step(model_output, t, sample, generator=generator)
         return self._output(sample, output_type, return_dict)
 
 

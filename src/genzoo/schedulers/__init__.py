@@ -1,6 +1,6 @@
 """genzoo's schedulers: each owns its probability path, training side and sampling side."""
 
-from .diffusers_interop import DiffusersFlowMatchAdapter
+from .diffusers_interop import DiffusersFlowMatchAdapter, diffusers_scheduler
 from .paths import PREDICTION_TYPES, AffinePath
 from .scheduling_ddpm import DDPMScheduler, DDPMSchedulerOutput
 from .scheduling_flow_match import FlowMatchEulerScheduler, FlowMatchSchedulerOutput, shift_time
@@ -15,5 +15,6 @@ __all__ = [
     "FlowMatchHeunScheduler",
     "FlowMatchSchedulerOutput",
     "PREDICTION_TYPES",
+    "diffusers_scheduler",
     "shift_time",
 ]

@@ -8,7 +8,8 @@ The textbook convention, used throughout genzoo:
 - sampling integrates ``dx/dt = v(x, t)`` from ``t = 0`` to ``t = 1``.
 
 ``diffusers.FlowMatchEulerDiscreteScheduler`` runs the same path backwards (``sigma = 1 - t``, and its
-model predicts ``x_0 - x_1 = -v``); :func:`genzoo.schedulers.diffusers_flow_match_adapter` converts.
+model predicts ``x_0 - x_1 = -v``); :mod:`genzoo.schedulers.diffusers_interop` converts (and
+:func:`genzoo.schedulers.diffusers_scheduler` builds Diffusers' solvers in flow mode for a genzoo model).
 
 What the model is fed as its time input is ``scheduler.timesteps``: ``t * num_train_timesteps`` when
 ``scale_timesteps=True`` (the default, the scale ``UNet2DModel``'s sinusoidal embedding and Diffusers'
