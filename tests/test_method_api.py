@@ -108,10 +108,21 @@ def test_every_ddpm_scheduler_option_reaches_the_saved_pipeline(tmp_path):
 
 
 def test_clip_sample_follows_the_data_unless_set(tmp_path):
+    """x_0 estimates are clipped to the data's range, saved in the scheduler config so that Diffusers' samplers built
+    with from_config clip too: [-1, 1] for images, the vectors' largest |x| rounded up for moons (3.75 -> 4)."""
+    import diffusers
+
     run_training("ddpm", "moons", tmp_path / "points")
-    assert saved_scheduler(tmp_path / "points")["clip_sample"] is False
-    run_training("ddpm", "moons", tmp_path / "clipped", "--clip_sample", "true")
-    assert saved_scheduler(tmp_path / "clipped")["clip_sample"] is True
+    config = saved_scheduler(tmp_path / "points")
+    assert config["clip_sample"] is True and config["clip_sample_range"] == 4.0
+    pipe = genzoo.load_pipeline(tmp_path / "points")
+    ddim = diffusers.DDIMScheduler.from_config(pipe.scheduler.config)
+    assert ddim.config.clip_sample is True and ddim.config.clip_sample_range == 4.0
+    run_training("ddpm", "digits", tmp_path / "images")
+    config = saved_scheduler(tmp_path / "images")
+    assert config["clip_sample"] is True and config["clip_sample_range"] == 1.0
+    run_training("ddpm", "moons", tmp_path / "unclipped", "--clip_sample", "false")
+    assert saved_scheduler(tmp_path / "unclipped")["clip_sample"] is False
 
 
 def test_flow_matching_schedulers_are_chosen_by_registry_name(tmp_path, example_plugins):

@@ -53,8 +53,9 @@ class DDPMConfig(DenoisingConfig):
                                   choices=DDPM_PREDICTION_TYPES, group=SCHEDULE)
     timestep_spacing: str = option("leading", "how the saved sampler places a grid shorter than T",
                                    choices=TIMESTEP_SPACINGS, group=SCHEDULE)
-    clip_sample: bool | None = option(None, "clamp the sampler's x_0 estimates to [-1, 1] (default: yes for images, "
-                                      "no for vector data)", group=SCHEDULE)
+    clip_sample: bool | None = option(None, "clamp the sampler's x_0 estimates to the data's range: [-1, 1] for "
+                                      "images, [-R, R] for vector data with R the training data's largest |x| "
+                                      "rounded up (default: yes; off only if set false)", group=SCHEDULE)
     rescale_betas_zero_snr: bool = option(False, "rescale the schedule to zero terminal SNR (Lin et al. 2023; needs "
                                           "prediction_type v_prediction or sample)", group=SCHEDULE)
     snr_gamma: float | None = option(None, "min-SNR loss weighting with this gamma (Hang et al. 2023; 5.0 is typical)",
@@ -83,12 +84,23 @@ class DDPMMethod(DenoisingMethod):
 
     def scheduler_kwargs(self):
         c = self.config
-        clip = c.clip_sample if c.clip_sample is not None else self.data.kind == "image"  # x_0 of images is in [-1, 1]
+        # The bound is saved in the scheduler's config, so Diffusers' samplers built with from_config get it too:
+        # deterministic DDIM on a briefly trained vector model throws tail samples far off without it (docs/few-step.md).
+        clip = c.clip_sample is not False
         return dict(
             num_train_timesteps=c.num_train_timesteps, beta_start=c.beta_start, beta_end=c.beta_end,
             beta_schedule=c.beta_schedule, variance_type=c.variance_type, prediction_type=c.prediction_type,
-            timestep_spacing=c.timestep_spacing, clip_sample=clip, rescale_betas_zero_snr=c.rescale_betas_zero_snr,
+            timestep_spacing=c.timestep_spacing, clip_sample=clip, clip_sample_range=self.data_range(),
+            rescale_betas_zero_snr=c.rescale_betas_zero_snr,
         )
+
+    def data_range(self) -> float:
+        """The ``clip_sample_range``: 1 for images (in [-1, 1]); for vector data, the training data's largest
+        absolute coordinate rounded up to a whole number (4 for moons, whose points reach 3.75), at least 1."""
+        vectors = getattr(self.data.dataset, "vectors", None)
+        if self.data.kind == "image" or vectors is None or vectors.numel() == 0:
+            return 1.0
+        return float(max(1, math.ceil(float(vectors.abs().max()))))
 
     @property
     def learns_variance(self) -> bool:
