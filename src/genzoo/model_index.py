@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .checks import describe
+
 MODEL_INDEX = "model_index.json"
 #: JSON files a pipeline folder holds (``model_index.json``, configs) are a few kB; anything beyond this is refused
 #: unread rather than parsed into memory.
@@ -27,12 +29,6 @@ class PipelineLoadError(OSError):
 def one_line(text, limit: int = 300) -> str:
     """``text`` (an exception, a message) on one line, shortened to about ``limit`` characters."""
     text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def short_repr(value, limit: int = 80) -> str:
-    """``repr(value)``, shortened for an error message."""
-    text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -75,7 +71,7 @@ def pipeline_class_name(model_index: dict) -> str:
         name = name[1] if len(name) == 2 and all(isinstance(part, str) for part in name) else None
     if not isinstance(name, str) or not name:
         raise PipelineLoadError(
-            f"{MODEL_INDEX} has no usable _class_name: {short_repr(model_index.get('_class_name'))} (expected a class "
+            f"{MODEL_INDEX} has no usable _class_name: {describe(model_index.get('_class_name'))} (expected a class "
             'name, or ["module", "ClassName"]).'
         )
     return name
@@ -86,7 +82,7 @@ def check_component_name(name) -> str:
     the pipeline class), hence a plain folder name -- never empty, ``.``, ``..``, absolute or with a separator."""
     if not isinstance(name, str) or not name.isidentifier():
         raise PipelineLoadError(
-            f"{MODEL_INDEX} names a component {short_repr(name)}: a component name must be a plain folder name "
+            f"{MODEL_INDEX} names a component {describe(name)}: a component name must be a plain folder name "
             "(a Python identifier such as 'unet'; no paths, '.', '..' or separators)."
         )
     return name
@@ -116,7 +112,7 @@ def component_entries(model_index: dict) -> dict[str, tuple[str | None, str | No
         if len(value) != 2 or not all(part is None or (isinstance(part, str) and part) for part in value):
             raise PipelineLoadError(
                 f"{MODEL_INDEX} entry {key!r} must be [\"library\", \"ClassName\"] or [null, null] (absent), got "
-                f"{short_repr(value)}."
+                f"{describe(value)}."
             )
         entries[key] = (value[0], value[1])
     return entries

@@ -159,8 +159,6 @@ class GenzooPipeline(DiffusionPipeline):
         if kwargs.get("push_to_hub"):
             raise ValueError("Use pipe.push_to_hub(repo_id) to upload; save_pretrained(push_to_hub=True) is not supported.")
         target = Path(save_directory).expanduser()
-        if target.exists() and not target.is_dir():
-            raise FileExistsError(f"{target} is a file; save_pretrained writes a folder (give a folder path).")
         stale = loading.pipeline_entries(target)
         commit_folder(target, lambda staging: self.save_into(staging, **kwargs), keep=lambda name: name not in stale)
 

@@ -35,7 +35,7 @@ from huggingface_hub.errors import (
 )
 
 from .. import registry
-from ..checks import is_int
+from ..checks import describe, is_int
 from ..model_index import (
     MODEL_INDEX,
     PipelineLoadError,
@@ -44,7 +44,6 @@ from ..model_index import (
     one_line,
     read_json_object,
     read_model_index,
-    short_repr,
 )
 
 SHIM_MODULE = "genzoo_hub"
@@ -276,21 +275,21 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]
         if name == "__metadata__":
             continue
         if not isinstance(info, dict):
-            raise bad(f"tensor {short_repr(name)} has no dtype/shape/data_offsets")
+            raise bad(f"tensor {describe(name)} has no dtype/shape/data_offsets")
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
         if dtype not in SAFETENSORS_DTYPES:
-            raise bad(f"tensor {short_repr(name)} has an unknown dtype {short_repr(dtype)}")
+            raise bad(f"tensor {describe(name)} has an unknown dtype {describe(dtype)}")
         if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
-            raise bad(f"tensor {short_repr(name)} has a bad shape {short_repr(shape)}")
+            raise bad(f"tensor {describe(name)} has a bad shape {describe(shape)}")
         if (not isinstance(offsets, list) or len(offsets) != 2 or not all(is_int(o) for o in offsets)
                 or not 0 <= offsets[0] <= offsets[1]):
-            raise bad(f"tensor {short_repr(name)} has bad data_offsets {short_repr(offsets)}")
+            raise bad(f"tensor {describe(name)} has bad data_offsets {describe(offsets)}")
         numel = math.prod(shape)
         if offsets[1] - offsets[0] != numel * SAFETENSORS_DTYPES[dtype]:
-            raise bad(f"tensor {short_repr(name)} of shape {tuple(shape)} and dtype {dtype} does not match its "
+            raise bad(f"tensor {describe(name)} of shape {tuple(shape)} and dtype {dtype} does not match its "
                       f"data_offsets {offsets}")
         if offsets[1] > data_size:
-            raise bad(f"tensor {short_repr(name)} ends at byte {offsets[1]} of the data, which has {data_size} "
+            raise bad(f"tensor {describe(name)} ends at byte {offsets[1]} of the data, which has {data_size} "
                       "(the file is truncated)")
         tensors[name] = (dtype, tuple(shape))
     return tensors
@@ -312,7 +311,7 @@ def weight_files(sub: Path, component: str, kind: str) -> list[Path] | None:
             if Path(shard).name != shard or shard in ("", ".", ".."):
                 raise PipelineLoadError(
                     f"Component {component!r}: {sub / index} names a shard that is not a file name in the component "
-                    f"folder: {short_repr(shard) if shard else 'not a string'}."
+                    f"folder: {describe(shard) if shard else 'not a string'}."
                 )
             if not (sub / shard).is_file():
                 raise PipelineLoadError(f"Component {component!r}: shard {sub / shard} (listed in {index}) is missing.")
@@ -345,7 +344,7 @@ def check_config_numbers(component: str, config, limit: int, label: str) -> None
                                         "must be finite.")
             if abs(value) > limit:
                 raise PipelineLoadError(
-                    f"Component {component!r}: {label} has {where} = {short_repr(value, 40)}, more than the "
+                    f"Component {component!r}: {label} has {where} = {describe(value, 40)}, more than the "
                     f"{limit} allowed for a model with these weights (the largest of 2**20 and their element "
                     "count); the config is corrupt or does not belong to these weights."
                 )
@@ -531,7 +530,7 @@ def check_recorded_components(pipeline_class, model_index: dict, supplied=()) ->
         if name in model_index and value is not None and name not in entries:
             raise PipelineLoadError(
                 f"{MODEL_INDEX} entry {name!r} must be [\"library\", \"ClassName\"] or [null, null] (absent), got "
-                f"{short_repr(value)}."
+                f"{describe(value)}."
             )
         if name not in required or name in supplied:
             continue
