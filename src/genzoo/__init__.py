@@ -14,6 +14,7 @@ from .models import (
 )
 from .pipelines import (
     DDPMPipeline,
+    FlowMapPipeline,
     FlowMatchingPipeline,
     GANPipeline,
     GenzooPipeline,
@@ -22,7 +23,7 @@ from .pipelines import (
     VectorPipelineOutput,
     load_pipeline,
 )
-from .schedulers import DDPMScheduler, FlowMatchEulerScheduler, FlowMatchHeunScheduler
+from .schedulers import DDPMScheduler, FlowMapEulerScheduler, FlowMatchEulerScheduler, FlowMatchHeunScheduler
 
 __all__ = [
     "ConditionalAutoencoderKL",
@@ -30,6 +31,8 @@ __all__ = [
     "DCGANGenerator",
     "DDPMPipeline",
     "DDPMScheduler",
+    "FlowMapEulerScheduler",
+    "FlowMapPipeline",
     "FlowMatchEulerScheduler",
     "FlowMatchHeunScheduler",
     "FlowMatchingPipeline",

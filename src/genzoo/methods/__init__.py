@@ -3,8 +3,10 @@
 from .base import Method, MethodConfig, RunContext, randn_like, teacher_option
 from .ddpm import DDPMConfig, DDPMMethod
 from .denoising import DenoisingConfig, DenoisingMethod
-from .flow_matching import FlowMatchingConfig, FlowMatchingMethod
+from .flow_matching import FlowMatchingConfig, FlowMatchingMethod, FlowPathConfig
 from .gan import GANConfig, GANMethod
+from .meanflow import MeanFlowConfig, MeanFlowMethod
+from .rectified_flow import RectifiedFlowConfig, RectifiedFlowMethod
 from .vae import VAEConfig, VAEMethod
 
 __all__ = [
@@ -14,10 +16,15 @@ __all__ = [
     "DenoisingMethod",
     "FlowMatchingConfig",
     "FlowMatchingMethod",
+    "FlowPathConfig",
     "GANConfig",
     "GANMethod",
+    "MeanFlowConfig",
+    "MeanFlowMethod",
     "Method",
     "MethodConfig",
+    "RectifiedFlowConfig",
+    "RectifiedFlowMethod",
     "RunContext",
     "VAEConfig",
     "VAEMethod",

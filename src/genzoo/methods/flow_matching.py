@@ -24,7 +24,10 @@ PATH = "flow-matching: path and solver"
 
 
 @dataclass
-class FlowMatchingConfig(DenoisingConfig):
+class FlowPathConfig(DenoisingConfig):
+    """The straight path's options, shared by every method trained on it (flow matching, rectified flow,
+    MeanFlow): which times it is trained at and how noise is paired with data."""
+
     group_title: ClassVar[str] = "flow-matching"
 
     time_sampling: str = option("uniform", "training-time distribution: uniform, or logit_normal (SD3's)",
@@ -33,14 +36,6 @@ class FlowMatchingConfig(DenoisingConfig):
     logit_std: float = option(1.0, "logit_normal: standard deviation of the logit of t", above=0.0, group=PATH)
     shift: float | None = option(None, "SD3 time shift for training and sampling (default: the scheduler's; 1 is "
                                  "none)", above=0.0, group=PATH)
-    prediction_type: str | None = option(None, "what the model predicts: the velocity (default) or x_1 (sample)",
-                                         choices=FLOW_PREDICTION_TYPES, group=PATH)
-    scheduler: str | None = option(None, "the saved pipeline's ODE solver, a registered flow-matching scheduler "
-                                   "(default FlowMatchEulerScheduler)",
-                                   choices=registered_schedulers(FlowMatchEulerScheduler), group=PATH)
-    solver: str | None = option(None, "shorthand for --scheduler: euler = FlowMatchEulerScheduler, heun = "
-                                "FlowMatchHeunScheduler", choices=tuple(SOLVERS), group=PATH)
-
     coupling: str = option("independent", "how noise is paired with data: independent (as drawn), or ot (exact "
                            "minibatch optimal transport, Tong et al. 2023; class-conditional: within each class)",
                            choices=COUPLINGS, group=PATH)
@@ -52,6 +47,20 @@ class FlowMatchingConfig(DenoisingConfig):
         if self.coupling == "ot" and self.conditioning == "text":
             raise RecipeError("--coupling ot pairs noise with data within each class, and captions are not classes; "
                               "use --coupling independent with --conditioning text.")
+
+
+@dataclass
+class FlowMatchingConfig(FlowPathConfig):
+    prediction_type: str | None = option(None, "what the model predicts: the velocity (default) or x_1 (sample)",
+                                         choices=FLOW_PREDICTION_TYPES, group=PATH)
+    scheduler: str | None = option(None, "the saved pipeline's ODE solver, a registered flow-matching scheduler "
+                                   "(default FlowMatchEulerScheduler)",
+                                   choices=registered_schedulers(FlowMatchEulerScheduler), group=PATH)
+    solver: str | None = option(None, "shorthand for --scheduler: euler = FlowMatchEulerScheduler, heun = "
+                                "FlowMatchHeunScheduler", choices=tuple(SOLVERS), group=PATH)
+
+    def check(self):
+        super().check()
         if self.solver and self.scheduler and SOLVERS[self.solver] != self.scheduler:
             raise RecipeError(
                 f"--solver {self.solver} means --scheduler {SOLVERS[self.solver]}, but --scheduler is "

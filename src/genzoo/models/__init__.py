@@ -31,8 +31,16 @@ __all__ = [
     "MLPGenerator",
     "MLPVAE",
     "denoiser_sample_shape",
+    "takes_time_interval",
     "vae_latent_shape",
 ]
+
+
+def takes_time_interval(model) -> bool:
+    """Whether a denoiser takes a second time through ``class_labels`` (``class_embed_type="timestep"``, as
+    ``UNet2DModel`` and :class:`MLPDenoiser` both spell it): a flow map's interval ``r - t``."""
+    config = getattr(model, "config", None)
+    return config is not None and config.get("class_embed_type") == "timestep"
 
 
 def vae_latent_shape(vae) -> tuple[int, ...]:

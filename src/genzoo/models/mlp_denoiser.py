@@ -62,6 +62,9 @@ class MLPDenoiser(ModelMixin, ConfigMixin):
             required in ``forward``.
         layer_norm (`bool`, defaults to `True`): LayerNorm at the input of every residual block.
         time_embed_scale (`float`, defaults to 1.0): multiplies the timestep inside the sinusoidal embedding.
+        class_embed_type (`str`, *optional*): ``"timestep"`` makes ``class_labels`` a second *time* (embedded like
+            the timestep, by its own ``TimestepEmbedding``), as ``UNet2DModel(class_embed_type="timestep")`` does: a
+            flow map's interval ``r - t`` (:class:`genzoo.FlowMapPipeline`). ``None``: class labels, if any.
     """
 
     @register_to_config
@@ -75,6 +78,7 @@ class MLPDenoiser(ModelMixin, ConfigMixin):
         num_class_embeds: int | None = None,
         layer_norm: bool = True,
         time_embed_scale: float = 1.0,
+        class_embed_type: str | None = None,
     ):
         super().__init__()
         for name, value in [("sample_size", sample_size), ("hidden_dim", hidden_dim), ("num_layers", num_layers),
@@ -86,11 +90,19 @@ class MLPDenoiser(ModelMixin, ConfigMixin):
             check_positive_int("out_channels", out_channels)
         if num_class_embeds is not None:
             check_positive_int("num_class_embeds", num_class_embeds)
+        if class_embed_type not in (None, "timestep"):
+            raise ValueError(f"`class_embed_type` must be None or 'timestep', got {class_embed_type!r}.")
+        if class_embed_type is not None and num_class_embeds is not None:
+            raise ValueError("`class_embed_type='timestep'` uses `class_labels` as a second time; it cannot be combined "
+                             f"with `num_class_embeds` ({num_class_embeds}).")
 
         self.time_proj = Timesteps(time_embed_dim, flip_sin_to_cos=True, downscale_freq_shift=0,
                                    scale=time_embed_scale)
         self.time_embedding = TimestepEmbedding(time_embed_dim, hidden_dim)
-        self.class_embedding = nn.Embedding(num_class_embeds, hidden_dim) if num_class_embeds is not None else None
+        if class_embed_type == "timestep":
+            self.class_embedding = TimestepEmbedding(time_embed_dim, hidden_dim)
+        else:
+            self.class_embedding = nn.Embedding(num_class_embeds, hidden_dim) if num_class_embeds is not None else None
         self.proj_in = nn.Linear(sample_size, hidden_dim)
         self.blocks = nn.ModuleList([MLPResidualBlock(hidden_dim, layer_norm) for _ in range(num_layers)])
         self.norm_out = nn.LayerNorm(hidden_dim) if layer_norm else nn.Identity()
@@ -146,7 +158,13 @@ class MLPDenoiser(ModelMixin, ConfigMixin):
         # Timesteps always returns float32; cast so the model also runs in bf16 / fp16.
         emb = self.time_embedding(self.time_proj(t).to(sample.dtype))
 
-        if self.class_embedding is not None:
+        if self.config.class_embed_type == "timestep":
+            if class_labels is None:
+                raise ValueError("This MLPDenoiser takes a second time (class_embed_type='timestep'): pass it as "
+                                 "`class_labels`, a number or a tensor of shape (1,) or (B,).")
+            second = self._batch_timesteps(class_labels, batch, sample.device)
+            emb = emb + self.class_embedding(self.time_proj(second).to(sample.dtype))
+        elif self.class_embedding is not None:
             if class_labels is None:
                 raise ValueError(
                     f"This MLPDenoiser is class-conditional (num_class_embeds={self.config.num_class_embeds}): "

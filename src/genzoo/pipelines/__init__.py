@@ -4,6 +4,7 @@ from ..model_index import PipelineLoadError
 from .base import GenzooPipeline, VectorPipelineOutput
 from .pipeline_ddpm import DDPMPipeline
 from .pipeline_denoising import DenoisingPipeline
+from .pipeline_flow_map import FlowMapPipeline
 from .pipeline_flow_matching import FlowMatchingPipeline
 from .pipeline_gan import GANPipeline
 from .pipeline_vae import VAEPipeline
@@ -18,6 +19,7 @@ def load_pipeline(pretrained_model_name_or_path, **kwargs):
 __all__ = [
     "DDPMPipeline",
     "DenoisingPipeline",
+    "FlowMapPipeline",
     "FlowMatchingPipeline",
     "GANPipeline",
     "GenzooPipeline",

@@ -141,12 +141,17 @@ class DenoisingPipeline(GenzooPipeline):
             model_input = driver.scale_model_input(sample, t)
             if guided:
                 model_input = torch.cat([model_input, model_input])
-            model_output = self.unet(model_input, driver.model_timestep(i, t), **cond).sample
+            model_output = self.unet(model_input, driver.model_timestep(i, t), **cond, **self._time_inputs(i, t)).sample
             if guided:
                 model_output = guide(model_output, guidance_scale, sample.shape[1])
             model_output = driver.scheduler_output(model_output, sample, i)
             sample = driver.step(model_output, t, sample, generator=generator)
         return self._output(sample, output_type, return_dict)
+
+
+    def _time_inputs(self, index: int, timestep) -> dict:
+        """Extra time inputs of the model at step ``index`` (a flow map's second time; none here)."""
+        return {}
 
 
 def guide(model_output: torch.Tensor, guidance_scale: float, channels: int) -> torch.Tensor:

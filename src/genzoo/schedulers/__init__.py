@@ -3,6 +3,7 @@
 from .diffusers_interop import DiffusersFlowMatchAdapter, diffusers_scheduler
 from .paths import PREDICTION_TYPES, AffinePath
 from .scheduling_ddpm import DDPMScheduler, DDPMSchedulerOutput
+from .scheduling_flow_map import FlowMapEulerScheduler
 from .scheduling_flow_match import FlowMatchEulerScheduler, FlowMatchSchedulerOutput, shift_time
 from .scheduling_flow_match_heun import FlowMatchHeunScheduler
 
@@ -11,6 +12,7 @@ __all__ = [
     "DDPMScheduler",
     "DDPMSchedulerOutput",
     "DiffusersFlowMatchAdapter",
+    "FlowMapEulerScheduler",
     "FlowMatchEulerScheduler",
     "FlowMatchHeunScheduler",
     "FlowMatchSchedulerOutput",

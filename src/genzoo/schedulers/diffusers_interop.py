@@ -99,7 +99,7 @@ class DiffusersFlowMatchAdapter:
 # ---------------------------------------------------------------------------------------------------------------
 
 #: genzoo's flow-matching scheduler classes, by the ``_class_name`` their configs record.
-GENZOO_FLOW_CLASS_NAMES = ("FlowMatchEulerScheduler", "FlowMatchHeunScheduler")
+GENZOO_FLOW_CLASS_NAMES = ("FlowMatchEulerScheduler", "FlowMatchHeunScheduler", "FlowMapEulerScheduler")
 #: Diffusers' multistep schedulers with a flow mode (``use_flow_sigmas``) that genzoo's tests sample with.
 FLOW_MODE_EXAMPLES = "DPMSolverMultistepScheduler or UniPCMultistepScheduler"
 
@@ -292,6 +292,11 @@ def scheduler_driver(scheduler, model_kind: str | None, pipeline_name: str = "th
     if model_kind is None or not is_diffusers_scheduler(scheduler):
         return SchedulerDriver(scheduler)
     name = type(scheduler).__name__
+    if model_kind == "flow-map":
+        raise ValueError(
+            f"{name} cannot sample {pipeline_name}: a flow map jumps between two times that the model is fed, which "
+            "Diffusers' solvers do not do; use genzoo.FlowMapEulerScheduler.from_config(pipe.scheduler.config)."
+        )
     flow = in_flow_mode(scheduler)
     if model_kind == "flow":
         if flow:

@@ -1,0 +1,34 @@
+"""One-step and few-step sampling with a flow map: jump from noise (t = 0) towards the data (t = 1) in as few model
+calls as asked, one by default."""
+
+from ..models import takes_time_interval
+from .pipeline_denoising import DenoisingPipeline
+
+
+class FlowMapPipeline(DenoisingPipeline):
+    """A model of the average velocity (``unet``) with :class:`genzoo.FlowMapEulerScheduler`; one step by default.
+
+    Two kinds of model sample the same way, ``x_r = x_t + (r - t) * u``:
+
+    * a *flow map* ``u(x_t, t, r)`` (MeanFlow, :mod:`genzoo.methods.meanflow`): its config has
+      ``class_embed_type="timestep"``, and the pipeline feeds it the interval ``r - t`` (model units) as its second
+      time through ``class_labels``, as MeanFlow embeds ``(t, r - t)``. Any number of steps is valid;
+    * a *distilled* one-time model ``u(x_t, t)`` (rectified flow's distillation, ``--distill_steps K``): it was
+      trained for the K-step grid only, so sample it with ``num_inference_steps=K`` (1 by default).
+
+    Diffusers' solvers integrate an instantaneous velocity and cannot feed a second time, so they are refused here.
+    """
+
+    default_num_inference_steps = 1
+    model_kind = "flow-map"
+
+    def _time_inputs(self, index: int, timestep) -> dict:
+        if not takes_time_interval(self.unet):
+            return {}
+        r_timesteps = getattr(self.scheduler, "r_timesteps", None)
+        if r_timesteps is None:
+            raise ValueError(
+                f"{type(self.unet).__name__} is a flow map (it takes the end time of each jump), and "
+                f"{type(self.scheduler).__name__} has no r_timesteps to give it: use genzoo.FlowMapEulerScheduler."
+            )
+        return {"class_labels": (r_timesteps[index] - timestep).reshape(1)}

@@ -1,0 +1,88 @@
+"""Flow maps: models that jump from one time to another in one call, as a Diffusers-style scheduler.
+
+A flow-matching model predicts the *instantaneous* velocity ``v(x_t, t)``; integrating it takes many small steps. A
+*flow map* predicts the *average* velocity over an interval,
+
+    u(x_t, t, r) = 1 / (r - t) * integral_t^r v(x_s, s) ds,     so that     x_r = x_t + (r - t) * u(x_t, t, r)
+
+exactly, for any ``r >= t`` (genzoo's flow time: noise at 0, data at 1). One call with ``t = 0, r = 1`` is a one-step
+sampler; more calls over a grid refine it. MeanFlow (Geng et al. 2025, :mod:`genzoo.methods.meanflow`) trains such a
+model; a model distilled at ``t = 0`` (rectified flow's distillation, :mod:`genzoo.methods.rectified_flow`) is the
+special case that only knows ``r = 1``, and this same step samples it.
+
+:class:`FlowMapEulerScheduler` is :class:`FlowMatchEulerScheduler` (the same path, configuration and training side)
+whose ``step`` follows the signature of Diffusers' ``FlowMapEulerDiscreteScheduler.step(..., r_timestep=...)``: it
+jumps from ``timestep`` to ``r_timestep`` (default: the next time on the grid). ``r_timesteps`` holds the end of each
+step of the grid, in model units, which a pipeline feeds the model as its second time.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .paths import check_step_finite, check_step_inputs
+from .scheduling_flow_match import FlowMatchEulerScheduler, FlowMatchSchedulerOutput, upcast
+
+
+class FlowMapEulerScheduler(FlowMatchEulerScheduler):
+    """One jump per step along a flow map's average velocity: ``x_r = x_t + (r - t) * u(x_t, t, r)``.
+
+    Configured like :class:`FlowMatchEulerScheduler` (whose arguments it takes), with ``prediction_type='velocity'``
+    only: the model's output is the average velocity over ``[t, r]``. On a grid ``t_0 < ... < t_N = 1`` from
+    ``set_timesteps``, ``timesteps[k]`` is the model's first time input and ``r_timesteps[k]`` its second (both in
+    model units); ``step`` called in a loop over ``timesteps`` walks the grid exactly as the Euler scheduler does
+    (the arithmetic of a step is the same: only what the model was trained to predict differs).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.config.prediction_type != "velocity":
+            raise ValueError(
+                f"FlowMapEulerScheduler: prediction_type {self.config.prediction_type!r} is not supported; a flow map "
+                "predicts the average velocity: use prediction_type='velocity'."
+            )
+
+    def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None) -> None:
+        super().set_timesteps(num_inference_steps=num_inference_steps, device=device, timesteps=timesteps)
+        self.r_timesteps = self.times[1:] * self.time_scale
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: float | torch.Tensor,
+        sample: torch.Tensor,
+        r_timestep: float | torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+    ) -> FlowMatchSchedulerOutput | tuple:
+        """Jump from ``timestep`` to ``r_timestep`` (model units): ``x_r = x_t + (r - t) * model_output``.
+
+        Without ``r_timestep`` this is the next step of the grid, located and advanced as in
+        :meth:`FlowMatchEulerScheduler.step`. With one, the jump is a pure function of the two times (any-step
+        sampling; ``r_timestep`` must lie in ``[timestep, num_train_timesteps]`` and the grid position is left as
+        it was). ``pred_original_sample`` is the data estimate when the jump ends at the data (``r = 1``), else
+        ``None``. ``generator`` is accepted for interchangeability; the step draws no noise.
+        """
+        if r_timestep is None:
+            i = self._begin_step(timestep, model_output, sample)
+            t, r = self._grid[i], self._grid[i + 1]
+        else:
+            check_step_inputs(model_output, sample)
+            t = self._timestep_float(timestep) / self.time_scale
+            r = self._timestep_float(r_timestep) / self.time_scale
+            if r < t:
+                raise ValueError(
+                    f"r_timestep {r * self.time_scale:g} is before timestep {t * self.time_scale:g}; a flow map jumps "
+                    "forward in flow time (towards the data at num_train_timesteps)."
+                )
+            i = None
+        x = upcast(sample)
+        prev_sample = torch.add(x, upcast(model_output), alpha=r - t)
+        check_step_finite(type(self).__name__, timestep, model_output, sample, prev_sample)
+        if i is not None:
+            self._step_index = i + 1
+        prev_sample = prev_sample.to(sample.dtype)
+        pred_original_sample = prev_sample if r >= 1.0 else None
+        if not return_dict:
+            return (prev_sample, pred_original_sample)
+        return FlowMatchSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
