@@ -104,7 +104,7 @@ def tiny_autoencoder(channels=1, size=8):
 
 
 def tiny_pipeline(family: str, data: str, seed: int = 0):
-    """A randomly initialised pipeline of ``family`` (gan, vae, ddpm, flow-matching) for ``data`` (image, vector)."""
+    """A randomly initialised pipeline of ``family`` (gan, vae, ddpm, flow-matching, flow-map) for ``data`` (image, vector)."""
     torch.manual_seed(seed)
     image = data == "image"
     if family == "gan":
@@ -117,16 +117,20 @@ def tiny_pipeline(family: str, data: str, seed: int = 0):
     elif family == "vae":
         pipe = genzoo.VAEPipeline(vae=tiny_autoencoder() if image else genzoo.MLPVAE(hidden_dim=16, latent_dim=2))
     else:
-        unet = tiny_unet() if image else genzoo.MLPDenoiser(hidden_dim=16, num_layers=2, time_embed_dim=16)
+        # a flow map takes a second time (the interval r - t) as UNet2DModel's "timestep" class embedding
+        extra = {"class_embed_type": "timestep"} if family == "flow-map" else {}
+        unet = tiny_unet(**extra) if image else genzoo.MLPDenoiser(hidden_dim=16, num_layers=2, time_embed_dim=16, **extra)
         if family == "ddpm":
             pipe = genzoo.DDPMPipeline(unet=unet, scheduler=genzoo.DDPMScheduler())
+        elif family == "flow-map":
+            pipe = genzoo.FlowMapPipeline(unet=unet, scheduler=genzoo.FlowMapEulerScheduler())
         else:
             pipe = genzoo.FlowMatchingPipeline(unet=unet, scheduler=genzoo.FlowMatchEulerScheduler())
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-FAMILIES = ("gan", "vae", "ddpm", "flow-matching")
+FAMILIES = ("gan", "vae", "ddpm", "flow-matching", "flow-map")
 
 
 def samples_of(pipe, seed=0, batch_size=3, steps=4, **kwargs):

@@ -39,8 +39,16 @@ def test_outputs_by_type(family, data):
             pipe(batch_size=2, num_inference_steps=2)
     tup = pipe(batch_size=2, generator=g(), num_inference_steps=3, output_type="pt", return_dict=False)
     assert isinstance(tup, tuple) and len(tup) == 1
-    with pytest.raises(ValueError, match="output_type='latent'"):
-        pipe(batch_size=1, num_inference_steps=2, output_type="latent")
+    if family in ("gan", "vae"):
+        with pytest.raises(ValueError, match="output_type='latent'"):
+            pipe(batch_size=1, num_inference_steps=2, output_type="latent")
+    else:  # the sampling loop's final state, unconverted: images in the model's [-1, 1] (what "pt" maps to [0, 1])
+        state = pipe(batch_size=2, generator=g(), num_inference_steps=3, output_type="latent")
+        state = state.images if data == "image" else state.samples
+        converted = pipe(batch_size=2, generator=g(), num_inference_steps=3, output_type="pt")
+        converted = converted.images if data == "image" else converted.samples
+        expected = ((state + 1) / 2).clamp(0, 1) if data == "image" else state
+        torch.testing.assert_close(expected, converted, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("family,data", CASES, ids=ids)

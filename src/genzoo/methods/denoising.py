@@ -128,14 +128,20 @@ class DenoisingMethod(Method):
             if config.attention:
                 down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
             unet = UNet2DModel(**self._unet_shape(), down_block_types=tuple(down), up_block_types=tuple(up),
-                               num_class_embeds=num_class_embeds)
+                               num_class_embeds=num_class_embeds, **self.model_options())
         else:
             out = shape[0] * self.output_channels_factor
             unet = MLPDenoiser(sample_size=shape[0], hidden_dim=config.hidden_dim, num_layers=config.num_layers,
-                               num_class_embeds=num_class_embeds, out_channels=None if out == shape[0] else out)
+                               num_class_embeds=num_class_embeds, out_channels=None if out == shape[0] else out,
+                               **self.model_options())
         if self.id2label:
             set_id2label(unet, self.id2label)
         return {"unet": unet}
+
+    def model_options(self) -> dict:
+        """Extra constructor arguments of the denoiser (``UNet2DModel`` or ``MLPDenoiser``), e.g. a flow map's
+        ``class_embed_type="timestep"``; none by default."""
+        return {}
 
     def _unet_shape(self) -> dict:
         shape, channels = self.data.sample_shape, list(self.config.block_out_channels)
@@ -201,13 +207,21 @@ class DenoisingMethod(Method):
     def denoise(self, models, batch, generator):
         """One draw of the training regression: ``(x, noise, timesteps, x_t, output)``, where ``output`` is the
         model's full output at ``x_t`` (for a learned variance, twice the channels of ``x``)."""
-        scheduler = self.training_scheduler
+        x, noise, cond = self.training_pair(models, batch, generator)
+        timesteps = self.training_timesteps(x.shape[0], generator, x.device)
+        noisy = self.training_scheduler.add_noise(x, noise, timesteps)
+        return x, noise, timesteps, noisy, models["unet"](noisy, timesteps, **cond).sample
+
+    def training_pair(self, models, batch, generator):
+        """``(x, noise, cond)``: the data the regression is trained on, the noise paired with each example
+        (:meth:`couple`) and the model's conditioning keyword arguments (:meth:`conditions`)."""
         x = batch["sample"]
         cond = self.conditions(models, batch, generator, x.device)
-        noise = self.couple(randn_like(x, generator), x, batch)
-        timesteps = scheduler.sample_timesteps(x.shape[0], generator=generator, device=x.device)
-        noisy = scheduler.add_noise(x, noise, timesteps)
-        return x, noise, timesteps, noisy, models["unet"](noisy, timesteps, **cond).sample
+        return x, self.couple(randn_like(x, generator), x, batch), cond
+
+    def training_timesteps(self, batch_size: int, generator, device) -> torch.Tensor:
+        """The training times of one batch, in model units: the scheduler's ``sample_timesteps``."""
+        return self.training_scheduler.sample_timesteps(batch_size, generator=generator, device=device)
 
     def couple(self, noise, x, batch):
         """Which noise each example is paired with: ``noise`` as drawn (independent coupling). Flow matching's

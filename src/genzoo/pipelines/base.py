@@ -78,6 +78,9 @@ class GenzooPipeline(DiffusionPipeline):
     #: The component whose config holds a class-conditional model's label names (see :mod:`genzoo.conditioning`);
     #: ``None``: the pipeline takes no class labels.
     labelled_component: str | None = None
+    #: The ``output_type`` values ``__call__`` takes ("latent": the sampling loop's final state as it is, in the
+    #: model's data space, where a pipeline has one).
+    output_types: tuple[str, ...] = IMAGE_OUTPUT_TYPES
 
     @classmethod
     def from_pretrained(
@@ -259,9 +262,9 @@ class GenzooPipeline(DiffusionPipeline):
                     f"guidance_scale must be a finite number >= 0 (0: unconditional, 1: conditional alone, more: "
                     f"stronger guidance) or None, got {guidance_scale!r}."
                 )
-        if output_type not in IMAGE_OUTPUT_TYPES:
+        if output_type not in self.output_types:
             raise ValueError(
-                f"output_type={output_type!r} is not supported; use one of {IMAGE_OUTPUT_TYPES} ('pil' for images "
+                f"output_type={output_type!r} is not supported; use one of {self.output_types} ('pil' for images "
                 "only)."
             )
         generators = generator if isinstance(generator, (list, tuple)) else [generator]
@@ -348,6 +351,9 @@ class GenzooPipeline(DiffusionPipeline):
                 f"{type(self).__name__} produced {bad} non-finite values (NaN or inf) in {samples.shape[0]} samples of "
                 f"shape {tuple(samples.shape[1:])}; the weights or the sampler settings are broken."
             )
+        if output_type == "latent" and "latent" in self.output_types:  # the sampling loop's final state, unconverted
+            output = ImagePipelineOutput(images=samples) if samples.ndim == 4 else VectorPipelineOutput(samples=samples)
+            return output if return_dict else (samples,)
         if samples.ndim == 4:
             if output_type not in IMAGE_OUTPUT_TYPES:
                 raise ValueError(f"output_type={output_type!r} is not supported for images; use one of {IMAGE_OUTPUT_TYPES}.")

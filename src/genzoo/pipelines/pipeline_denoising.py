@@ -9,7 +9,7 @@ import torch
 from ..conditioning import expand_to_batch, null_label_id
 from ..models import denoiser_sample_shape
 from ..schedulers.diffusers_interop import scheduler_driver
-from .base import GenzooPipeline, sampling_mode
+from .base import IMAGE_OUTPUT_TYPES, GenzooPipeline, sampling_mode
 
 
 class DenoisingPipeline(GenzooPipeline):
@@ -44,6 +44,7 @@ class DenoisingPipeline(GenzooPipeline):
     #: digits model of benchmarks/RESULTS.md (section 5) draws the asked-for digit >= 99.7 % of the time; higher
     #: scales cost digits-FD (bolder, less varied strokes) without gaining accuracy.
     default_guidance_scale = 2.0
+    output_types = (*IMAGE_OUTPUT_TYPES, "latent")
 
     def __init__(self, unet, scheduler, tokenizer=None, text_encoder=None):
         super().__init__()
@@ -108,7 +109,8 @@ class DenoisingPipeline(GenzooPipeline):
                 scheduler adds (DDPM's ancestral steps), so the same seed gives the same samples.
             num_inference_steps: sampling steps (default: the class's ``default_num_inference_steps``).
             latents: the starting noise, ``(batch_size, *sample shape)``; drawn if ``None``.
-            output_type: ``"pil"``, ``"np"`` or ``"pt"`` for images; ``"np"`` or ``"pt"`` for vectors.
+            output_type: ``"pil"``, ``"np"`` or ``"pt"`` for images; ``"np"`` or ``"pt"`` for vectors; ``"latent"``:
+                the final state of the sampling loop as a tensor, unconverted (images in the model's [-1, 1]).
             return_dict: return an ``ImagePipelineOutput`` / ``VectorPipelineOutput`` (else a tuple).
             class_labels: class-conditional models: ids or names from ``id2label`` (``7``, ``"7"``), one for all
                 samples or one per sample; ``None`` cycles through the classes.

@@ -22,6 +22,15 @@ class FlowMapPipeline(DenoisingPipeline):
     default_num_inference_steps = 1
     model_kind = "flow-map"
 
+    def __init__(self, unet, scheduler, tokenizer=None, text_encoder=None):
+        super().__init__(unet=unet, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder)
+        embedding = getattr(unet, "class_embedding", None)
+        if takes_time_interval(unet) and hasattr(embedding, "linear_1") and not hasattr(embedding, "_genzoo_cast"):
+            # UNet2DModel feeds its "timestep" class embedding the float32 output of its sinusoidal projection
+            # without casting it (it casts the main timestep's): in bfloat16/float16 the first Linear would refuse it.
+            embedding.register_forward_pre_hook(_cast_to_weights)
+            embedding._genzoo_cast = True
+
     def _time_inputs(self, index: int, timestep) -> dict:
         if not takes_time_interval(self.unet):
             return {}
@@ -32,3 +41,7 @@ class FlowMapPipeline(DenoisingPipeline):
                 f"{type(self.scheduler).__name__} has no r_timesteps to give it: use genzoo.FlowMapEulerScheduler."
             )
         return {"class_labels": (r_timesteps[index] - timestep).reshape(1)}
+
+
+def _cast_to_weights(module, args):
+    return (args[0].to(module.linear_1.weight.dtype), *args[1:])

@@ -34,15 +34,12 @@ class FlowMapEulerScheduler(FlowMatchEulerScheduler):
     (the arithmetic of a step is the same: only what the model was trained to predict differs).
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.config.prediction_type != "velocity":
+    def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None) -> None:
+        if self.config.prediction_type != "velocity":  # checked here, as __init__ calls set_timesteps
             raise ValueError(
                 f"FlowMapEulerScheduler: prediction_type {self.config.prediction_type!r} is not supported; a flow map "
                 "predicts the average velocity: use prediction_type='velocity'."
             )
-
-    def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None) -> None:
         super().set_timesteps(num_inference_steps=num_inference_steps, device=device, timesteps=timesteps)
         self.r_timesteps = self.times[1:] * self.time_scale
 
