@@ -17,6 +17,8 @@ The contract, in the order the trainer uses it:
    gets, when it is set, ``self.teacher``: that pipeline (a folder or Hub id) loaded by the trainer before
    ``build_models``, on the training device, in eval mode, with ``requires_grad`` off.
 5. ``build_models()`` -> ``{name: nn.Module}``: every model the method trains.
+   ``prepare_training()``: called once after ``build_models`` in a training run (not when a pipeline is only
+   built), for work training needs first, e.g. rectified flow's pairs of noise and teacher samples.
 6. ``optimizer_groups()`` -> ``{group: [model names]}``: one optimiser (and learning-rate schedule) per group;
    ``optimizer_kwargs(group)`` adds ``AdamW`` arguments.
 7. ``phases(step)`` -> the groups to update at this step, in order (default: every group, every step).
@@ -119,6 +121,9 @@ class Method:
 
     def build_models(self) -> dict[str, nn.Module]:
         raise NotImplementedError
+
+    def prepare_training(self) -> None:
+        """Work a training run needs before its first step, after ``build_models`` (default: none)."""
 
     def optimizer_groups(self) -> dict[str, list[str]]:
         """Default: one optimiser over every model."""

@@ -112,7 +112,7 @@ class RectifiedFlowMethod(FlowMatchingMethod):
 
     name = "rectified-flow"
     Config = RectifiedFlowConfig
-    #: The teacher's pairs, once ``build_models`` has made or loaded them (``None`` without a teacher).
+    #: The teacher's pairs, once ``prepare_training`` has made or loaded them (``None`` without a teacher).
     pairs: TeacherPairs | None = None
 
     def __init__(self, config, data, context=None):
@@ -127,23 +127,24 @@ class RectifiedFlowMethod(FlowMatchingMethod):
     def scheduler_name(self) -> str:
         return FlowMapEulerScheduler.__name__ if self.distill_steps else super().scheduler_name()
 
-    # ------------------------------------------------------------------ models and pairs
-    def build_models(self):
-        models = super().build_models()  # first: the models' initialisation never depends on how the pairs came
-        if self.config.teacher is not None:
-            if self.teacher is None:
-                raise ValueError(
-                    f"--teacher {self.config.teacher}: the teacher pipeline is not loaded (the trainer loads it into "
-                    "method.teacher before build_models)."
-                )
-            c, context = self.config, self.context
-            self.pairs = teacher_pairs(
-                self.teacher, c.teacher, sample_shape=self.data.sample_shape, num_pairs=c.num_pairs,
-                teacher_steps=c.teacher_steps, seed=context.seed, pairs_dir=c.pairs_dir,
-                process_index=context.process_index, num_processes=context.num_processes, device=context.device,
+    # ------------------------------------------------------------------ pairs
+    def prepare_training(self):
+        """With a teacher: make or load its pairs (the trainer calls this after ``build_models``, so the models'
+        initialisation never depends on how the pairs came), then let the teacher go."""
+        if self.config.teacher is None:
+            return
+        if self.teacher is None:
+            raise ValueError(
+                f"--teacher {self.config.teacher}: the teacher pipeline is not loaded (the trainer loads it into "
+                "method.teacher before build_models)."
             )
-            self.teacher = None  # the pairs are all training needs from it: free its memory
-        return models
+        c, context = self.config, self.context
+        self.pairs = teacher_pairs(
+            self.teacher, c.teacher, sample_shape=self.data.sample_shape, num_pairs=c.num_pairs,
+            teacher_steps=c.teacher_steps, seed=context.seed, pairs_dir=c.pairs_dir,
+            process_index=context.process_index, num_processes=context.num_processes, device=context.device,
+        )
+        self.teacher = None  # the pairs are all training needs from it: free its memory
 
     # ------------------------------------------------------------------ loss
     def training_pair(self, models, batch, generator):

@@ -267,6 +267,7 @@ class Trainer:
             self.method.teacher = load_teacher(teacher, accelerator.device)
             logger.info("teacher: %s (%s)", teacher, type(self.method.teacher).__name__)
         self.raw = self.method.build_models()  # name -> plain module; what EMA, samples and the pipeline use
+        self.method.prepare_training()
         self.model_names = list(self.raw)
         groups = self.method.optimizer_groups()
         owners = [name for names in groups.values() for name in names]
