@@ -17,15 +17,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import logging
+import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -36,12 +40,17 @@ ROOT = HERE.parent
 FULL = dict(seeds=(0, 1, 2), image_steps=1000, point_steps=1500, eval_samples=1000,
             nfe=(1, 2, 4, 8, 16, 32, 100, 1000), nfe_samples=500, speed_steps=60, batch_sizes=(8, 16, 32, 64, 128, 256, 512),
             guidance_train_steps=2000, guidance_samples=300, guidance_sampling_steps={"ddpm": 100, "flow-matching": None},
-            sampling_steps=None, point_sets=("8gaussians", "moons", "checkerboard"))
+            sampling_steps=None, point_sets=("8gaussians", "moons", "checkerboard"),
+            few_step=dict(datasets=("moons", "8gaussians", "digits"), point_steps=4000, image_steps=1000,
+                          point_pairs=20000, image_pairs=10000, teacher_steps=32, eval_samples=1000,
+                          calls=(1, 2, 4, 8, 16, 32)))
 QUICK = dict(seeds=(0,), image_steps=20, image_batch=32, point_steps=50, eval_samples=200,
              nfe=(1, 4, 16), nfe_samples=200, speed_steps=4, batch_sizes=(8, 64),
              guidance_train_steps=10, guidance_samples=50, guidance_sampling_steps={"ddpm": 4, "flow-matching": 4},
-             sampling_steps=8, point_sets=("moons",), in_process=True, speed_repeats=1)
-SECTIONS = ("quality", "calls", "speed", "scale", "guidance")
+             sampling_steps=8, point_sets=("moons",), in_process=True, speed_repeats=1,
+             few_step=dict(datasets=("moons", "digits"), point_steps=20, image_steps=10, point_pairs=64,
+                           image_pairs=64, teacher_steps=2, eval_samples=100, calls=(1, 4)))
+SECTIONS = ("quality", "calls", "speed", "scale", "guidance", "few-step")
 GUIDANCE_SCALES = (1.0, 2.0, 3.0, 5.0, 8.0)
 #: (method, conditioning, extra trainer options): the conditional models of section 5, all on digits
 GUIDED_RUNS = (
@@ -184,23 +193,40 @@ def quality_vs_calls(cfg, work: Path) -> dict:
     return {"curves": curves}
 
 
-def plot_curves(curves, path: Path):
+def plot_curves(curves, path: Path, legend_limit: int = 8):
+    """One panel per data set, quality against model calls (log-log), every curve a line (a one-point curve a
+    single marker). A label keeps its style in every panel; with more than ``legend_limit`` labels one legend
+    beside the panels replaces the legend in each."""
+    import matplotlib as mpl
     from matplotlib.figure import Figure
 
     datasets = sorted({c["dataset"] for c in curves})
-    fig = Figure(figsize=(5 * len(datasets), 4), layout="constrained")
+    labels = list(dict.fromkeys(c["sampler"] for c in curves))
+    colors = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = {label: dict(color=colors[i % len(colors)], marker="osD^v<>p"[i % 7],
+                          linestyle=("-", "--", ":")[i // len(colors) % 3]) for i, label in enumerate(labels)}
+    shared_legend = len(labels) > legend_limit
+    fig = Figure(figsize=(5 * len(datasets) + 3 * shared_legend, 4), layout="constrained")
     for i, dataset in enumerate(datasets):
         ax = fig.add_subplot(1, len(datasets), i + 1)
         for curve in (c for c in curves if c["dataset"] == dataset):
             xs = [p["calls"] for p in curve["points"]]
             ys = [p[curve["metric"]] for p in curve["points"]]
-            ax.plot(xs, ys, marker="o", label=curve["sampler"])
+            ax.plot(xs, ys, label=curve["sampler"], markersize=9 if len(xs) == 1 else 5, **styles[curve["sampler"]])
             ax.set_ylabel(curve["metric"])
         ax.set_xscale("log")
         ax.set_yscale("log")
+        if max(p["calls"] for c in curves for p in c["points"]) <= 64:  # few calls: label them 1, 2, 4, ...
+            ax.xaxis.set_major_locator(mpl.ticker.LogLocator(base=2))
+            ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
         ax.set_xlabel("model calls per sample")
         ax.set_title(dataset)
-        ax.legend(fontsize=8)
+        if not shared_legend:
+            ax.legend(fontsize=8)
+    if shared_legend:
+        handles = [mpl.lines.Line2D([], [], label=label, **style) for label, style in styles.items()]
+        fig.legend(handles=handles, loc="outside right center", fontsize=8)
     fig.savefig(path, dpi=100)
 
 
@@ -414,7 +440,340 @@ def guidance_report(section: dict, cfg: dict) -> list[str]:
     return lines + [""]
 
 
+# ------------------------------------------------------------------------------------------------ 6. few-step
+#: The peer's two flow matchers (torchcfm, Tong et al. 2023), trained and sampled outside genzoo.
+PEER_MATCHERS = (("torchcfm CFM (Euler)", "ConditionalFlowMatcher"),
+                 ("torchcfm OT-CFM (Euler)", "ExactOptimalTransportConditionalFlowMatcher"))
+#: Width of torchcfm's ``MLP``: its default (64, as its 2-D examples) on the 2-D sets; 256 on the 64-d digits, where
+#: torchcfm has no MLP example and a 64-wide network would be narrower than its input.
+PEER_WIDTH = {"vector": 64, "image": 256}
+PEER_LEARNING_RATE = 1e-3  # torchcfm's examples: torch.optim.Adam(model.parameters()), Adam's default rate
+
+
+@contextlib.contextmanager
+def environment(**values):
+    """Set environment variables for the ``with`` block (children and in-process runs see them), then restore."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def peer_status() -> dict:
+    try:
+        import ot  # noqa: F401  (POT: torchcfm's exact OT plan)
+        import torchcfm
+    except ImportError as exc:
+        return {"installed": False, "reason": f"not installed ({exc}); pip install torchcfm pot --no-deps"}
+    return {"installed": True, "version": torchcfm.__version__}
+
+
+class EulerFlowSampler:
+    """A torchcfm velocity model (input ``[x, t]``, as its ``MLP(dim, time_varying=True)``) behind the call that
+    :func:`genzoo.metrics.evaluate.draw_samples` makes, so it is scored by exactly genzoo's evaluation: a plain Euler
+    loop from noise (t = 0) to data (t = 1), ``num_inference_steps`` model calls, samples returned as genzoo's
+    pipelines return them (vectors as they are, images in [0, 1], channels last)."""
+
+    conditioning = "none"
+
+    def __init__(self, model, sample_shape):
+        self.model, self.sample_shape = model.eval(), tuple(sample_shape)
+
+    def set_progress_bar_config(self, **kwargs):
+        pass
+
+    @torch.no_grad()
+    def __call__(self, batch_size, generator, num_inference_steps, output_type="np"):
+        from genzoo.pipelines.base import VectorPipelineOutput
+
+        x = torch.randn(batch_size, math.prod(self.sample_shape), generator=generator)
+        for i in range(num_inference_steps):
+            t = torch.full((batch_size, 1), i / num_inference_steps)
+            x = x + self.model(torch.cat([x, t], dim=-1)) / num_inference_steps
+        if len(self.sample_shape) == 1:
+            return VectorPipelineOutput(samples=x.numpy())
+        images = ((x.reshape(batch_size, *self.sample_shape) + 1) / 2).clamp(0, 1)
+        return SimpleNamespace(images=images.permute(0, 2, 3, 1).numpy())
+
+
+def train_peer(matcher: str, dataset: str, steps: int, batch: int, seed: int = 0) -> tuple[EulerFlowSampler, float]:
+    """torchcfm's ``matcher`` (sigma = 0) with its ``MLP``, trained by the plain loop of its examples (Adam) on the
+    data genzoo's trainer trains on (``--dataset`` with ``--seed``: images flattened, in [-1, 1]), in shuffled
+    epochs of ``batch``; returns the sampler and the training seconds (data loading included)."""
+    import torchcfm.conditional_flow_matching as cfm
+    from torchcfm.models import MLP
+
+    from genzoo.data import load_training_data
+
+    start = time.perf_counter()
+    data = load_training_data(argparse.Namespace(dataset=dataset, seed=seed))
+    x = torch.stack([data.dataset[i]["sample"] for i in range(len(data))])
+    shape, x = x.shape[1:], x.flatten(1)
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # torchcfm draws from the OT plan with numpy's global generator
+    model = MLP(dim=x.shape[1], time_varying=True, w=PEER_WIDTH[data.kind])
+    optimizer = torch.optim.Adam(model.parameters(), lr=PEER_LEARNING_RATE)
+    flow_matcher = getattr(cfm, matcher)(sigma=0.0)
+    order = torch.Generator().manual_seed(seed)
+    batches = (x[rows] for _ in itertools.count() for rows in torch.randperm(len(x), generator=order).split(batch)
+               if len(rows) == batch)
+    for x1 in itertools.islice(batches, steps):
+        t, xt, ut = flow_matcher.sample_location_and_conditional_flow(torch.randn_like(x1), x1)
+        loss = torch.mean((model(torch.cat([xt, t[:, None]], dim=-1)) - ut) ** 2)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return EulerFlowSampler(model, shape), time.perf_counter() - start
+
+
+def curve_points(pipe, dataset: str, metric: str, budgets, steps_for, num_samples: int) -> list[dict]:
+    """Quality of ``pipe`` at each budget of model calls per sample: sampled with ``steps_for(budget)`` steps
+    (``None``: a one-pass pipeline; a budget whose steps repeat the previous one's is skipped)."""
+    from genzoo.metrics.evaluate import evaluate_pipeline
+
+    points = []
+    for budget in budgets:
+        steps = steps_for(budget)
+        if points and steps == points[-1]["steps"]:
+            continue
+        result = evaluate_pipeline(pipe, dataset, num_samples=num_samples, steps=steps, seed=0, likelihood=False)
+        calls = steps if isinstance(pipe, EulerFlowSampler) else result["model_calls_per_sample"]
+        points.append({"budget": budget, "calls": calls, "steps": steps, metric: result[metric],
+                       "sampling_seconds": result["sampling_seconds"]})
+    return points
+
+
+def few_step(cfg, work: Path) -> dict:
+    """Every method, trained here on the same budget and seed, at 1-32 model calls per sample on each data set;
+    the peer (torchcfm) trained and scored the same way."""
+    import diffusers
+
+    import genzoo
+    from genzoo.schedulers import diffusers_scheduler
+
+    fs = cfg["few_step"]
+    budget = {**fs, "image_batch": cfg.get("image_batch", 128), "point_batch": 256, "seed": 0,
+              "in_process": cfg.get("in_process", False)}
+    peer = peer_status()
+    cache = work / "few-step-cache"  # GENZOO_CACHE of the reflow runs: each benchmark run makes (and times) its pairs
+    shutil.rmtree(cache, ignore_errors=True)
+    euler, heun = (lambda calls: calls), (lambda calls: (calls + 1) // 2)  # Heun: 2 * steps - 1 calls
+    curves, ot_cost = [], {}
+    for dataset in fs["datasets"]:
+        image = dataset == "digits"
+        metric = "digits_fd" if image else "w2"
+        steps = fs["image_steps" if image else "point_steps"]
+        teacher = ["--num_pairs", str(fs["image_pairs" if image else "point_pairs"]),
+                   "--teacher_steps", str(fs["teacher_steps"])]
+
+        def train(name, method, extra=(), sampling_steps=cfg["sampling_steps"], dataset=dataset, steps=steps):
+            """Train ``method`` (seed 0) into work/few-step-NAME-DATASET; its folder and wall-clock seconds."""
+            out = work / f"few-step-{name}-{dataset}"
+            command = train_command(method, dataset, 0, steps, out, extra, sampling_steps=sampling_steps,
+                                    image_batch=cfg.get("image_batch"))
+            with environment(GENZOO_CACHE=str(cache)):
+                seconds = run_child(command, cfg.get("in_process", False))
+            print(f"few-step: trained {name} on {dataset}: {seconds:.0f} s", flush=True)
+            return out, seconds
+
+        fm, fm_seconds = train("fm", "flow-matching")
+        ot, ot_seconds = train("ot-fm", "flow-matching", ["--coupling", "ot"])
+        reflow, reflow_seconds = train("reflow", "rectified-flow", ["--teacher", str(ot), *teacher])
+        distilled, distill_seconds = train("distill", "rectified-flow",
+                                           ["--teacher", str(reflow), "--distill_steps", "1", *teacher],
+                                           sampling_steps=None)  # trained for one step: its default
+        meanflow, meanflow_seconds = train("meanflow", "meanflow")
+        ddpm, ddpm_seconds = train("ddpm", "ddpm")
+        gan, gan_seconds = train("gan", "gan")
+        vae, vae_seconds = train("vae", "vae")
+        sps = [json.loads((out / "metrics.json").read_text())["steps_per_second"] for out in (fm, ot)]
+        ot_cost[dataset] = {"fm_steps_per_second": sps[0], "ot_steps_per_second": sps[1],
+                            "ot_over_fm": sps[1] / sps[0]}
+
+        # (label, method, model folder, training seconds (with the teacher chain), scheduler from the saved one, steps)
+        lines = [
+            ("flow matching (Euler)", "flow-matching", fm, fm_seconds, None, euler),
+            ("flow matching (Heun)", "flow-matching", fm, fm_seconds,
+             lambda s: genzoo.FlowMatchHeunScheduler.from_config(s.config), heun),
+            ("OT flow matching (Euler)", "flow-matching --coupling ot", ot, ot_seconds, None, euler),
+            ("reflow of OT-FM (Euler)", "rectified-flow", reflow, ot_seconds + reflow_seconds, None, euler),
+            ("distilled reflow (1 step)", "rectified-flow --distill_steps 1", distilled,
+             ot_seconds + reflow_seconds + distill_seconds, None, lambda calls: 1 if calls == 1 else None),
+            ("MeanFlow", "meanflow", meanflow, meanflow_seconds, None, euler),
+            ("DDPM (DDPMScheduler)", "ddpm", ddpm, ddpm_seconds, None, euler),
+            ("DDPM (Diffusers DDIMScheduler)", "ddpm", ddpm, ddpm_seconds,
+             lambda s: diffusers.DDIMScheduler.from_config(s.config), euler),
+            ("DDPM (Diffusers DPMSolverMultistep)", "ddpm", ddpm, ddpm_seconds,
+             lambda s: diffusers_scheduler(diffusers.DPMSolverMultistepScheduler, s), euler),
+            ("DDPM (Diffusers UniPCMultistep)", "ddpm", ddpm, ddpm_seconds,
+             lambda s: diffusers_scheduler(diffusers.UniPCMultistepScheduler, s), euler),
+            ("GAN", "gan", gan, gan_seconds, None, lambda calls: None),
+            ("VAE", "vae", vae, vae_seconds, None, lambda calls: None),
+        ]
+        for label, method, out, seconds, scheduler, steps_for in lines:
+            pipe = genzoo.load_pipeline(out)
+            if scheduler is not None:
+                pipe.scheduler = scheduler(pipe.scheduler)
+            one_call = steps_for(2) is None  # GAN, VAE and the distilled model: a single point at 1 call
+            points = curve_points(pipe, dataset, metric, fs["calls"][:1] if one_call else fs["calls"], steps_for,
+                                  fs["eval_samples"])
+            curves.append({"sampler": label, "method": method, "dataset": dataset, "metric": metric,
+                           "train_seconds": round(seconds, 1), "points": points})
+            print(f"few-step: {label} on {dataset}: {[round(p[metric], 3) for p in points]}", flush=True)
+        if peer["installed"]:
+            batch = budget["image_batch"] if image else budget["point_batch"]
+            for label, matcher in PEER_MATCHERS:
+                sampler, seconds = train_peer(matcher, dataset, steps, batch)
+                points = curve_points(sampler, dataset, metric, fs["calls"], euler, fs["eval_samples"])
+                curves.append({"sampler": label, "method": f"torchcfm {matcher}", "dataset": dataset,
+                               "metric": metric, "train_seconds": round(seconds, 1), "points": points})
+                print(f"few-step: {label} on {dataset}: {[round(p[metric], 3) for p in points]}", flush=True)
+    return {"budget": budget, "peer": peer, "curves": curves, "ot_cost": ot_cost,
+            "peer_ratios": peer_ratios(curves, fs["datasets"]) if peer["installed"] else {}}
+
+
+def peer_ratios(curves, datasets) -> dict:
+    """genzoo over torchcfm, per data set, from this one run (below 1: genzoo's samples are closer to the data)."""
+    ratios = {}
+    for dataset in datasets:
+        at = {c["sampler"]: {p["budget"]: p[c["metric"]] for p in c["points"]} for c in curves if c["dataset"] == dataset}
+        most = max(at["torchcfm CFM (Euler)"])
+
+        def best_one_step(peer, at=at):
+            name = min((s for s in at if s.startswith("torchcfm") == peer), key=lambda s: at[s][1])
+            return name, at[name][1]
+
+        pairs = [("OT-FM / OT-CFM at 1 call", ("OT flow matching (Euler)", 1), ("torchcfm OT-CFM (Euler)", 1)),
+                 (f"OT-FM / OT-CFM at {most} calls", ("OT flow matching (Euler)", most), ("torchcfm OT-CFM (Euler)", most)),
+                 ("FM / CFM at 1 call", ("flow matching (Euler)", 1), ("torchcfm CFM (Euler)", 1)),
+                 (f"FM / CFM at {most} calls", ("flow matching (Euler)", most), ("torchcfm CFM (Euler)", most))]
+        rows = [{"comparison": name, "genzoo": at[ours][b1], "torchcfm": at[theirs][b2],
+                 "ratio": at[ours][b1] / at[theirs][b2]} for name, (ours, b1), (theirs, b2) in pairs]
+        (ours, mine), (theirs, peer) = best_one_step(False), best_one_step(True)
+        rows.append({"comparison": f"best one-step: {ours} / {theirs}", "genzoo": mine, "torchcfm": peer,
+                     "ratio": mine / peer})
+        ratios[dataset] = rows
+    return ratios
+
+
+def few_step_report(section: dict) -> list[str]:
+    b, peer = section["budget"], section["peer"]
+    calls = b["calls"]
+    lines = [
+        "## 6. Few-step and one-step: quality against calls, all methods", "",
+        "![few-step](few_step.png)", "",
+        f"Every model trained in this section, seed {b['seed']}, the same budget for all: {b['point_steps']} optimiser "
+        f"steps of batch {b['point_batch']} on the 2-D sets, {b['image_steps']} steps of batch {b['image_batch']} on "
+        f"digits; each method's default model and learning rate. Reflow (`--method rectified-flow --teacher <OT-FM>`) "
+        f"and its one-step distillation (`--teacher <reflow> --distill_steps 1`) each train on "
+        f"{b['point_pairs']} (2-D) / {b['image_pairs']} (digits) noise-sample pairs of their teacher, drawn with "
+        f"{b['teacher_steps']} Euler steps (`--teacher_steps`). Quality: W2 (2-D) or digits-FD on {b['eval_samples']} "
+        "seeded samples against held-out data, lower is better, at each budget of model calls per sample. Heun "
+        "makes 2 x steps - 1 calls: it is listed under the largest budget its calls fit, its calls in brackets. "
+        "GAN, VAE and the distilled model sample in one call (the distilled model is trained for one step only). "
+        "Train seconds: wall-clock of training, from the start of the run to the saved model"
+        + (" (each run in a process of its own, import of torch and Diffusers included)" if not b.get("in_process")
+           else "") + "; the reflow model's includes its OT-FM teacher's, the distilled model's the whole chain "
+        "(OT-FM + reflow pair generation and training + distillation pair generation and training). Heun and the "
+        "Diffusers solvers sample the FM and DDPM models above, so they share their training time.", "",
+    ]
+    for dataset in b["datasets"]:
+        rows = [c for c in section["curves"] if c["dataset"] == dataset]
+        lines += [f"**{dataset}** ({rows[0]['metric']})", "",
+                  "| method | " + " | ".join(f"{n} call{'s' * (n > 1)}" for n in calls) + " | train seconds |",
+                  "|---|" + "---:|" * (len(calls) + 1)]
+        for curve in rows:
+            by_budget = {p["budget"]: p for p in curve["points"]}
+            cells = []
+            for n in calls:
+                p = by_budget.get(n)
+                cells.append("–" if p is None else f"{p[curve['metric']]:.3f}"
+                             + (f" ({p['calls']})" if p["calls"] != n else ""))
+            lines.append(f"| {curve['sampler']} | " + " | ".join(cells) + f" | {curve['train_seconds']:.1f} |")
+        cost = section["ot_cost"][dataset]
+        lines += ["", f"OT coupling's cost per training step on {dataset}: {cost['ot_over_fm']:.2f} x FM's steps/s "
+                  f"({cost['ot_steps_per_second']:.1f} against {cost['fm_steps_per_second']:.1f}).", ""]
+    if not peer["installed"]:
+        lines += [f"The peer, torchcfm, was {peer['reason']}: no peer comparison in this run.", ""]
+        return lines
+    lines += [f"**Peer: torchcfm {peer['version']}**, `ConditionalFlowMatcher(sigma=0.0)` and "
+              "`ExactOptimalTransportConditionalFlowMatcher(sigma=0.0)` with its `MLP(dim, time_varying=True, "
+              f"w={PEER_WIDTH['vector']})` on the 2-D sets (w={PEER_WIDTH['image']} on the 64-d flattened digits), "
+              f"trained by a plain loop with Adam at {PEER_LEARNING_RATE:g} (its examples' rate) on the same training "
+              "data, steps, batch and seed, in this process (no import cost), without EMA; sampled with a plain Euler "
+              "loop and scored by the same evaluation on the same reference. Ratios from this one run "
+              "(genzoo / torchcfm; below 1: genzoo is closer to the data):", "",
+              "| data set | comparison | genzoo | torchcfm | ratio |", "|---|---|---:|---:|---:|"]
+    for dataset, rows in section["peer_ratios"].items():
+        lines += [f"| {dataset} | {r['comparison']} | {r['genzoo']:.3f} | {r['torchcfm']:.3f} | {r['ratio']:.2f} |"
+                  for r in rows]
+    return lines + [""]
+
+
+def quality_report(results: dict) -> list[str]:
+    cfg = results["config"]
+    lines = [
+        "## 1. Quality: the four families, same data, same budget",
+        "",
+        f"Budget per run: {cfg['image_steps']} optimiser steps of batch {cfg.get('image_batch', 128)} on digits, "
+        f"{cfg['point_steps']} steps of batch 256 on the 2-D sets; each method's default model and "
+        f"learning rate (docs/training.md). Seeds {list(cfg['seeds'])}; mean ± standard deviation over "
+        f"seeds. Metrics on {cfg['eval_samples']} samples against held-out data (docs/evaluation.md)"
+        + (f", sampled with {cfg['sampling_steps']} steps." if cfg.get('sampling_steps')
+           else ", sampled with each pipeline's default steps."),
+        "",
+    ]
+    runs = results["quality"]["runs"]
+    for dataset in ("digits", *cfg.get("point_sets", ("8gaussians", "moons", "checkerboard"))):
+        keys = (["digits_fd", "precision", "recall", "coverage"] if dataset == "digits" else ["w2", "mmd2_rbf"])
+        keys += ["train_seconds", "peak_memory_mib"]
+        lines += [f"**{dataset}**", "", "| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        for method in sorted({r["method"] for r in runs if r["dataset"] == dataset}):
+            row = [r for r in runs if r["method"] == method and r["dataset"] == dataset]
+            cells = [fmt(*mean_spread([r.get(k) for r in row]), digits=1 if k in ("train_seconds", "peak_memory_mib") else 3)
+                     for k in keys]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def calls_report(section: dict) -> list[str]:
+    lines = ["## 2. Quality against model calls", "", "![quality vs calls](quality_vs_nfe.png)", ""]
+    for curve in section["curves"]:
+        pts = ", ".join(f"{p['calls']}: {p[curve['metric']]:.3f}" for p in curve["points"])
+        lines.append(f"- {curve['sampler']}, {curve['dataset']} ({curve['metric']} by calls): {pts}")
+    return lines + [""]
+
+
+def speed_report(speed: dict) -> list[str]:
+    lines = ["## 3. Speed (ratios measured side by side in one process)", "",
+             "| comparison | genzoo | baseline | ratio | target |", "|---|---|---|---|---|",
+             f"| trainer vs plain PyTorch loop (steps/s, FM UNet, batch 128) | {speed['trainer']['genzoo_steps_per_second']:.2f} | "
+             f"{speed['trainer']['plain_steps_per_second']:.2f} | {speed['trainer']['ratio_genzoo_over_plain']:.3f} x of plain speed | ≥ 0.95 |"]
+    for name, r in speed["schedulers"].items():
+        lines.append(f"| {name}.step vs Diffusers (µs/step) | {r['genzoo_us_per_step']:.1f} | {r['diffusers_us_per_step']:.1f} | "
+                     f"{r['ratio_genzoo_over_diffusers']:.3f} x the time | ≤ 1 |")
+    p = speed["pipeline"]
+    return lines + [f"| DDPMPipeline vs diffusers.DDPMPipeline ({p['steps']} steps, batch {p['batch']}, s) | {p['genzoo_seconds']:.3f} | "
+                    f"{p['diffusers_seconds']:.3f} | {p['ratio_genzoo_over_diffusers']:.3f} x the time | ≤ 1 |", ""]
+
+
+def scale_report(sc: dict) -> list[str]:
+    lines = ["## 4. Scale", "", "| batch | steps/s | samples/s | peak memory (MiB) |", "|---|---|---|---|"]
+    lines += [f"| {r['batch']} | {r['steps_per_second']:.2f} | {r['samples_per_second']:.0f} | {r['peak_memory_mib']} |"
+              for r in sc["batch_sizes"]]
+    return lines + ["", f"Two CPU processes (global batch 128) against one: {sc['two_over_one']:.2f} x the samples/s "
+                    f"({sc['processes']['2']['samples_per_second']:.0f} vs {sc['processes']['1']['samples_per_second']:.0f}).", ""]
+
+
 def write_report(results: dict, out: Path, command: str):
+    """RESULTS.md from ``results``: every section it holds (a partial run with no earlier results has only its own)."""
     from genzoo.files import atomic_write_text
 
     lines = [
@@ -429,51 +788,19 @@ def write_report(results: dict, out: Path, command: str):
         *[f"Section(s) {', '.join(r['sections'])} rerun afterwards with `--sections` ({r['seconds']:.0f} s)  "
           for r in results.get("reruns", [])],
         "",
-        "## 1. Quality: the four families, same data, same budget",
-        "",
-        f"Budget per run: {results['config']['image_steps']} optimiser steps of batch "
-        f"{results['config'].get('image_batch', 128)} on digits, "
-        f"{results['config']['point_steps']} steps of batch 256 on the 2-D sets; each method's default model and "
-        f"learning rate (docs/training.md). Seeds {list(results['config']['seeds'])}; mean ± standard deviation over "
-        f"seeds. Metrics on {results['config']['eval_samples']} samples against held-out data (docs/evaluation.md)"
-        + (f", sampled with {results['config']['sampling_steps']} steps." if results['config'].get('sampling_steps')
-           else ", sampled with each pipeline's default steps."),
-        "",
     ]
-    runs = results["quality"]["runs"]
-    for dataset in ("digits", *results["config"].get("point_sets", ("8gaussians", "moons", "checkerboard"))):
-        keys = (["digits_fd", "precision", "recall", "coverage"] if dataset == "digits" else ["w2", "mmd2_rbf"])
-        keys += ["train_seconds", "peak_memory_mib"]
-        lines += [f"**{dataset}**", "", "| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-        for method in sorted({r["method"] for r in runs if r["dataset"] == dataset}):
-            row = [r for r in runs if r["method"] == method and r["dataset"] == dataset]
-            cells = [fmt(*mean_spread([r.get(k) for r in row]), digits=1 if k in ("train_seconds", "peak_memory_mib") else 3)
-                     for k in keys]
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        lines.append("")
-    lines += ["## 2. Quality against model calls", "", "![quality vs calls](quality_vs_nfe.png)", ""]
-    for curve in results["quality_vs_calls"]["curves"]:
-        pts = ", ".join(f"{p['calls']}: {p[curve['metric']]:.3f}" for p in curve["points"])
-        lines.append(f"- {curve['sampler']}, {curve['dataset']} ({curve['metric']} by calls): {pts}")
-    speed = results["speed"]
-    lines += ["", "## 3. Speed (ratios measured side by side in one process)", "",
-              "| comparison | genzoo | baseline | ratio | target |", "|---|---|---|---|---|",
-              f"| trainer vs plain PyTorch loop (steps/s, FM UNet, batch 128) | {speed['trainer']['genzoo_steps_per_second']:.2f} | "
-              f"{speed['trainer']['plain_steps_per_second']:.2f} | {speed['trainer']['ratio_genzoo_over_plain']:.3f} x of plain speed | ≥ 0.95 |"]
-    for name, r in speed["schedulers"].items():
-        lines.append(f"| {name}.step vs Diffusers (µs/step) | {r['genzoo_us_per_step']:.1f} | {r['diffusers_us_per_step']:.1f} | "
-                     f"{r['ratio_genzoo_over_diffusers']:.3f} x the time | ≤ 1 |")
-    p = speed["pipeline"]
-    lines += [f"| DDPMPipeline vs diffusers.DDPMPipeline ({p['steps']} steps, batch {p['batch']}, s) | {p['genzoo_seconds']:.3f} | "
-              f"{p['diffusers_seconds']:.3f} | {p['ratio_genzoo_over_diffusers']:.3f} x the time | ≤ 1 |", ""]
-    sc = results["scale"]
-    lines += ["## 4. Scale", "", "| batch | steps/s | samples/s | peak memory (MiB) |", "|---|---|---|---|"]
-    lines += [f"| {r['batch']} | {r['steps_per_second']:.2f} | {r['samples_per_second']:.0f} | {r['peak_memory_mib']} |"
-              for r in sc["batch_sizes"]]
-    lines += ["", f"Two CPU processes (global batch 128) against one: {sc['two_over_one']:.2f} x the samples/s "
-              f"({sc['processes']['2']['samples_per_second']:.0f} vs {sc['processes']['1']['samples_per_second']:.0f}).", ""]
+    if "quality" in results:
+        lines += quality_report(results)
+    if "quality_vs_calls" in results:
+        lines += calls_report(results["quality_vs_calls"])
+    if "speed" in results:
+        lines += speed_report(results["speed"])
+    if "scale" in results:
+        lines += scale_report(results["scale"])
     if "guidance" in results:
         lines += guidance_report(results["guidance"], {**results["config"], **results.get("guidance_config", {})})
+    if "few_step" in results:
+        lines += few_step_report(results["few_step"])
     atomic_write_text(out / "RESULTS.md", "\n".join(lines))
 
 
@@ -505,7 +832,8 @@ def main(argv=None):
         "versions": f"genzoo {genzoo.__version__}, torch {torch.__version__}, diffusers {diffusers.__version__}, "
                     f"accelerate {accelerate.__version__}, Python {platform.python_version()}",
     }
-    if sections != set(SECTIONS):  # a partial rerun keeps the rest of the last full run
+    rerun = sections != set(SECTIONS) and (args.out / "results.json").exists()
+    if rerun:  # a partial rerun keeps the rest of the last full run (with none, the report has these sections only)
         previous = json.loads((args.out / "results.json").read_text())
         results = {**previous, **{k: results[k] for k in ("machine", "versions")}}
     if cfg.get("in_process"):  # the trainer's INFO lines would flood the output; its warnings still show
@@ -532,10 +860,13 @@ def main(argv=None):
     if "guidance" in sections:
         results["guidance"] = timed_section("guidance", lambda: guidance(cfg, work))
         results["guidance_config"] = {k: v for k, v in cfg.items() if k.startswith("guidance")}
+    if "few-step" in sections:
+        results["few_step"] = timed_section("few-step", lambda: few_step(cfg, work))
+        plot_curves(results["few_step"]["curves"], args.out / "few_step.png")
     elapsed = time.perf_counter() - start
     results["total_seconds"] = elapsed if "quality" in sections else results.get("total_seconds", elapsed)
     results.setdefault("reruns", [])
-    if "quality" not in sections:
+    if rerun and "quality" not in sections:
         results["reruns"].append({"sections": sorted(sections), "seconds": round(elapsed, 1)})
     atomic_write_text(args.out / "results.json", json.dumps(results, indent=2) + "\n")  # a killed run loses nothing
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "")

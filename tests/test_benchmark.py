@@ -1,5 +1,6 @@
 """benchmarks/run.py --quick: every section runs end to end and writes the report (structure, not timings)."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,18 +12,24 @@ import PIL.Image
 from genzoo import registry
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The lines of the few-step section: every method (and sampler), the one-call ones at 1 call only.
+FEW_STEP_LINES = ("flow matching (Euler)", "flow matching (Heun)", "OT flow matching (Euler)", "reflow of OT-FM (Euler)",
+                  "distilled reflow (1 step)", "MeanFlow", "DDPM (DDPMScheduler)", "DDPM (Diffusers DDIMScheduler)",
+                  "DDPM (Diffusers DPMSolverMultistep)", "DDPM (Diffusers UniPCMultistep)", "GAN", "VAE")
+ONE_CALL_LINES = ("distilled reflow (1 step)", "GAN", "VAE")
+PEER_LINES = ("torchcfm CFM (Euler)", "torchcfm OT-CFM (Euler)")
 
 
 def test_quick_benchmark_writes_every_section(tmp_path):
     # One thread by default: on a shared or busy machine, torch's threads fighting over the cores slow it many-fold.
-    # --quick takes about 2 minutes on 2 cores, 3 minutes sharing them with a busy process; the timeout is a hang guard.
+    # --quick takes about 2.5 minutes on 2 cores, 3.5 minutes sharing them with a busy process; the timeout is a hang guard.
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(tmp_path)],
                             env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["quick"] is True
-    assert "section guidance:" in result.stdout  # each section prints its time
+    assert "section guidance:" in result.stdout and "section few-step:" in result.stdout  # each prints its time
     runs = results["quality"]["runs"]
     kinds = {"digits": "image", "moons": "vector"}  # quick mode: one 2-D set
     assert {(r["method"], r["dataset"]) for r in runs} == {  # every registered method on every data set it takes
@@ -48,7 +55,55 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         assert all(0 <= p["class_accuracy"] <= 1 for p in run["points"])
     report = (tmp_path / "RESULTS.md").read_text()
     for heading in ("## 1. Quality", "## 2. Quality against model calls", "## 3. Speed", "## 4. Scale",
-                    "## 5. Conditional digits: accuracy against guidance"):
+                    "## 5. Conditional digits: accuracy against guidance",
+                    "## 6. Few-step and one-step: quality against calls, all methods"):
         assert heading in report
     assert "python benchmarks/run.py --quick" in report and "quick mode" in report
-    assert PIL.Image.open(tmp_path / "quality_vs_nfe.png").size[0] > 100
+    for png in ("quality_vs_nfe.png", "few_step.png"):
+        assert PIL.Image.open(tmp_path / png).size[0] > 100
+    check_few_step(results["few_step"], report)
+
+
+def check_few_step(section, report):
+    """Section 6: every method a line on every data set, points at the expected calls, the peer measured or not."""
+    budget, peer = section["budget"], section["peer"]
+    assert budget["datasets"] == ["moons", "digits"] and budget["calls"] == [1, 4]  # quick mode
+    expected = FEW_STEP_LINES + (PEER_LINES if peer["installed"] else ())
+    for dataset in budget["datasets"]:
+        curves = {c["sampler"]: c for c in section["curves"] if c["dataset"] == dataset}
+        assert tuple(curves) == expected, dataset
+        for label, curve in curves.items():
+            metric = "digits_fd" if dataset == "digits" else "w2"
+            assert curve["metric"] == metric and curve["train_seconds"] > 0
+            assert all(p[metric] > 0 for p in curve["points"])
+            calls = [p["calls"] for p in curve["points"]]
+            if label in ONE_CALL_LINES:
+                assert calls == [1]
+            elif label == "flow matching (Heun)":
+                assert calls == [1, 3]  # 2 steps = 3 calls, in the 4-call budget
+            else:
+                assert calls == [1, 4]
+        chain = [curves[label]["train_seconds"] for label in
+                 ("OT flow matching (Euler)", "reflow of OT-FM (Euler)", "distilled reflow (1 step)")]
+        assert chain == sorted(chain)  # the reflow and distilled models' seconds include their teachers'
+        assert section["ot_cost"][dataset]["ot_over_fm"] > 0
+        assert f"**{dataset}** (" in report
+    if peer["installed"]:
+        assert set(section["peer_ratios"]) == {"moons", "digits"}
+        assert all(r["ratio"] > 0 for rows in section["peer_ratios"].values() for r in rows)
+        assert "OT-FM / OT-CFM at 1 call" in report
+    else:
+        assert peer["reason"].startswith("not installed") and "not installed" in report
+
+
+def test_few_step_records_a_missing_peer(monkeypatch):
+    """Without torchcfm the section goes on: the peer is recorded as not installed and the report says so."""
+    spec = importlib.util.spec_from_file_location("benchmark_run", ROOT / "benchmarks" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    monkeypatch.setitem(sys.modules, "torchcfm", None)  # import torchcfm raises ImportError
+    peer = run.peer_status()
+    assert peer["installed"] is False and peer["reason"].startswith("not installed")
+    budget = {**run.QUICK["few_step"], "datasets": [], "image_batch": 32, "point_batch": 256, "seed": 0}
+    report = "\n".join(run.few_step_report({"budget": budget, "peer": peer, "curves": [], "ot_cost": {}}))
+    assert "## 6. Few-step" in report and "torchcfm, was not installed" in report
