@@ -22,7 +22,7 @@ from genzoo.config import RecipeError
 from genzoo.couplings import class_blocks, ot_pairing, transport_cost
 from genzoo.methods.flow_matching import FlowMatchingConfig
 from test_method_losses import assert_same_state, build, clone, data_for, per_example, seeded
-from test_training import ROOT, assert_resumes_exactly, free_port, tiny_args
+from test_training import ROOT, assert_resumes_exactly, free_port, train_with_two_processes
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -273,16 +273,8 @@ def test_two_processes_train_with_a_global_plan(tmp_path):
     """accelerate launch, 2 CPU processes (gloo): the all-gather inside the distributed-wrapped loss runs, training
     finishes, saves and loads."""
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()), str(ROOT / "train" / "train.py"),
-        *tiny_args("flow-matching", "moons", out, "--coupling", "ot", "--ot_scope", "global", "--train_batch_size", "8",
-                   "--max_train_steps", "3", "--lr_warmup_steps", "0"),
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    train_with_two_processes("flow-matching", "moons", out, "--coupling", "ot", "--ot_scope", "global",
+                             "--train_batch_size", "8", "--max_train_steps", "3", "--lr_warmup_steps", "0")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_processes"] == 2 and metrics["global_step"] == 3
     assert (metrics["coupling"], metrics["ot_scope"]) == ("ot", "global")

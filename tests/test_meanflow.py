@@ -6,9 +6,6 @@ shared tests of tests/test_training.py, which run every registered method.)"""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import diffusers
@@ -24,7 +21,7 @@ from genzoo.methods import MeanFlowConfig, MeanFlowMethod
 from genzoo.models import MLPDenoiser, takes_time_interval
 from helpers import tiny_pipeline
 from test_method_losses import build, seeded
-from test_training import ROOT, free_port, run_training, tiny_args
+from test_training import run_training, train_with_two_processes
 
 
 # ------------------------------------------------------------------------------------------------ the scheduler
@@ -187,15 +184,8 @@ def test_meanflow_trains_to_a_pipeline_that_samples_in_one_call_by_default(tmp_p
 def test_two_processes_train_meanflow(tmp_path):
     """accelerate launch, 2 CPU processes (gloo): the JVP inside the distributed-wrapped loss runs."""
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()), str(ROOT / "train" / "train.py"),
-        *tiny_args("meanflow", "moons", out, "--train_batch_size", "8", "--max_train_steps", "3", "--lr_warmup_steps", "0"),
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    train_with_two_processes("meanflow", "moons", out, "--train_batch_size", "8", "--max_train_steps", "3",
+                             "--lr_warmup_steps", "0")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_processes"] == 2 and metrics["global_step"] == 3
     assert all(np.isfinite(v) for v in metrics["final_losses"].values())

@@ -4,8 +4,6 @@ that cannot work, and trained by two processes that agree on the pairs."""
 
 import json
 import os
-import subprocess
-import sys
 
 import diffusers
 import huggingface_hub
@@ -19,7 +17,8 @@ from genzoo.methods.rectified_flow import RectifiedFlowConfig
 from genzoo.teacher_pairs import METADATA, load_pairs, pair_seed
 from genzoo.training import main
 from helpers import put_in_hub_cache, tiny_pipeline
-from test_training import ROOT, assert_resumes_exactly, assert_same_weights, free_port, run_training, tiny_args
+from test_training import (assert_resumes_exactly, assert_same_weights, run_training, tiny_args,
+                           train_with_two_processes)
 
 #: Few pairs and teacher steps: these tests check behaviour, not quality.
 PAIRS = ("--num_pairs", "64", "--teacher_steps", "4")
@@ -198,16 +197,9 @@ def test_two_processes_train_on_the_same_pairs(teacher, tmp_path, cache):
     """accelerate launch, 2 CPU processes (gloo): both find the same key, process 0 caches the pairs, and neither
     process's pairs differ from process 0's."""
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GENZOO_CACHE": str(cache)}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()), str(ROOT / "train" / "train.py"),
-        *tiny_args("rectified-flow", "moons", out, "--teacher", teacher, *PAIRS, "--train_batch_size", "8",
-                   "--max_train_steps", "3", "--lr_warmup_steps", "0"),
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = train_with_two_processes("rectified-flow", "moons", out, "--teacher", teacher, *PAIRS, "--train_batch_size",
+                                      "8", "--max_train_steps", "3", "--lr_warmup_steps", "0",
+                                      env={"GENZOO_CACHE": str(cache)})
     assert "differed from process 0" not in result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["num_processes"], metrics["global_step"], metrics["pairs_source"]) == (2, 3, "generated")

@@ -215,21 +215,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def train_with_two_processes(method, dataset, output_dir, *extra, env=None, timeout=600):
+    """``accelerate launch --multi_gpu --num_processes 2`` on the CPU (gloo), one thread per process (two torch
+    processes sharing two cores each with two threads run many times slower), with :func:`tiny_args` plus ``extra``;
+    asserts it succeeded and returns the finished process."""
+    env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1",
+        "--main_process_port", str(free_port()), str(ROOT / "train" / "train.py"),
+        *tiny_args(method, dataset, output_dir, *extra),
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def test_two_processes_with_accelerate_launch(tmp_path, example_plugins):
     """accelerate launch --multi_gpu --num_processes 2 on CPU (gloo): both ranks keep identical weights, each sees
     its own shard of every batch, and the saved pipeline loads."""
     out = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1",
-        "--main_process_port", str(free_port()),
-        str(ROOT / "train" / "train.py"),
-        *tiny_args("moment-matching", "moons", out, "--record_batches", "--train_batch_size", "8", "--lr_warmup_steps", "0"),
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stderr[-3000:]
+    train_with_two_processes("moment-matching", "moons", out, "--record_batches", "--train_batch_size", "8",
+                             "--lr_warmup_steps", "0", timeout=1800,
+                             env={"PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")])})
     records = [[json.loads(line) for line in (out / f"record-rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
     assert [r["step"] for r in records[0]] == [r["step"] for r in records[1]] == list(range(6))
     for step0, step1 in zip(*records):
