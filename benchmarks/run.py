@@ -41,8 +41,8 @@ FULL = dict(seeds=(0, 1, 2), image_steps=1000, point_steps=1500, eval_samples=10
             nfe=(1, 2, 4, 8, 16, 32, 100, 1000), nfe_samples=500, speed_steps=60, batch_sizes=(8, 16, 32, 64, 128, 256, 512),
             guidance_train_steps=2000, guidance_samples=300, guidance_sampling_steps={"ddpm": 100, "flow-matching": None},
             sampling_steps=None, point_sets=("8gaussians", "moons", "checkerboard"),
-            few_step=dict(datasets=("moons", "8gaussians", "digits"), point_steps=4000, image_steps=1000,
-                          point_pairs=20000, image_pairs=10000, teacher_steps=32, eval_samples=1000,
+            few_step=dict(datasets=("moons", "8gaussians", "digits"), point_steps=2000, image_steps=1000,
+                          point_pairs=10000, image_pairs=5000, teacher_steps=32, eval_samples=1000,
                           calls=(1, 2, 4, 8, 16, 32)))
 QUICK = dict(seeds=(0,), image_steps=20, image_batch=32, point_steps=50, eval_samples=200,
              nfe=(1, 4, 16), nfe_samples=200, speed_steps=4, batch_sizes=(8, 64),
@@ -588,7 +588,7 @@ def few_step(cfg, work: Path) -> dict:
         distilled, distill_seconds = train("distill", "rectified-flow",
                                            ["--teacher", str(reflow), "--distill_steps", "1", *teacher],
                                            sampling_steps=None)  # trained for one step: its default
-        meanflow, meanflow_seconds = train("meanflow", "meanflow")
+        meanflow, meanflow_seconds = train("meanflow", "meanflow", ["--coupling", "ot"])  # as the zoo's
         ddpm, ddpm_seconds = train("ddpm", "ddpm")
         gan, gan_seconds = train("gan", "gan")
         vae, vae_seconds = train("vae", "vae")
@@ -605,7 +605,7 @@ def few_step(cfg, work: Path) -> dict:
             ("reflow of OT-FM (Euler)", "rectified-flow", reflow, ot_seconds + reflow_seconds, None, euler),
             ("distilled reflow (1 step)", "rectified-flow --distill_steps 1", distilled,
              ot_seconds + reflow_seconds + distill_seconds, None, lambda calls: 1 if calls == 1 else None),
-            ("MeanFlow", "meanflow", meanflow, meanflow_seconds, None, euler),
+            ("MeanFlow + OT", "meanflow --coupling ot", meanflow, meanflow_seconds, None, euler),
             ("DDPM (DDPMScheduler)", "ddpm", ddpm, ddpm_seconds, None, euler),
             ("DDPM (Diffusers DDIMScheduler)", "ddpm", ddpm, ddpm_seconds,
              lambda s: diffusers.DDIMScheduler.from_config(s.config), euler),

@@ -14,7 +14,7 @@ from genzoo import registry
 ROOT = Path(__file__).resolve().parents[1]
 #: The lines of the few-step section: every method (and sampler), the one-call ones at 1 call only.
 FEW_STEP_LINES = ("flow matching (Euler)", "flow matching (Heun)", "OT flow matching (Euler)", "reflow of OT-FM (Euler)",
-                  "distilled reflow (1 step)", "MeanFlow", "DDPM (DDPMScheduler)", "DDPM (Diffusers DDIMScheduler)",
+                  "distilled reflow (1 step)", "MeanFlow + OT", "DDPM (DDPMScheduler)", "DDPM (Diffusers DDIMScheduler)",
                   "DDPM (Diffusers DPMSolverMultistep)", "DDPM (Diffusers UniPCMultistep)", "GAN", "VAE")
 ONE_CALL_LINES = ("distilled reflow (1 step)", "GAN", "VAE")
 PEER_LINES = ("torchcfm CFM (Euler)", "torchcfm OT-CFM (Euler)")

@@ -150,7 +150,6 @@ class DenoisingPipeline(GenzooPipeline):
             sample = driver.step(model_output, t, sample, generator=generator)
         return self._output(sample, output_type, return_dict)
 
-
     def _time_inputs(self, index: int, timestep) -> dict:
         """Extra time inputs of the model at step ``index`` (a flow map's second time; none here)."""
         return {}
