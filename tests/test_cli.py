@@ -67,7 +67,7 @@ def test_list_one_kind(capsys):
     code, out, _ = run(capsys, "list", "--kind", "scheduler")
     assert code == 0
     assert [row.split()[1] for row in out.splitlines()[1:]] == [
-        "DDPMScheduler", "FlowMatchEulerScheduler", "FlowMatchHeunScheduler"
+        "DDPMScheduler", "FlowMapEulerScheduler", "FlowMatchEulerScheduler", "FlowMatchHeunScheduler"
     ]
 
 

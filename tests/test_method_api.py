@@ -55,7 +55,7 @@ def test_the_command_line_is_generated_from_the_config(method, example_plugins):
         ({"solver": "rk4"}, r"--solver 'rk4': allowed euler, heun"),
         ({"solver": "euler", "scheduler": "FlowMatchHeunScheduler"}, r"--solver euler means --scheduler "
          r"FlowMatchEulerScheduler, but --scheduler is FlowMatchHeunScheduler"),
-        ({"scheduler": "DDPMScheduler"}, r"--scheduler 'DDPMScheduler': allowed FlowMatchEulerScheduler"),
+        ({"scheduler": "DDPMScheduler"}, r"--scheduler 'DDPMScheduler': allowed FlowMapEulerScheduler, FlowMatchEulerScheduler"),
         ({"block_out_channels": [32, 0]}, r"--block_out_channels: expected positive integers"),
         ({"cond_dropout": 1.0}, r"--cond_dropout must be >= 0 and < 1, got 1.0"),
         ({"use_ema": "maybe"}, r"--use_ema: expected true or false, got 'maybe'"),

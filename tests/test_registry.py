@@ -12,12 +12,14 @@ from helpers import write_distribution
 GENZOO_COMPONENTS = {
     "pipeline": {
         "DDPMPipeline": genzoo.DDPMPipeline,
+        "FlowMapPipeline": genzoo.FlowMapPipeline,
         "FlowMatchingPipeline": genzoo.FlowMatchingPipeline,
         "GANPipeline": genzoo.GANPipeline,
         "VAEPipeline": genzoo.VAEPipeline,
     },
     "scheduler": {
         "DDPMScheduler": genzoo.DDPMScheduler,
+        "FlowMapEulerScheduler": genzoo.FlowMapEulerScheduler,
         "FlowMatchEulerScheduler": genzoo.FlowMatchEulerScheduler,
         "FlowMatchHeunScheduler": genzoo.FlowMatchHeunScheduler,
     },
