@@ -55,7 +55,12 @@ def test_without_r_a_flow_map_step_is_the_euler_step_and_with_r_it_jumps_there()
     torch.testing.assert_close(jump.prev_sample, x + u) and torch.testing.assert_close(jump.pred_original_sample, x + u)
     half = flow_map.step(u, 250.0, x, r_timestep=750.0, return_dict=False)
     torch.testing.assert_close(half[0], x + 0.5 * u)
-    assert half[1] is None  # not at the data yet
+    torch.testing.assert_close(half[1], x + 0.75 * u)  # the data estimate: as if u held to t = 1
+    # a model of the data x_1 jumps along its velocity (x_1 - x_t) / (1 - t): one jump from t = 0 lands on it
+    x1 = torch.randn(3, 2, generator=seeded(4))
+    sample_model = genzoo.FlowMapEulerScheduler(prediction_type="sample")
+    torch.testing.assert_close(sample_model.step(x1, 0.0, x, r_timestep=1000.0).prev_sample, x1)
+    torch.testing.assert_close(sample_model.step(x1, 0.0, x, r_timestep=500.0).prev_sample, (x + x1) / 2)
 
 
 def test_flow_map_scheduler_refusals():
@@ -65,8 +70,6 @@ def test_flow_map_scheduler_refusals():
         scheduler.step(x, 500.0, x, r_timestep=250.0)
     with pytest.raises(ValueError, match=r"timestep must be a finite number in \[0, 1000\].*1500"):
         scheduler.step(x, 0.0, x, r_timestep=1500.0)
-    with pytest.raises(ValueError, match=r"prediction_type 'sample' is not supported.*'velocity'"):
-        genzoo.FlowMapEulerScheduler(prediction_type="sample")
     config = genzoo.FlowMapEulerScheduler(shift=2.0).config
     assert genzoo.FlowMapEulerScheduler.from_config(config).config == config
 

@@ -439,7 +439,7 @@ def _latent_shape(pipe) -> tuple[int, ...]:
     ({"guidance_scale": float("inf")}, r"guidance_scale must be a finite number >= 0.*got inf"),
     ({"guidance_scale": -1.0}, r"guidance_scale must be a finite number >= 0.*got -1.0"),
     ({"guidance_scale": "2"}, r"guidance_scale must be a finite number >= 0.*got '2'"),
-    ({"output_type": "latent"}, r"output_type='latent' is not supported"),
+    ({"output_type": "mp4"}, r"output_type='mp4' is not supported"),
     ({"generator": 0}, r"generator must be a torch.Generator .*got int"),
     ({"generator": [torch.Generator(), 1]}, r"generator must be a torch.Generator .*list holding Generator, int"),
     ({"latents": lambda shape: torch.full(shape, float("nan"))}, r"latents hold \d+ non-finite values"),

@@ -27,19 +27,15 @@ from .scheduling_flow_match import FlowMatchEulerScheduler, FlowMatchSchedulerOu
 class FlowMapEulerScheduler(FlowMatchEulerScheduler):
     """One jump per step along a flow map's average velocity: ``x_r = x_t + (r - t) * u(x_t, t, r)``.
 
-    Configured like :class:`FlowMatchEulerScheduler` (whose arguments it takes), with ``prediction_type='velocity'``
-    only: the model's output is the average velocity over ``[t, r]``. On a grid ``t_0 < ... < t_N = 1`` from
+    Configured like :class:`FlowMatchEulerScheduler` (whose arguments it takes): with ``prediction_type='velocity'``
+    the model's output is the average velocity over ``[t, r]``; with ``'sample'`` it is the data ``x_1``, whose
+    velocity ``(x_1 - x_t) / (1 - t)`` is then used for the jump (exact for one jump to the data). On a grid ``t_0 < ... < t_N = 1`` from
     ``set_timesteps``, ``timesteps[k]`` is the model's first time input and ``r_timesteps[k]`` its second (both in
     model units); ``step`` called in a loop over ``timesteps`` walks the grid exactly as the Euler scheduler does
     (the arithmetic of a step is the same: only what the model was trained to predict differs).
     """
 
     def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None) -> None:
-        if self.config.prediction_type != "velocity":  # checked here, as __init__ calls set_timesteps
-            raise ValueError(
-                f"FlowMapEulerScheduler: prediction_type {self.config.prediction_type!r} is not supported; a flow map "
-                "predicts the average velocity: use prediction_type='velocity'."
-            )
         super().set_timesteps(num_inference_steps=num_inference_steps, device=device, timesteps=timesteps)
         self.r_timesteps = self.times[1:] * self.time_scale
 
@@ -57,8 +53,9 @@ class FlowMapEulerScheduler(FlowMatchEulerScheduler):
         Without ``r_timestep`` this is the next step of the grid, located and advanced as in
         :meth:`FlowMatchEulerScheduler.step`. With one, the jump is a pure function of the two times (any-step
         sampling; ``r_timestep`` must lie in ``[timestep, num_train_timesteps]`` and the grid position is left as
-        it was). ``pred_original_sample`` is the data estimate when the jump ends at the data (``r = 1``), else
-        ``None``. ``generator`` is accepted for interchangeability; the step draws no noise.
+        it was). ``pred_original_sample`` is the data estimate ``x_t + (1 - t) u`` (the jump to ``r = 1`` if the
+        model's average velocity held to the end; exact for a one-step jump). ``generator`` is accepted for
+        interchangeability; the step draws no noise.
         """
         if r_timestep is None:
             i = self._begin_step(timestep, model_output, sample)
@@ -74,12 +71,13 @@ class FlowMapEulerScheduler(FlowMatchEulerScheduler):
                 )
             i = None
         x = upcast(sample)
-        prev_sample = torch.add(x, upcast(model_output), alpha=r - t)
-        check_step_finite(type(self).__name__, timestep, model_output, sample, prev_sample)
+        u = self._velocity(upcast(model_output), x, t)
+        prev_sample = torch.add(x, u, alpha=r - t)
+        pred_original_sample = torch.add(x, u, alpha=1 - t)
+        check_step_finite(type(self).__name__, timestep, model_output, sample, prev_sample, pred_original_sample)
         if i is not None:
             self._step_index = i + 1
-        prev_sample = prev_sample.to(sample.dtype)
-        pred_original_sample = prev_sample if r >= 1.0 else None
+        prev_sample, pred_original_sample = prev_sample.to(sample.dtype), pred_original_sample.to(sample.dtype)
         if not return_dict:
             return (prev_sample, pred_original_sample)
         return FlowMatchSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
