@@ -49,6 +49,12 @@ class FlowPathConfig(DenoisingConfig):
                               "use --coupling independent with --conditioning text.")
 
 
+def path_scheduler_kwargs(config: FlowPathConfig) -> dict:
+    """The scheduler arguments a :class:`FlowPathConfig` sets: the training-time distribution and the shift."""
+    return dict(time_sampling=config.time_sampling, logit_mean=config.logit_mean, logit_std=config.logit_std,
+                shift=config.shift)
+
+
 @dataclass
 class FlowMatchingConfig(FlowPathConfig):
     prediction_type: str | None = option(None, "what the model predicts: the velocity (default) or x_1 (sample)",
@@ -80,9 +86,7 @@ class FlowMatchingMethod(DenoisingMethod):
         return self.config.scheduler or SOLVERS.get(self.config.solver) or self.default_scheduler
 
     def scheduler_kwargs(self):
-        c = self.config
-        return dict(time_sampling=c.time_sampling, logit_mean=c.logit_mean, logit_std=c.logit_std, shift=c.shift,
-                    prediction_type=c.prediction_type)
+        return {**path_scheduler_kwargs(self.config), "prediction_type": self.config.prediction_type}
 
     # ------------------------------------------------------------------ coupling
     def couple(self, noise, x, batch):

@@ -37,7 +37,7 @@ import torch
 
 from ..config import option
 from ..pipelines import FlowMapPipeline
-from .flow_matching import FlowMatchingMethod, FlowPathConfig
+from .flow_matching import FlowMatchingMethod, FlowPathConfig, path_scheduler_kwargs
 
 MEANFLOW = "meanflow"
 #: ``c`` of the adaptive loss weight ``1 / (||error||^2 + c)^p`` (the paper's value).
@@ -69,9 +69,7 @@ class MeanFlowMethod(FlowMatchingMethod):
         return self.default_scheduler
 
     def scheduler_kwargs(self):
-        c = self.config
-        return dict(time_sampling=c.time_sampling, logit_mean=c.logit_mean, logit_std=c.logit_std, shift=c.shift,
-                    scale_timesteps=False)
+        return {**path_scheduler_kwargs(self.config), "scale_timesteps": False}
 
     def check_data(self) -> None:
         super().check_data()
@@ -94,9 +92,10 @@ class MeanFlowMethod(FlowMatchingMethod):
         a = scheduler.sample_timesteps(n, generator=generator, device=x1.device) / scale
         b = scheduler.sample_timesteps(n, generator=generator, device=x1.device) / scale
         same = torch.rand(n, generator=generator, device=generator.device).to(x1.device) < self.config.flow_ratio
-        t, r = torch.minimum(a, b), torch.where(same, torch.minimum(a, b), torch.maximum(a, b))
+        t = torch.minimum(a, b)
+        r = torch.where(same, t, torch.maximum(a, b))
         shape = (n,) + (1,) * (x1.ndim - 1)
-        xt = (1 - t).view(shape).to(x1.dtype) * x0 + t.view(shape).to(x1.dtype) * x1
+        xt = scheduler.add_noise(x1, x0, t * scale)
         v = x1 - x0
 
         def average_velocity(x, start, end):

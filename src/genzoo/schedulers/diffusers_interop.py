@@ -25,7 +25,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from ..checks import describe
-from .paths import as_timestep_tensor, check_tensor
+from .paths import AffinePath, as_timestep_tensor, check_tensor
 from .scheduling_flow_match import FlowMatchEulerScheduler
 
 
@@ -304,27 +304,19 @@ class ClippedDiffusionDriver(SchedulerDriver):
         out, extra = model_output[:, :channels], model_output[:, channels:]
         t = int(self.scheduler.timesteps[index])
         ab = self.scheduler.alphas_cumprod[t].to(device=sample.device, dtype=torch.float64)
-        a, s = ab.sqrt(), (1 - ab).sqrt()
-        x, o = sample.double(), out.double()
-        if self.prediction == "epsilon":
-            x0 = (x - s * o) / a
-        elif self.prediction == "v_prediction":
-            x0 = a * x - s * o
-        else:  # "sample"
-            x0 = o
+        path = AffinePath(alpha=ab.sqrt(), sigma=(1 - ab).sqrt())
+        x = sample.double()
+        x0 = path.data_from(out.double(), x, self.prediction)
         clipped = x0.clamp(-self.bound, self.bound)
-        if self.prediction == "epsilon":
-            new = (x - a * clipped) / s
-        elif self.prediction == "v_prediction":
-            new = a * (x - a * clipped) / s - s * clipped
-        else:
-            new = clipped
+        new = path.target(clipped, (x - path.alpha * clipped) / path.sigma, self.prediction)
         out = torch.where(clipped == x0, out, new.to(out.dtype))
         return torch.cat([out, extra], dim=1) if extra.shape[1] else out
 
 
-def _clips_natively(scheduler) -> bool:
-    return "clip_sample" in inspect.signature(type(scheduler).__init__).parameters
+@functools.cache
+def _clips_natively(cls: type) -> bool:
+    """Whether the scheduler class has its own ``clip_sample`` (DDIM does; DPM-Solver and UniPC do not)."""
+    return "clip_sample" in inspect.signature(cls.__init__).parameters
 
 
 def scheduler_driver(scheduler, model_kind: str | None, pipeline_name: str = "this pipeline") -> SchedulerDriver:
@@ -360,6 +352,6 @@ def scheduler_driver(scheduler, model_kind: str | None, pipeline_name: str = "th
             f"{name} is set up for flow matching, but {pipeline_name}'s model is a diffusion (DDPM) model: build the "
             f"scheduler with {name}.from_config(ddpm_scheduler.config) (use_flow_sigmas=False)."
         )
-    if model_kind == "diffusion" and scheduler.config.get("clip_sample") and not _clips_natively(scheduler):
+    if model_kind == "diffusion" and scheduler.config.get("clip_sample") and not _clips_natively(type(scheduler)):
         return ClippedDiffusionDriver(scheduler)
     return SchedulerDriver(scheduler)
