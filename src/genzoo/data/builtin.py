@@ -1,4 +1,5 @@
-"""The built-in data sets: scikit-learn's handwritten digits and six 2-D toy distributions.
+"""The built-in data sets: scikit-learn's handwritten digits and six 2-D toy distributions (the colour ``shapes``
+are in :mod:`.shapes`).
 
 The toys follow the definitions of the FFJORD toy-data code (Grathwohl et al. 2019, ``toy_data.py``), which the flow
 matching papers (Lipman et al. 2023) and torchcfm reuse, so numbers measured on them compare with published ones. The
@@ -13,7 +14,7 @@ import numpy as np
 from ..checks import check_positive_int
 
 TOY_DATASETS = ("moons", "8gaussians", "checkerboard", "swissroll", "circles", "spirals")
-BUILTIN_DATASETS = ("digits",) + TOY_DATASETS
+BUILTIN_DATASETS = ("digits", "shapes") + TOY_DATASETS
 
 DIGITS_NUM_CLASSES = 10
 DIGITS_SPLITS = ("train", "test", "all")

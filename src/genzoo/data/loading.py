@@ -82,7 +82,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--resolution", type=int, default=None,
         help="images are resized (short side) and cropped to resolution x resolution (default: the short side of "
-        "the first image; 8 for digits)",
+        "the first image; 8 for digits; shapes are drawn at it, default 32)",
     )
     g.add_argument(
         "--center_crop", action="store_true",
@@ -95,7 +95,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--num_samples", type=int, default=None,
-        help=f"number of points of a 2-D toy data set (default: {DEFAULT_NUM_SAMPLES})",
+        help=f"number of points of a 2-D toy data set (default: {DEFAULT_NUM_SAMPLES}), or of shapes training images "
+        "(default: 10000)",
     )
     g.add_argument(
         "--data_seed", type=int, default=None,
@@ -121,6 +122,11 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
     if name in TOY_DATASETS:
         num_samples = DEFAULT_NUM_SAMPLES if opts.num_samples is None else opts.num_samples
         hf, source = toy_dataset(name, num_samples, seed), "builtin"
+    elif name == "shapes":
+        from .shapes import DEFAULT_SHAPES_RESOLUTION, shapes_dataset
+
+        resolution = DEFAULT_SHAPES_RESOLUTION if opts.resolution is None else opts.resolution
+        hf, source = shapes_dataset("train", resolution, opts.num_samples), "builtin"
     else:
         if opts.num_samples is not None:  # a recipe shared by toys and images may set it: not an error
             logger.warning(

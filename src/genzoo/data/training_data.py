@@ -214,6 +214,14 @@ class ImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.hf_dataset)
 
+    def augmentation_free(self) -> bool:
+        """Whether item ``i`` is the same at every epoch: no random flips, and no random crops (center crops, or
+        images held in memory already at the training resolution)."""
+        if self.random_flip:
+            return False
+        r = self.resolution
+        return self.center_crop or (self.images is not None and all(a.shape[:2] == (r, r) for a in self.images))
+
     def _load(self, index: int) -> tuple[np.ndarray, int]:
         """The resized image of row ``index`` and that row, or of the next row that decodes (its label and caption
         go with it)."""

@@ -22,7 +22,7 @@ from ..models import MLPDenoiser
 from .base import Method, MethodConfig, randn_like
 
 EMPTY_PROMPT = ""  # the "no text" of classifier-free guidance, as in Stable Diffusion
-MODEL, TEXT = "model", "text conditioning"
+MODEL, TEXT, LATENT = "model", "text conditioning", "latent space"
 
 
 @dataclass
@@ -40,6 +40,9 @@ class DenoisingConfig(MethodConfig):
     text_num_layers: int = option(2, "CLIPTextModel layers", minimum=1, group=TEXT)
     max_prompt_length: int = option(16, "tokens per prompt, BOS and EOS included (longer ones are cut)", minimum=3,
                                     group=TEXT)
+    vae: str | None = option(None, "images: train in the latent space of this trained genzoo VAE (a folder or Hub "
+                             "id of `genzoo train --method vae`), kept frozen; the pipeline decodes with it",
+                             metavar="PATH_OR_REPO_ID", group=LATENT)
 
 
 def registered_schedulers(base: type):
@@ -70,6 +73,8 @@ class DenoisingMethod(Method):
     pipeline_class: ClassVar[type] = None
     tokenizer = None
     text_encoder = None  # the frozen text encoder (a trained one is in the models the trainer owns)
+    latent_vae = None  # the frozen AutoencoderKL of --vae, once build_models has loaded it
+    latent_encoder = None  # its LatentEncoder, once prepare_training has measured the latents' scale
 
     # ------------------------------------------------------------------ scheduler
     def scheduler_name(self) -> str:
@@ -100,16 +105,31 @@ class DenoisingMethod(Method):
         super().check_conditioning()
 
     def check_data(self) -> None:
+        if self.config.vae is not None and self.data.kind != "image":
+            raise ValueError(f"--vae {self.config.vae}: latent models are for images, and {self.data.name} holds "
+                             "vectors; leave --vae unset.")
         if self.data.kind == "image":
             channels = self.config.block_out_channels
             factor = 2 ** (len(channels) - 1)
-            height, width = self.data.sample_shape[1:]
+            height, width = self.model_sample_shape[1:]
             if height % factor or width % factor:
+                where = " latent" if self.config.vae is not None else ""
                 raise ValueError(
                     f"A UNet with block_out_channels={channels} halves the resolution {len(channels) - 1} times, "
-                    f"so it needs a resolution divisible by {factor}; got {height}x{width}. Change --resolution or "
-                    "--block_out_channels."
+                    f"so it needs a{where} resolution divisible by {factor}; got {height}x{width}. Change "
+                    "--resolution or --block_out_channels."
                 )
+
+    @property
+    def model_sample_shape(self) -> tuple[int, ...]:
+        """The shape of what the denoiser generates: the data's, or with ``--vae`` its latents'."""
+        if self.config.vae is None:
+            return tuple(self.data.sample_shape)
+        from ..latents import latent_shape, load_latent_vae
+
+        if self.latent_vae is None:
+            self.latent_vae = load_latent_vae(self.config.vae, self.context.device, tuple(self.data.sample_shape))
+        return latent_shape(self.latent_vae, self.data.sample_shape)
 
     @property
     def output_channels_factor(self) -> int:
@@ -117,7 +137,7 @@ class DenoisingMethod(Method):
         return 1
 
     def build_models(self):
-        config, shape = self.config, self.data.sample_shape
+        config, shape = self.config, self.model_sample_shape
         # K classes + the learned null label of classifier-free guidance
         num_class_embeds = null_label_id(self.id2label) + 1 if self.id2label else None
         if self.conditioning == "text":
@@ -144,7 +164,7 @@ class DenoisingMethod(Method):
         return {}
 
     def _unet_shape(self) -> dict:
-        shape, channels = self.data.sample_shape, list(self.config.block_out_channels)
+        shape, channels = self.model_sample_shape, list(self.config.block_out_channels)
         return dict(
             sample_size=shape[1] if shape[1] == shape[2] else tuple(shape[1:]),
             in_channels=shape[0],
@@ -185,6 +205,18 @@ class DenoisingMethod(Method):
     def ema_models(self):
         return self.optimizer_groups()["model"]
 
+    def prepare_training(self) -> None:
+        """With ``--vae``: encode the data (once, if it has no random augmentation) and measure the latents' scale
+        (:class:`genzoo.latents.LatentEncoder`)."""
+        if self.config.vae is None:
+            return
+        from ..latents import LatentEncoder
+
+        cache = getattr(self.data.dataset, "augmentation_free", lambda: False)()
+        self.latent_encoder = LatentEncoder(self.latent_vae, self.data.dataset, self.data.sample_shape,
+                                            self.context.device)
+        self.latent_facts = self.latent_encoder.prepare(cache=cache, seed=self.context.seed)
+
     # ------------------------------------------------------------------ loss
     def conditions(self, models, batch, generator, device) -> dict:
         """The model's conditioning keyword arguments for a training batch, with ``--cond_dropout`` applied."""
@@ -217,6 +249,8 @@ class DenoisingMethod(Method):
         (:meth:`couple`) and the model's conditioning keyword arguments (:meth:`conditions`)."""
         x = batch["sample"]
         cond = self.conditions(models, batch, generator, x.device)
+        if self.latent_encoder is not None:
+            x = self.latent_encoder.latents(batch, generator)
         return x, self.couple(randn_like(x, generator), x, batch), cond
 
     def training_timesteps(self, batch_size: int, generator, device) -> torch.Tensor:
@@ -247,10 +281,11 @@ class DenoisingMethod(Method):
 
     # ------------------------------------------------------------------ pipeline and facts
     def pipeline_kwargs(self, models) -> dict:
-        """The pipeline's text components (empty unless ``--conditioning text``)."""
-        if self.conditioning != "text":
-            return {}
-        return {"tokenizer": self.tokenizer, "text_encoder": models.get("text_encoder", self.text_encoder)}
+        """The pipeline's frozen ``vae`` (with ``--vae``) and text components (with ``--conditioning text``)."""
+        kwargs = {"vae": self.latent_vae} if self.config.vae is not None else {}
+        if self.conditioning == "text":
+            kwargs.update(tokenizer=self.tokenizer, text_encoder=models.get("text_encoder", self.text_encoder))
+        return kwargs
 
     def make_pipeline(self, models):
         return self.pipeline_class(unet=models["unet"], scheduler=self.make_scheduler(), **self.pipeline_kwargs(models))
@@ -261,4 +296,6 @@ class DenoisingMethod(Method):
             facts["cond_dropout"] = self.config.cond_dropout
         if self.conditioning == "text":
             facts["text_encoder"] = "trained" if self.config.train_text_encoder else "frozen (random init)"
+        if self.config.vae is not None:
+            facts.update(vae=self.config.vae, **getattr(self, "latent_facts", {}))
         return facts

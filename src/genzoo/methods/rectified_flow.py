@@ -120,6 +120,15 @@ class RectifiedFlowMethod(FlowMatchingMethod):
         if config.distill_steps is not None:
             self.pipeline_class = FlowMapPipeline
 
+    def check_data(self) -> None:
+        super().check_data()
+        if self.config.vae is not None and self.config.teacher is not None:
+            raise ValueError(
+                f"--vae with --teacher: rectified flow takes its teacher's pairs in the teacher's own sample space, "
+                "and a reflow or distillation of a latent model is not supported yet; train the latent model with "
+                "--method flow-matching or meanflow, or drop --vae."
+            )
+
     @property
     def distill_steps(self) -> int | None:
         return self.config.distill_steps
@@ -131,6 +140,7 @@ class RectifiedFlowMethod(FlowMatchingMethod):
     def prepare_training(self):
         """With a teacher: make or load its pairs (the trainer calls this after ``build_models``, so the models'
         initialisation never depends on how the pairs came), then let the teacher go."""
+        super().prepare_training()
         if self.config.teacher is None:
             return
         if self.teacher is None:

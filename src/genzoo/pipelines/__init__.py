@@ -16,6 +16,24 @@ def load_pipeline(pretrained_model_name_or_path, **kwargs):
     return GenzooPipeline.from_pretrained(pretrained_model_name_or_path, **kwargs)
 
 
+def load_frozen_pipeline(source, device, option: str):
+    """A trained pipeline (folder or Hub id) that a training run uses but does not train (a ``--teacher``, a
+    ``--vae``): on ``device``, every module in eval mode with ``requires_grad`` off, no progress bars. A folder or
+    repo that cannot be read is a ``ValueError`` naming ``option``."""
+    import torch
+
+    try:
+        pipe = load_pipeline(source)
+    except OSError as exc:
+        raise ValueError(f"{option} {source}: {' '.join(str(exc).split())}") from None
+    pipe.to(device)
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.requires_grad_(False).eval()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 __all__ = [
     "DDPMPipeline",
     "DenoisingPipeline",
@@ -26,5 +44,6 @@ __all__ = [
     "PipelineLoadError",
     "VAEPipeline",
     "VectorPipelineOutput",
+    "load_frozen_pipeline",
     "load_pipeline",
 ]

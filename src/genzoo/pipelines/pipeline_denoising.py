@@ -20,6 +20,10 @@ class DenoisingPipeline(GenzooPipeline):
       id ``K`` is the learned null label used for guidance (see :mod:`genzoo.conditioning`).
     * Text-conditional: ``UNet2DConditionModel`` cross-attending to the last hidden states of the ``text_encoder``
       (a ``transformers.CLIPTextModel``) for prompts tokenized by ``tokenizer``; the empty prompt is "no text".
+    * Latent (any of the above, with a ``vae``): the model generates in the latent space of a frozen Diffusers
+      ``AutoencoderKL``, as Stable Diffusion does; the final latents are decoded with
+      ``vae.decode(latents / vae.config.scaling_factor + vae.config.shift_factor)`` (see :mod:`genzoo.latents`),
+      except with ``output_type="latent"``.
 
     Classifier-free guidance (Ho & Salimans 2022) mixes the two predictions as
     ``uncond + guidance_scale * (cond - uncond)``, both from one batched model call per step: ``guidance_scale=1``
@@ -33,9 +37,9 @@ class DenoisingPipeline(GenzooPipeline):
     passed to ``step`` only where ``step`` takes one (UniPC's does not).
     """
 
-    model_cpu_offload_seq = "text_encoder->unet"
+    model_cpu_offload_seq = "text_encoder->unet->vae"
     labelled_component = "unet"
-    _optional_components = ["tokenizer", "text_encoder"]
+    _optional_components = ["tokenizer", "text_encoder", "vae"]
     default_num_inference_steps = 50
     #: What the model predicts, for checking a swapped-in Diffusers scheduler: ``"flow"`` (a velocity, genzoo's
     #: flow time), ``"diffusion"`` (a DDPM model) or ``None`` (no check).
@@ -46,11 +50,16 @@ class DenoisingPipeline(GenzooPipeline):
     default_guidance_scale = 2.0
     output_types = (*IMAGE_OUTPUT_TYPES, "latent")
 
-    def __init__(self, unet, scheduler, tokenizer=None, text_encoder=None):
+    def __init__(self, unet, scheduler, tokenizer=None, text_encoder=None, vae=None):
         super().__init__()
         if (tokenizer is None) != (text_encoder is None):
             raise ValueError("A text-conditional pipeline needs both a tokenizer and a text_encoder (got only one).")
-        self.register_modules(unet=unet, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder)
+        self.register_modules(unet=unet, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder, vae=vae)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """How many times smaller than the images the latents are on each side (Diffusers' name); 1 without a VAE."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
@@ -108,9 +117,11 @@ class DenoisingPipeline(GenzooPipeline):
             generator: a ``torch.Generator`` or one per sample; seeds the starting noise and any noise the
                 scheduler adds (DDPM's ancestral steps), so the same seed gives the same samples.
             num_inference_steps: sampling steps (default: the class's ``default_num_inference_steps``).
-            latents: the starting noise, ``(batch_size, *sample shape)``; drawn if ``None``.
+            latents: the starting noise, ``(batch_size, *sample shape)`` (a latent model's: its latent shape);
+                drawn if ``None``.
             output_type: ``"pil"``, ``"np"`` or ``"pt"`` for images; ``"np"`` or ``"pt"`` for vectors; ``"latent"``:
-                the final state of the sampling loop as a tensor, unconverted (images in the model's [-1, 1]).
+                the final state of the sampling loop as a tensor, unconverted (images in the model's [-1, 1]; a
+                latent model's scaled latents, not decoded).
             return_dict: return an ``ImagePipelineOutput`` / ``VectorPipelineOutput`` (else a tuple).
             class_labels: class-conditional models: ids or names from ``id2label`` (``7``, ``"7"``), one for all
                 samples or one per sample; ``None`` cycles through the classes.
@@ -148,6 +159,10 @@ class DenoisingPipeline(GenzooPipeline):
                 model_output = guide(model_output, guidance_scale, sample.shape[1])
             model_output = driver.scheduler_output(model_output, sample, i)
             sample = driver.step(model_output, t, sample, generator=generator)
+        if self.vae is not None and output_type != "latent":
+            from ..latents import decode_latents
+
+            sample = decode_latents(self.vae, sample)
         return self._output(sample, output_type, return_dict)
 
     def _time_inputs(self, index: int, timestep) -> dict:

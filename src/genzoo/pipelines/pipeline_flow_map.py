@@ -22,8 +22,8 @@ class FlowMapPipeline(DenoisingPipeline):
     default_num_inference_steps = 1
     model_kind = "flow-map"
 
-    def __init__(self, unet, scheduler, tokenizer=None, text_encoder=None):
-        super().__init__(unet=unet, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder)
+    def __init__(self, unet, scheduler, tokenizer=None, text_encoder=None, vae=None):
+        super().__init__(unet=unet, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder, vae=vae)
         embedding = getattr(unet, "class_embedding", None)
         if takes_time_interval(unet) and hasattr(embedding, "linear_1") and not hasattr(embedding, "_genzoo_cast"):
             # UNet2DModel feeds its "timestep" class embedding the float32 output of its sinusoidal projection
