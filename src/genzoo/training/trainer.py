@@ -89,6 +89,29 @@ def peak_memory(device: torch.device) -> dict:
     return peak
 
 
+#: Accelerate's distributed types the trainer refuses, each with why (every genzoo method; see docs/training.md).
+UNSUPPORTED_DISTRIBUTED = {
+    "FSDP": "FSDP shards each model's weights across processes, but the trainer uses whole models outside their "
+            "forward pass (the EMA, sample grids and the saved pipeline on the main process; the GAN's generator "
+            "inside the discriminator's loss) and resumes only its safetensors checkpoints",
+    "DEEPSPEED": "a DeepSpeed engine takes one model and one optimiser (the GAN has two of each), steps inside "
+                 "backward (so --gradient_accumulation_steps and --max_grad_norm would not be the trainer's) and "
+                 "saves pickled engine checkpoints that genzoo's data-only resume refuses",
+}
+
+
+def check_distributed_type(distributed_type, method: str) -> None:
+    """Refuse, before anything is read or written, an Accelerate set-up the trainer cannot run (FSDP, DeepSpeed);
+    DDP on one or several machines, one process and the CPU are what it supports."""
+    name = getattr(distributed_type, "value", str(distributed_type))
+    if name in UNSUPPORTED_DISTRIBUTED:
+        raise RecipeError(
+            f"Accelerate's distributed type {name} cannot train method {method!r}: {UNSUPPORTED_DISTRIBUTED[name]}. "
+            "Use DDP (a whole copy of the models on every GPU) instead: accelerate launch --config_file "
+            "train/configs/multi_gpu.yaml (one machine) or train/configs/multi_node.yaml (several)."
+        )
+
+
 def describe_machine(device: torch.device) -> str:
     """One line for model cards: CPU architecture and cores, and the GPU when training ran on one."""
     import platform
@@ -177,6 +200,7 @@ class Trainer:
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
             cpu=config.cpu or multi_process_without_gpu,  # Accelerate picks gloo for several CPU processes
         )
+        check_distributed_type(self.accelerator.distributed_type, config.method)
         if config.mixed_precision == "fp16" and self.accelerator.device.type == "cpu":
             raise RecipeError(
                 "--mixed_precision fp16: float16 autocast needs a GPU, and this run is on the CPU (where it would "
