@@ -125,18 +125,12 @@ def describe_machine(device: torch.device) -> str:
 def load_teacher(source: str, device: torch.device):
     """A trained pipeline (folder or Hub id) as a frozen teacher: on ``device``, every module in eval mode with
     ``requires_grad`` off, no progress bars."""
-    from ..pipelines import load_pipeline
+    from ..pipelines import load_frozen_pipeline
 
     try:
-        teacher = load_pipeline(source)
-    except OSError as exc:
-        raise TrainingError(f"--teacher {source}: {' '.join(str(exc).split())}") from None
-    teacher.to(device)
-    for component in teacher.components.values():
-        if isinstance(component, torch.nn.Module):
-            component.requires_grad_(False).eval()
-    teacher.set_progress_bar_config(disable=True)
-    return teacher
+        return load_frozen_pipeline(source, device, "--teacher")
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------------ the trainer
