@@ -89,7 +89,7 @@ def test_conditional_pipelines_are_asked_for_every_digit_and_scored_on_it(runs, 
     card = make_model_card(runs / "fm-text", "user/text")
     assert card.data.pipeline_tag == "text-to-image" and "text-conditional" in card.data.tags
     assert 'pipe(prompt="a handwritten seven"' in card.text and "--guidance-scale 1.5" in card.text
-    assert "accuracy on the asked-for digit" in card.text
+    assert "accuracy on the asked-for class" in card.text
 
 
 def test_one_pass_pipelines_record_no_steps_and_refuse_explicit_steps(runs, tmp_path, capsys):

@@ -187,12 +187,14 @@ def run_train(argv: list[str]) -> int:
 def add_eval_command(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="evaluate a pipeline offline (W2, MMD, likelihood on 2-D data; digits-FD, precision, recall on digits)",
+        help="evaluate a pipeline offline (W2, MMD, likelihood on 2-D data; digits-FD, shapes-FD, precision, recall, "
+        "prompt faithfulness on digits and shapes)",
         description="Draws seeded samples and compares them with held-out reference data; prints the metrics as "
         "JSON and writes them to --out (and to PATH/eval.json for a local folder). See docs/evaluation.md.",
     )
     parser.add_argument("pretrained", metavar="PATH_OR_REPO_ID")
-    parser.add_argument("--dataset", help="reference data: digits or a 2-D toy (default: what the model trained on)")
+    parser.add_argument("--dataset", help="reference data: digits, shapes or a 2-D toy (default: what the model trained "
+                        "on, from the folder's recipe.yaml)")
     parser.add_argument("--num-samples", type=positive_int, default=1000, help="samples drawn (default 1000)")
     parser.add_argument("--steps", type=positive_int, default=None,
                         help="num_inference_steps of DDPM and flow matching (default: the pipeline's); GANs and VAEs "

@@ -31,7 +31,10 @@ EVAL_METRICS = {
     "recall": "recall (k-NN manifolds)",
     "coverage": "class coverage",
     "class_entropy": "class entropy (nats)",
-    "class_accuracy": "accuracy on the asked-for digit (digits classifier)",
+    "class_accuracy": "accuracy on the asked-for class (the data set's classifier)",
+    "shapes_fd": "shapes-FD (shapes classifier; not Inception FID)",
+    "faithfulness_all": "prompt faithfulness: every named attribute of every asked shape, nothing extra",
+    "unseen_faithfulness_all": "prompt faithfulness on held-out shape-colour compositions",
 }
 #: Top-level folders of a training run's output folder that stay local.
 LOCAL_ONLY = ("checkpoints", "logs", "samples")

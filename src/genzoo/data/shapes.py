@@ -214,9 +214,16 @@ def shapes_split(split: str = "train", resolution: int = DEFAULT_SHAPES_RESOLUTI
 
 
 def shapes_dataset(split: str = "train", resolution: int = DEFAULT_SHAPES_RESOLUTION, num_samples: int | None = None):
-    """The shapes split as a ``datasets.Dataset``: ``image`` (RGB PIL images), ``label`` (ClassLabel of
-    :data:`SHAPES`: the first-named shape), ``caption`` (string), and the attributes of the shapes in the order
-    they are named: ``shapes``, ``colours``, ``sizes``, ``positions`` (lists of one or two strings)."""
+    """The shapes split as a ``datasets.Dataset`` (built once per process for each split, resolution and size):
+    ``image`` (RGB PIL images), ``label`` (ClassLabel of :data:`SHAPES`: the first-named shape), ``caption``
+    (string), and the attributes of the shapes in the order they are named: ``shapes``, ``colours``, ``sizes``,
+    ``positions`` (lists of one or two strings)."""
+    data = shapes_split(split, resolution, num_samples)  # checks the arguments
+    return _shapes_dataset(split, int(resolution), len(data.labels))
+
+
+@functools.lru_cache(maxsize=4)
+def _shapes_dataset(split: str, resolution: int, num_samples: int):
     import datasets
     import PIL.Image
 

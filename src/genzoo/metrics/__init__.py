@@ -4,6 +4,8 @@
 - :mod:`.likelihood`: exact log-likelihood of a flow-matching model (instantaneous change of variables).
 - :mod:`.vae_nll`: importance-weighted bound on a VAE's negative log-likelihood.
 - :mod:`.digits`: a small digits classifier shipped with genzoo, and digits-FD, precision/recall, class coverage.
+- :mod:`.shapes`: a small classifier of the colour shapes shipped with genzoo (shape, colour, size and position
+  per quadrant), and shapes-FD, precision/recall, attribute statistics, prompt faithfulness.
 - :mod:`.evaluate`: all that applies to a pipeline and a data set, as used by ``genzoo eval`` and the benchmark.
 """
 

@@ -69,6 +69,7 @@ __all__ = [
     "digits_reference_images",
     "evaluate_digits",
     "frechet_distance",
+    "image_batch",
     "load_digits_classifier",
     "precision_recall",
     "to_classifier_input",
@@ -139,20 +140,25 @@ def weights_sha256(path: str | Path | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------ inputs
-def to_classifier_input(images, value_range=(0.0, 1.0), resize: bool = True) -> torch.Tensor:
-    """Images in any of the accepted layouts (module docstring) -> float32 (B, 1, 8, 8) in [-1, 1] on CPU
-    (with ``resize=False``: (B, 1, H, W), not reduced to 8x8).
+def image_batch(images, value_range=(0.0, 1.0), color: bool = False, stacklevel: int = 2) -> torch.Tensor:
+    """Images in any of the accepted layouts (module docstring) -> float64 (B, C, H, W) in [0, 1] on CPU, the input
+    checks shared by the shipped classifiers (digits here, :mod:`.shapes`). ``color=False``: C = 1 (three channels
+    averaged, PIL images converted to "L"); ``color=True``: C = 3 (PIL images converted to "RGB"; one-channel
+    images raise, since colour cannot be read from them).
 
     numpy / torch: (B, H, W), (B, H, W, C) or (B, C, H, W) with C 1 or 3 (a 4-D array whose last axis is 1 or 3 is
     read as channels-last, else as channels-first); a list of PIL images; uint8 data is 0..255. ``value_range``
     (low, high) is the range of float data: (0, 1) for pipeline outputs (default), (-1, 1) for model-space samples.
+    Values are clipped to it; values far outside it (by more than 5 % of its width) raise, and so do NaNs.
     """
     if isinstance(images, (list, tuple)):
         if not images:
             raise ValueError("no images given")
-        images = np.stack([np.asarray(image.convert("L") if hasattr(image, "convert") else image) for image in images])
+        mode = "RGB" if color else "L"
+        images = np.stack([np.asarray(image.convert(mode) if hasattr(image, "convert") else image) for image in images])
     if isinstance(images, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(images))
+        array = np.ascontiguousarray(images)
+        x = torch.from_numpy(array if array.flags.writeable else array.copy())  # read-only arrays: torch warns
         channels_last_first = True
     elif isinstance(images, torch.Tensor):
         x = images.detach().cpu()
@@ -178,7 +184,9 @@ def to_classifier_input(images, value_range=(0.0, 1.0), resize: bool = True) -> 
         raise ValueError("no images given")
     if not torch.isfinite(x).all():
         raise ValueError("images contain NaN or infinite values")
-    if x.shape[1] == 3:
+    if color and x.shape[1] != 3:
+        raise ValueError(f"images of shape {tuple(images.shape)} have one channel: need 3 (RGB) to read colours")
+    if not color and x.shape[1] == 3:
         x = x.mean(1, keepdim=True)
     low, high = (float(v) for v in value_range)
     if not high > low:
@@ -194,9 +202,15 @@ def to_classifier_input(images, value_range=(0.0, 1.0), resize: bool = True) -> 
         warnings.warn(
             f"value_range={(low, high)} but no value is below 0: images in [0, 1] (pipeline outputs) need the "
             "default value_range=(0, 1)",
-            stacklevel=3,
+            stacklevel=stacklevel + 1,
         )
-    x = x.clamp(0, 1)
+    return x.clamp(0, 1)
+
+
+def to_classifier_input(images, value_range=(0.0, 1.0), resize: bool = True) -> torch.Tensor:
+    """Images in any of the accepted layouts (module docstring, :func:`image_batch`) -> float32 (B, 1, 8, 8) in
+    [-1, 1] on CPU (with ``resize=False``: (B, 1, H, W), not reduced to 8x8)."""
+    x = image_batch(images, value_range, color=False, stacklevel=3)
     if resize and tuple(x.shape[-2:]) != (IMAGE_SIZE, IMAGE_SIZE):
         x = F.adaptive_avg_pool2d(x, IMAGE_SIZE)  # area averaging
     return (x * 2 - 1).float().contiguous()

@@ -6,6 +6,10 @@
 - digits: digits-FD, precision, recall, class coverage and entropy from a small classifier's features, against the
   held-out test split (never used for training the classifier or, through ``--dataset digits``, any model); for VAEs
   also the importance-weighted NLL bound of the held-out digits.
+- shapes: shapes-FD, precision, recall and attribute statistics from a small classifier that reads every quadrant,
+  against the held-out "test" split rendered at the samples' resolution; for conditional models whether the samples
+  hold what was asked (class accuracy; for text, prompt faithfulness on "test" prompts and on "unseen" ones: held-out
+  compositions); for VAEs the importance-weighted NLL bound of held-out images.
 
 Everything is seeded and deterministic on CPU. See docs/evaluation.md for each metric's definition and limits.
 """
@@ -24,6 +28,13 @@ from ..pipelines.base import VectorPipelineOutput
 #: The reference draw of a toy set uses this seed offset, so it never coincides with a training draw (seed 0, 1, ...).
 REFERENCE_SEED_OFFSET = 10_000
 DIGITS = "digits"
+SHAPES = "shapes"
+#: The image data sets with a shipped classifier (the data sets ``evaluate_pipeline`` takes for image pipelines).
+IMAGE_DATASETS = (DIGITS, SHAPES)
+#: Text-conditional models on shapes are also asked for held-out compositions: this many samples per 4 samples of the
+#: main draw (at least 2), from the seed ``seed + UNSEEN_SEED_OFFSET``.
+UNSEEN_SHARE = 0.25
+UNSEEN_SEED_OFFSET = 10_000
 
 
 def sampling_steps(pipe, steps: int | None) -> int | None:
@@ -61,13 +72,15 @@ def digit_prompts(labels) -> list[str]:
 
 
 def draw_samples(pipe, num_samples: int, steps: int | None, seed: int, chunk: int = 500,
-                 guidance_scale: float | None = None) -> np.ndarray:
+                 guidance_scale: float | None = None, prompts: list[str] | None = None) -> np.ndarray:
     """``num_samples`` samples as numpy, in chunks with one generator per chunk derived from ``seed``.
 
     Conditional pipelines are asked for every class in turn (:func:`asked_labels`): class-conditional ones by label,
-    text-conditional ones on the digits by a caption of the digit (:func:`digit_prompts`), with ``guidance_scale``
-    (default: the pipeline's).
+    text-conditional ones by ``prompts`` (one per sample) or, by default, by a caption of the digit
+    (:func:`digit_prompts`), with ``guidance_scale`` (default: the pipeline's).
     """
+    if prompts is not None and len(prompts) != num_samples:
+        raise ValueError(f"{len(prompts)} prompts for {num_samples} samples")
     pipe.set_progress_bar_config(disable=True)
     conditioning = pipe.conditioning
     parts = []
@@ -79,7 +92,8 @@ def draw_samples(pipe, num_samples: int, steps: int | None, seed: int, chunk: in
         if conditioning == "class":
             extra["class_labels"] = asked_labels(start + n, len(pipe.id2label))[start:].tolist()
         elif conditioning == "text":
-            extra["prompt"] = digit_prompts(asked_labels(start + n, 10))[start:]
+            extra["prompt"] = (digit_prompts(asked_labels(start + n, 10))[start:] if prompts is None
+                               else list(prompts[start : start + n]))
         out = pipe(batch_size=n, generator=torch.Generator().manual_seed(seed * 1_000_003 + start),
                    num_inference_steps=steps, output_type="np", **extra)
         parts.append(out.samples if isinstance(out, VectorPipelineOutput) else out.images)
@@ -110,15 +124,33 @@ def evaluate_pipeline(
     one pass (GAN, VAE: ``steps`` is ignored for them). ``likelihood=False`` skips
     the (slower) flow log-likelihood and VAE bound, keeping the sample-based metrics. Conditional pipelines sample
     every class in turn with ``guidance_scale`` (default: the pipeline's); on the digits their ``class_accuracy`` is
-    the fraction of samples the classifier assigns to the asked-for digit."""
+    the fraction of samples the classifier assigns to the asked-for digit.
+
+    On the shapes (:mod:`.shapes`) class-conditional pipelines are asked for the four shapes in turn and
+    ``class_accuracy`` is the fraction of samples in which some detected object has the asked shape; text-conditional
+    ones are prompted with captions (every attribute named, ``FULL_TEMPLATE``) of the "test" split's images in
+    order, scored by prompt faithfulness (``faithfulness_*``), and, in a second, smaller draw (``UNSEEN_SHARE`` of
+    ``num_samples``, seed ``seed + UNSEEN_SEED_OFFSET``), with captions of the "unseen" split's images, which hold
+    held-out (shape, colour) pairs: the same faithfulness keys, prefixed ``unseen_``."""
     from .point_clouds import MMD_BANDWIDTHS, mmd_rbf, wasserstein2
 
     if num_samples < 2:
         raise ValueError(f"num_samples must be at least 2, got {num_samples}.")
-    start = time.perf_counter()
-    samples = draw_samples(pipe, num_samples, steps, seed, guidance_scale=guidance_scale)
-    sampling_seconds = time.perf_counter() - start
     conditioning = pipe.conditioning
+    prompts = asked = None
+    if dataset == SHAPES and conditioning == "class":
+        from ..data.shapes import SHAPES as SHAPE_NAMES
+
+        if [str(name) for name in pipe.id2label.values()] != list(SHAPE_NAMES):
+            raise ValueError(f"{type(pipe).__name__} is conditioned on the classes {list(pipe.id2label.values())}, not "
+                             f"on the shapes ({', '.join(SHAPE_NAMES)}): was it trained with --dataset shapes?")
+    if dataset == SHAPES and conditioning == "text":
+        from .shapes import shapes_prompts
+
+        prompts, asked = shapes_prompts(num_samples, "test")
+    start = time.perf_counter()
+    samples = draw_samples(pipe, num_samples, steps, seed, guidance_scale=guidance_scale, prompts=prompts)
+    sampling_seconds = time.perf_counter() - start
     result = {
         "pipeline": type(pipe).__name__,
         "dataset": dataset,
@@ -150,10 +182,18 @@ def evaluate_pipeline(
             result.update(_iwae(pipe, held_out, iwae_k, seed, recon_loss))
         return result
 
-    if dataset != DIGITS:
+    if dataset not in IMAGE_DATASETS or (dataset == SHAPES and samples.shape[-1] != 3):
+        grey = samples.shape[-1] != 3
+        allowed = "'digits'" if grey else " or ".join(repr(d) for d in IMAGE_DATASETS)
         raise ValueError(
-            f"Image metrics need the digits classifier, so --dataset must be 'digits' for image pipelines; got {dataset!r}."
+            f"Image metrics need a classifier of the data set, so --dataset must be {allowed} for image pipelines; "
+            f"got {dataset!r}" + (f" ({type(pipe).__name__} makes grayscale images, and the shapes classifier reads "
+                                  "colour: 'shapes' needs RGB samples)." if grey else ".")
         )
+    if dataset == SHAPES:
+        result.update(_evaluate_shapes(pipe, samples, asked, num_samples, steps, seed, guidance_scale, likelihood,
+                                       likelihood_points, iwae_k, recon_loss))
+        return result
     from .digits import digits_reference_images, evaluate_digits
 
     asked = None
@@ -167,6 +207,30 @@ def evaluate_pipeline(
             from ..data.builtin import digits_arrays
 
             labels = torch.from_numpy(digits_arrays("test")[1])
+        result.update(_iwae(pipe, held_out, iwae_k, seed, recon_loss, labels))
+    return result
+
+
+def _evaluate_shapes(pipe, samples, asked, num_samples, steps, seed, guidance_scale, likelihood, likelihood_points,
+                     iwae_k, recon_loss) -> dict:
+    from .shapes import evaluate_shapes, predict_slots, prompt_faithfulness, shapes_prompts
+
+    conditioning = pipe.conditioning
+    labels = asked_labels(num_samples, len(pipe.id2label)) if conditioning == "class" else None
+    result = evaluate_shapes(samples, reference="test", seed=seed, asked_labels=labels, asked_objects=asked)
+    if conditioning == "text":  # held-out compositions: prompts of the "unseen" split
+        n = max(2, int(round(num_samples * UNSEEN_SHARE)))
+        prompts, unseen_asked = shapes_prompts(n, "unseen")
+        unseen = draw_samples(pipe, n, steps, seed + UNSEEN_SEED_OFFSET, guidance_scale=guidance_scale,
+                              prompts=prompts)
+        faithfulness = prompt_faithfulness(predict_slots(unseen), unseen_asked)
+        result.update({f"unseen_{key}": value for key, value in faithfulness.items()})
+    if likelihood and isinstance(pipe, VAEPipeline):
+        from ..data.shapes import shapes_split
+
+        data = shapes_split("test", samples.shape[1], likelihood_points)  # at the samples' resolution
+        held_out = torch.from_numpy(data.pixels.astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2).contiguous()
+        labels = torch.from_numpy(data.labels.copy()) if conditioning == "class" else None
         result.update(_iwae(pipe, held_out, iwae_k, seed, recon_loss, labels))
     return result
 
