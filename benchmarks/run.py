@@ -43,14 +43,25 @@ FULL = dict(seeds=(0, 1, 2), image_steps=1000, point_steps=1500, eval_samples=10
             sampling_steps=None, point_sets=("8gaussians", "moons", "checkerboard"),
             few_step=dict(datasets=("moons", "8gaussians", "digits"), point_steps=2000, image_steps=1000,
                           point_pairs=10000, image_pairs=5000, teacher_steps=32, eval_samples=1000,
-                          calls=(1, 2, 4, 8, 16, 32)))
+                          calls=(1, 2, 4, 8, 16, 32)),
+            resolution=dict(resolutions=(8, 16, 32, 64), widths=((16, 32), (32, 64), (64, 128)), batch=32,
+                            images=512, steps={8: 120, 16: 60, 32: 24, 64: 8}, latent_resolutions=(16, 32, 64),
+                            plain_steps=16, plain_repeats=3, sampling_steps=20, sampling_batch=16),
+            latent=dict(resolution=32, budget_seconds=420, batch=32, eval_samples=500, eval_steps=20, probe_steps=15,
+                        pixel_widths=(16, 32, 64), latent_widths=(64, 128)))
 QUICK = dict(seeds=(0,), image_steps=20, image_batch=32, point_steps=50, eval_samples=200,
              nfe=(1, 4, 16), nfe_samples=200, speed_steps=4, batch_sizes=(8, 64),
              guidance_train_steps=10, guidance_samples=50, guidance_sampling_steps={"ddpm": 4, "flow-matching": 4},
              sampling_steps=8, point_sets=("moons",), in_process=True, speed_repeats=1,
              few_step=dict(datasets=("moons", "digits"), point_steps=20, image_steps=10, point_pairs=64,
-                           image_pairs=64, teacher_steps=2, eval_samples=100, calls=(1, 4)))
-SECTIONS = ("quality", "calls", "speed", "scale", "guidance", "few-step")
+                           image_pairs=64, teacher_steps=2, eval_samples=100, calls=(1, 4)),
+             resolution=dict(resolutions=(8, 16), widths=((8, 16), (16, 32)), batch=8, images=32,
+                             steps={8: 2, 16: 2}, latent_resolutions=(16,), plain_steps=2, plain_repeats=1,
+                             sampling_steps=2, sampling_batch=2),
+             latent=dict(resolution=16, budget_seconds=3, batch=8, eval_samples=50, eval_steps=2, probe_steps=2,
+                         pixel_widths=(8, 16), latent_widths=(8, 16), images=32))
+SECTIONS = ("quality", "calls", "speed", "scale", "guidance", "few-step", "latent")
+IMAGE_SETS = ("digits", "shapes")
 GUIDANCE_SCALES = (1.0, 2.0, 3.0, 5.0, 8.0)
 #: (method, conditioning, extra trainer options): the conditional models of section 5, all on digits
 GUIDED_RUNS = (
@@ -67,7 +78,7 @@ def methods_for(dataset: str) -> list[str]:
     """Every registered method (genzoo's and installed plugins') that trains on ``dataset``'s kind of data."""
     from genzoo import registry
 
-    kind = "image" if dataset == "digits" else "vector"
+    kind = "image" if dataset in IMAGE_SETS else "vector"
     return [name for name in registry.names("method") if kind in registry.get("method", name).data_kinds]
 
 
@@ -110,10 +121,10 @@ def train_command(method, dataset, seed, steps, output_dir, extra=(), sampling_s
     args = [sys.executable, "-m", "genzoo.training", "--method", method, "--dataset", dataset, "--seed", str(seed),
             "--max_train_steps", str(steps), "--output_dir", str(output_dir), "--logger", "none",
             "--checkpointing_steps", str(10 * steps), "--save_images_steps", str(10 * steps),
-            "--num_sample_images", "64", *extra]
+            "--num_sample_images", "64", "--overwrite_output_dir", *extra]  # a rerun replaces its own runs
     if sampling_steps is not None:
         args += ["--num_inference_steps", str(sampling_steps)]
-    if dataset != "digits":
+    if dataset not in IMAGE_SETS:
         args += ["--train_batch_size", "256", "--lr_warmup_steps", "50"]
     elif image_batch is not None:
         args += ["--train_batch_size", str(image_batch)]
@@ -242,14 +253,16 @@ def timed(fn, repeats=5) -> float:
     return statistics.median(times)
 
 
-def trainer_vs_plain_loop(cfg, work: Path) -> dict:
-    """Steps/s of genzoo's trainer against the hand-written PyTorch loop, same UNet, batch, data and loss."""
+def trainer_vs_plain_loop(cfg, work: Path, data=("--dataset", "digits"), batch: int = 128, steps: int | None = None,
+                          repeats: int | None = None) -> dict:
+    """Steps/s of genzoo's trainer against the hand-written PyTorch loop, same UNet, batch, data and loss (the
+    trainer's default flow-matching UNet on ``data``, 8x8 digits unless told otherwise)."""
     from genzoo.data import digits_dataset  # noqa: F401  (import cost outside the timing)
     from genzoo.training import parse_args
     from genzoo.training.trainer import Trainer, reset_accelerate_state
 
-    steps = cfg["speed_steps"]
-    args = parse_args(["--dataset", "digits", "--output_dir", str(work / "speed"), "--logger", "none",
+    steps = cfg["speed_steps"] if steps is None else steps
+    args = parse_args([*data, "--output_dir", str(work / "speed"), "--logger", "none", "--train_batch_size", str(batch),
                        "--max_train_steps", str(10**9), "--checkpointing_steps", str(10**9),
                        "--save_images_steps", str(10**9), "--use_ema", "false"])
     trainer = Trainer(args)
@@ -279,7 +292,7 @@ def trainer_vs_plain_loop(cfg, work: Path) -> dict:
             optimizer.zero_grad(set_to_none=True)
 
     ratios, pairs = [], []
-    for _ in range(cfg.get("speed_repeats", 3)):  # interleaved, so drift in machine speed hits both
+    for _ in range(repeats or cfg.get("speed_repeats", 3)):  # interleaved, so drift in machine speed hits both
         g, p = timed(genzoo_steps, 1), timed(plain_steps, 1)
         pairs.append((steps / g, steps / p))
         ratios.append(p / g)
@@ -287,7 +300,8 @@ def trainer_vs_plain_loop(cfg, work: Path) -> dict:
     genzoo_sps = statistics.median(a for a, _ in pairs)
     plain_sps = statistics.median(b for _, b in pairs)
     return {"genzoo_steps_per_second": genzoo_sps, "plain_steps_per_second": plain_sps,
-            "ratio_genzoo_over_plain": statistics.median(ratios), "steps": steps, "batch": 128}
+            "ratio_genzoo_over_plain": statistics.median(ratios), "steps": steps, "batch": batch,
+            "sample_shape": list(trainer.data.sample_shape)}
 
 
 def scheduler_step_ratios(repeats: int = 5) -> dict:
@@ -379,7 +393,214 @@ def scale(cfg, work: Path) -> dict:
         sps = json.loads((out / "metrics.json").read_text())["steps_per_second"]
         processes[str(n)] = {"processes": n, "global_batch": 128, "steps_per_second": sps, "samples_per_second": sps * 128}
     return {"batch_sizes": rows, "processes": processes,
-            "two_over_one": processes["2"]["samples_per_second"] / processes["1"]["samples_per_second"]}
+            "two_over_one": processes["2"]["samples_per_second"] / processes["1"]["samples_per_second"],
+            **resolution_costs(cfg, work)}
+
+
+def shapes_vae(cfg, work: Path) -> Path:
+    """The autoencoder of the latent runs: the zoo's ``pipelines/vae-shapes`` (full run), or a tiny VAE trained for
+    a few steps (quick mode: only the machinery is checked)."""
+    if not cfg.get("in_process") and (ROOT / "pipelines" / "vae-shapes" / "model_index.json").is_file():
+        return ROOT / "pipelines" / "vae-shapes"
+    out = work / "quick-vae-shapes"
+    if not (out / "model_index.json").is_file():
+        run_child(train_command("vae", "shapes", 0, 2, out, ["--resolution", "16", "--num_samples", "32",
+                                                            "--train_batch_size", "8", "--vae_block_out_channels",
+                                                            "8,16,16", "--num_sample_images", "4"]), True)
+    return out
+
+
+def shapes_training_run(cfg, work: Path, resolution: int, widths, steps: int, vae: Path | None = None,
+                        batch: int | None = None, extra=(), tag: str = "res") -> dict:
+    """One flow-matching run on ``resolution`` x ``resolution`` shapes (in the latent space of ``vae`` if given):
+    its steps/s and peak memory from its metrics.json."""
+    r = cfg["resolution"]
+    batch = batch or r["batch"]
+    space = "latent" if vae is not None else "pixel"
+    out = work / f"{tag}-{space}-{resolution}-{'x'.join(map(str, widths))}"
+    options = ["--resolution", str(resolution), "--block_out_channels", ",".join(map(str, widths)),
+               "--train_batch_size", str(batch), "--use_ema", "false", "--num_samples", str(r["images"]),
+               "--num_sample_images", "4", "--num_inference_steps", "2", "--lr_warmup_steps", "0", *extra]
+    if vae is not None:
+        options += ["--vae", str(vae)]
+    run_child(train_command("flow-matching", "shapes", 0, steps, out, options), cfg.get("in_process", False))
+    m = json.loads((out / "metrics.json").read_text())
+    sps = m["steps_per_second"]
+    return {"space": space, "resolution": resolution, "widths": list(widths), "batch": batch, "steps": steps,
+            "steps_per_second": sps, "samples_per_second": sps * batch, "peak_memory_mib": m["peak_rss_mib"],
+            "model_shape": m.get("latent_shape") or [3, resolution, resolution], "parameters": m.get("parameters")}
+
+
+def power_law(xs, ys) -> dict:
+    """Least-squares fit of log y = k log x + c: ``{"exponent": k, "coefficient": e^c}``."""
+    k, c = np.polyfit(np.log(np.asarray(xs, dtype=float)), np.log(np.asarray(ys, dtype=float)), 1)
+    return {"exponent": float(k), "coefficient": float(math.exp(c))}
+
+
+@torch.no_grad()
+def sampling_seconds(cfg, resolution: int, vae_folder: Path | None) -> float:
+    """Median seconds of one sampling call (``sampling_batch`` samples, ``sampling_steps`` Euler steps) of a
+    randomly initialised (32, 64) flow-matching UNet at ``resolution``, in pixels or in ``vae_folder``'s latents
+    (decoding included)."""
+    import diffusers
+
+    import genzoo
+
+    r = cfg["resolution"]
+    vae = genzoo.load_pipeline(vae_folder).vae if vae_folder is not None else None
+    channels, size = (vae.config.latent_channels, resolution // 4) if vae is not None else (3, resolution)
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels,
+                                 block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=8,
+                                 down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    pipe = genzoo.FlowMatchingPipeline(unet=unet, scheduler=genzoo.FlowMatchEulerScheduler(), vae=vae)
+    pipe.set_progress_bar_config(disable=True)
+    return timed(lambda: pipe(batch_size=r["sampling_batch"], num_inference_steps=r["sampling_steps"],
+                              generator=torch.Generator().manual_seed(0), output_type="np"),
+                 cfg.get("speed_repeats", 3))
+
+
+def resolution_costs(cfg, work: Path) -> dict:
+    """How the cost of training and sampling grows with the resolution (8 to 64) and the UNet's width, in pixels and
+    in a VAE's latents (4x smaller on each side); the trainer against a plain loop at 32x32; power-law fits."""
+    r = cfg["resolution"]
+    pixel = [shapes_training_run(cfg, work, res, (32, 64), r["steps"][res]) for res in r["resolutions"]]
+    for row in pixel:
+        print(f"scale: pixel {row['resolution']}: {row['steps_per_second']:.2f} steps/s, {row['peak_memory_mib']} MiB",
+              flush=True)
+    middle = 32 if 32 in r["resolutions"] else r["resolutions"][-1]
+    widths = [shapes_training_run(cfg, work, middle, w, r["steps"][middle]) for w in r["widths"]]
+    vae = shapes_vae(cfg, work)
+    latent = [shapes_training_run(cfg, work, res, (32, 64), r["steps"][res], vae=vae)
+              for res in r["latent_resolutions"]]
+    for row in latent:
+        print(f"scale: latent {row['resolution']}: {row['steps_per_second']:.2f} steps/s", flush=True)
+    sampling = [{"resolution": res, "pixel_seconds": sampling_seconds(cfg, res, None),
+                 "latent_seconds": sampling_seconds(cfg, res, vae) if res in r["latent_resolutions"] else None}
+                for res in r["resolutions"]]
+    plain = trainer_vs_plain_loop(cfg, work, ("--dataset", "shapes", "--resolution", str(middle), "--num_samples",
+                                              str(r["images"])), batch=r["batch"], steps=r["plain_steps"],
+                                  repeats=r["plain_repeats"])
+    pixels = [row["resolution"] ** 2 for row in pixel]
+    fits = {
+        "train_seconds_per_step_vs_pixels": power_law(pixels, [1 / row["steps_per_second"] for row in pixel]),
+        "sampling_seconds_vs_pixels": power_law(pixels, [row["pixel_seconds"] for row in sampling]),
+        "train_seconds_per_step_vs_width": power_law([w["widths"][0] for w in widths],
+                                                     [1 / w["steps_per_second"] for w in widths]),
+    }
+    return {"resolution_pixel": pixel, "resolution_widths": widths, "resolution_latent": latent,
+            "resolution_sampling": sampling, "trainer_vs_plain_shapes": plain, "resolution_fits": fits, "vae": str(vae)}
+
+
+# ------------------------------------------------------------------------------------------------ 7. latent
+def latent_vs_pixel(cfg, work: Path) -> dict:
+    """Class-conditional flow matching on shapes in pixels and in the VAE's latents, each trained for the same
+    wall-clock budget of training steps (from a short probe of its steps/s), then evaluated alike; and the VAE's
+    own ceiling: the shapes metrics of its reconstructions of the held-out test split."""
+    import genzoo
+    from genzoo.data.shapes import shapes_split
+    from genzoo.metrics.evaluate import evaluate_pipeline
+    from genzoo.metrics.shapes import evaluate_shapes
+
+    c = cfg["latent"]
+    vae = shapes_vae(cfg, work)
+    images = ["--num_samples", str(c["images"])] if "images" in c else []
+    runs = {}
+    for space, widths in (("pixel", c["pixel_widths"]), ("latent", c["latent_widths"])):
+        latent = vae if space == "latent" else None
+        options = ["--conditioning", "class", "--num_inference_steps", str(c["eval_steps"])]
+        probe = shapes_training_run(cfg, work, c["resolution"], widths, c["probe_steps"], vae=latent,
+                                    batch=c["batch"], extra=options, tag="probe")
+        steps = max(c["probe_steps"], int(c["budget_seconds"] * probe["steps_per_second"]))
+        out = work / f"latent-vs-pixel-{space}"
+        extra = ["--resolution", str(c["resolution"]), "--block_out_channels", ",".join(map(str, widths)),
+                 "--train_batch_size", str(c["batch"]), *options, *images,
+                 *(["--vae", str(latent)] if latent is not None else [])]
+        wall = run_child(train_command("flow-matching", "shapes", 0, steps, out, extra), cfg.get("in_process", False))
+        m = json.loads((out / "metrics.json").read_text())
+        pipe = genzoo.load_pipeline(out)
+        result = evaluate_pipeline(pipe, "shapes", num_samples=c["eval_samples"], steps=c["eval_steps"], seed=0)
+        runs[space] = {"widths": list(widths), "steps": steps, "train_seconds": m["train_seconds_this_run"],
+                       "wall_seconds": round(wall, 1), "steps_per_second": m["steps_per_second"],
+                       "peak_memory_mib": m["peak_rss_mib"], "parameters": sum(m["parameters"].values()),
+                       "latent_encode_seconds": m.get("latent_encode_seconds"),
+                       "samples_per_second": c["eval_samples"] / result["sampling_seconds"],
+                       **{k: result.get(k) for k in ("shapes_fd", "shapes_fd_floor", "precision", "recall",
+                                                     "class_accuracy")},
+                       "samples_png": str(out / "samples.png")}
+        print(f"latent: {space}: {steps} steps, shapes_fd {result.get('shapes_fd'):.1f}", flush=True)
+    test = shapes_split("test", c["resolution"], c["eval_samples"])
+    x = torch.from_numpy(test.pixels.astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2)
+    recon = genzoo.load_pipeline(vae).reconstruct(x, output_type="np").images
+    ceiling = evaluate_shapes(recon, seed=0)
+    return {"runs": runs, "vae": str(vae), "budget_seconds": c["budget_seconds"], "resolution": c["resolution"],
+            "eval_samples": c["eval_samples"], "eval_steps": c["eval_steps"],
+            "vae_reconstructions": {k: ceiling.get(k) for k in ("shapes_fd", "precision", "recall")}}
+
+
+def latent_report(section: dict) -> list[str]:
+    runs, ceiling = section["runs"], section["vae_reconstructions"]
+    lines = ["## 7. Pixels against latents at the same wall-clock", "",
+             f"Class-conditional flow matching on `shapes` at {section['resolution']}x{section['resolution']}, each "
+             f"trained for about {section['budget_seconds']:.0f} seconds of training steps (steps set from a "
+             f"probe of each one's steps/s), evaluated alike: {section['eval_samples']} samples, "
+             f"{section['eval_steps']} Euler steps, seed 0. The latent model works in `{Path(section['vae']).name}`'s "
+             "space; the VAE's own training is not in its budget (it is trained once and shared, like Stable "
+             "Diffusion's), and its encoding of the data, cached before the first step, is shown apart.", "",
+             "| | UNet | parameters | steps | train s | steps/s | peak MiB | samples/s | shapes_fd | precision | "
+             "recall | class accuracy |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for space, r in runs.items():
+        encode = f" (+ {r['latent_encode_seconds']:.0f} s encoding)" if r.get("latent_encode_seconds") else ""
+        lines.append(
+            f"| {space} | {tuple(r['widths'])} | {r['parameters']:,} | {r['steps']} | {r['train_seconds']:.0f}{encode} | "
+            f"{r['steps_per_second']:.2f} | {r['peak_memory_mib']} | {r['samples_per_second']:.1f} | "
+            f"{r['shapes_fd']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['class_accuracy']:.3f} |")
+    return lines + [
+        "",
+        f"The VAE's reconstructions of the held-out test split score shapes_fd {ceiling['shapes_fd']:.1f} (precision "
+        f"{ceiling['precision']:.3f}, recall {ceiling['recall']:.3f}): a latent model cannot do better than its "
+        f"decoder. The floor (real train against real test images) is {runs['pixel']['shapes_fd_floor']:.1f}.",
+        "", "![Samples: pixels (left) and latents (right)](latent_vs_pixel.png)", ""]
+
+
+def side_by_side(paths, out: Path) -> None:
+    """The sample grids at ``paths`` next to each other, 8 px apart, in one PNG."""
+    import PIL.Image
+
+    grids = [PIL.Image.open(p).convert("RGB") for p in paths]
+    width = sum(g.width for g in grids) + 8 * (len(grids) - 1)
+    canvas = PIL.Image.new("RGB", (width, max(g.height for g in grids)), "white")
+    x = 0
+    for grid in grids:
+        canvas.paste(grid, (x, 0))
+        x += grid.width + 8
+    canvas.save(out)
+
+
+def plot_scale(sc: dict, path: Path) -> None:
+    """Training steps/s and sampling seconds against the resolution, pixels and latents (log-log)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax = fig.add_subplot(1, 2, 1)
+    for rows, label in ((sc["resolution_pixel"], "pixels"), (sc["resolution_latent"], "latents (VAE, 4x smaller)")):
+        ax.plot([r["resolution"] for r in rows], [r["steps_per_second"] for r in rows], marker="o", label=label)
+    ax.set(xscale="log", yscale="log", xlabel="resolution (px)", ylabel="training steps/s",
+           title=f"training, batch {sc['resolution_pixel'][0]['batch']}")
+    ax.legend()
+    ax = fig.add_subplot(1, 2, 2)
+    rows = sc["resolution_sampling"]
+    ax.plot([r["resolution"] for r in rows], [r["pixel_seconds"] for r in rows], marker="o", label="pixels")
+    latent = [r for r in rows if r["latent_seconds"] is not None]
+    ax.plot([r["resolution"] for r in latent], [r["latent_seconds"] for r in latent], marker="o",
+            label="latents + decode")
+    ax.set(xscale="log", yscale="log", xlabel="resolution (px)", ylabel="seconds per sampling call",
+           title="sampling")
+    ax.legend()
+    for axis in fig.axes:
+        axis.set_xticks([r["resolution"] for r in rows], [str(r["resolution"]) for r in rows])
+        axis.set_xticks([], minor=True)
+    fig.savefig(path, dpi=110)
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -765,11 +986,54 @@ def speed_report(speed: dict) -> list[str]:
 
 
 def scale_report(sc: dict) -> list[str]:
-    lines = ["## 4. Scale", "", "| batch | steps/s | samples/s | peak memory (MiB) |", "|---|---|---|---|"]
+    lines = ["## 4. Scale", "", "![Cost against resolution](scale.png)", "", "| batch | steps/s | samples/s | peak memory (MiB) |", "|---|---|---|---|"]
     lines += [f"| {r['batch']} | {r['steps_per_second']:.2f} | {r['samples_per_second']:.0f} | {r['peak_memory_mib']} |"
               for r in sc["batch_sizes"]]
-    return lines + ["", f"Two CPU processes (global batch 128) against one: {sc['two_over_one']:.2f} x the samples/s "
-                    f"({sc['processes']['2']['samples_per_second']:.0f} vs {sc['processes']['1']['samples_per_second']:.0f}).", ""]
+    lines += ["", f"Two CPU processes (global batch 128) against one: {sc['two_over_one']:.2f} x the samples/s "
+              f"({sc['processes']['2']['samples_per_second']:.0f} vs {sc['processes']['1']['samples_per_second']:.0f}).", ""]
+    return lines + (resolution_report(sc) if "resolution_pixel" in sc else [])
+
+
+def resolution_report(sc: dict) -> list[str]:
+    """Section 4's cost against resolution and width, pixel against latent, and the fits."""
+    fits, plain = sc["resolution_fits"], sc["trainer_vs_plain_shapes"]
+    latent = {row["resolution"]: row for row in sc["resolution_latent"]}
+    batch = sc["resolution_pixel"][0]["batch"]
+    lines = ["### Cost against resolution: pixels and latents", "",
+             f"Flow matching on `shapes` (RGB), UNet (32, 64), batch {batch}, one process; latent runs in the space of "
+             f"`{Path(sc['vae']).name}` (an AutoencoderKL, 4 latent channels, 4 x smaller on each side; its encoding "
+             "is cached once before training and not counted in steps/s). Peak memory is the training process's "
+             "resident set (data, Python and torch included).", "",
+             "| resolution | pixel steps/s | pixel peak MiB | latent shape | latent steps/s | latent peak MiB | "
+             "latent / pixel speed |", "|---|---|---|---|---|---|---|"]
+    for row in sc["resolution_pixel"]:
+        lat = latent.get(row["resolution"])
+        cells = (["–"] * 4 if lat is None else
+                 ["x".join(map(str, lat["model_shape"])), f"{lat['steps_per_second']:.2f}", f"{lat['peak_memory_mib']}",
+                  f"{lat['steps_per_second'] / row['steps_per_second']:.1f} x"])
+        lines.append(f"| {row['resolution']} | {row['steps_per_second']:.2f} | {row['peak_memory_mib']} | "
+                     + " | ".join(cells) + " |")
+    side = sc["resolution_widths"][0]["resolution"]
+    lines += ["", f"| UNet widths ({side}x{side} pixels) | parameters | steps/s | peak MiB |", "|---|---|---|---|"]
+    lines += [f"| {tuple(w['widths'])} | {sum((w['parameters'] or {}).values()):,} | {w['steps_per_second']:.2f} | "
+              f"{w['peak_memory_mib']} |" for w in sc["resolution_widths"]]
+    lines += ["", "| resolution | sampling s (pixels) | sampling s (latents, decode included) |", "|---|---|---|"]
+    lines += [f"| {row['resolution']} | {row['pixel_seconds']:.3f} | "
+              + ("–" if row["latent_seconds"] is None else f"{row['latent_seconds']:.3f}") + " |"
+              for row in sc["resolution_sampling"]]
+    t, smp, w = (fits["train_seconds_per_step_vs_pixels"], fits["sampling_seconds_vs_pixels"],
+                 fits["train_seconds_per_step_vs_width"])
+    return lines + [
+        "",
+        f"Fits (least squares in log-log): a training step costs ∝ pixels^{t['exponent']:.2f}, a sampling call "
+        f"∝ pixels^{smp['exponent']:.2f}, and a training step at {side}x{side} ∝ width^{w['exponent']:.2f} (the first "
+        "level's width; the others double it). An exponent below 1 in pixels means fixed costs (the time embedding, "
+        "the optimiser, Python) still weigh at the small sizes.",
+        "",
+        f"Trainer against a plain PyTorch loop of the same model at {'x'.join(map(str, plain['sample_shape']))} "
+        f"(batch {plain['batch']}): {plain['genzoo_steps_per_second']:.2f} against "
+        f"{plain['plain_steps_per_second']:.2f} steps/s, **{plain['ratio_genzoo_over_plain']:.3f} x** of plain speed "
+        "(target ≥ 0.95).", ""]
 
 
 def write_report(results: dict, out: Path, command: str):
@@ -801,6 +1065,8 @@ def write_report(results: dict, out: Path, command: str):
         lines += guidance_report(results["guidance"], {**results["config"], **results.get("guidance_config", {})})
     if "few_step" in results:
         lines += few_step_report(results["few_step"])
+    if "latent" in results:
+        lines += latent_report(results["latent"])
     atomic_write_text(out / "RESULTS.md", "\n".join(lines))
 
 
@@ -835,7 +1101,7 @@ def main(argv=None):
     rerun = sections != set(SECTIONS) and (args.out / "results.json").exists()
     if rerun:  # a partial rerun keeps the rest of the last full run (with none, the report has these sections only)
         previous = json.loads((args.out / "results.json").read_text())
-        results = {**previous, **{k: results[k] for k in ("machine", "versions")}}
+        results = {**previous, **{k: results[k] for k in ("machine", "versions", "config")}}
     if cfg.get("in_process"):  # the trainer's INFO lines would flood the output; its warnings still show
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
 
@@ -857,12 +1123,17 @@ def main(argv=None):
             "pipeline": pipeline_ratio(cfg.get("speed_repeats", 7))})
     if "scale" in sections:
         results["scale"] = timed_section("scale", lambda: scale(cfg, work))
+        plot_scale(results["scale"], args.out / "scale.png")
     if "guidance" in sections:
         results["guidance"] = timed_section("guidance", lambda: guidance(cfg, work))
         results["guidance_config"] = {k: v for k, v in cfg.items() if k.startswith("guidance")}
     if "few-step" in sections:
         results["few_step"] = timed_section("few-step", lambda: few_step(cfg, work))
         plot_curves(results["few_step"]["curves"], args.out / "few_step.png")
+    if "latent" in sections:
+        results["latent"] = timed_section("latent", lambda: latent_vs_pixel(cfg, work))
+        side_by_side([results["latent"]["runs"][s]["samples_png"] for s in ("pixel", "latent")],
+                     args.out / "latent_vs_pixel.png")
     elapsed = time.perf_counter() - start
     results["total_seconds"] = elapsed if "quality" in sections else results.get("total_seconds", elapsed)
     results.setdefault("reruns", [])

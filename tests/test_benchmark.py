@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -29,7 +30,8 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["quick"] is True
-    assert "section guidance:" in result.stdout and "section few-step:" in result.stdout  # each prints its time
+    for section in ("guidance", "few-step", "latent"):
+        assert f"section {section}:" in result.stdout  # each prints its time
     runs = results["quality"]["runs"]
     kinds = {"digits": "image", "moons": "vector"}  # quick mode: one 2-D set
     assert {(r["method"], r["dataset"]) for r in runs} == {  # every registered method on every data set it takes
@@ -45,6 +47,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert speed["trainer"]["ratio_genzoo_over_plain"] > 0
     assert set(speed["schedulers"]) == {"DDPMScheduler", "FlowMatchEuler"} and speed["pipeline"]["steps"] == 100
     assert [r["batch"] for r in results["scale"]["batch_sizes"]] == [8, 64] and results["scale"]["two_over_one"] > 0
+    check_resolution_and_latent(results["scale"], results["latent"])
     guided = results["guidance"]["runs"]
     assert [(r["method"], r["conditioning"], r["text_encoder"]) for r in guided] == [
         ("ddpm", "class", None), ("flow-matching", "class", None), ("ddpm", "text", "frozen"),
@@ -56,12 +59,37 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     report = (tmp_path / "RESULTS.md").read_text()
     for heading in ("## 1. Quality", "## 2. Quality against model calls", "## 3. Speed", "## 4. Scale",
                     "## 5. Conditional digits: accuracy against guidance",
-                    "## 6. Few-step and one-step: quality against calls, all methods"):
+                    "## 6. Few-step and one-step: quality against calls, all methods",
+                    "### Cost against resolution: pixels and latents", "## 7. Pixels against latents at the same wall-clock"):
         assert heading in report
     assert "python benchmarks/run.py --quick" in report and "quick mode" in report
-    for png in ("quality_vs_nfe.png", "few_step.png"):
+    for png in ("quality_vs_nfe.png", "few_step.png", "scale.png", "latent_vs_pixel.png"):
         assert PIL.Image.open(tmp_path / png).size[0] > 100
+    grids = [PIL.Image.open(results["latent"]["runs"][space]["samples_png"]).size for space in ("pixel", "latent")]
+    assert PIL.Image.open(tmp_path / "latent_vs_pixel.png").size == (grids[0][0] + grids[1][0] + 8, grids[0][1])
     check_few_step(results["few_step"], report)
+
+
+def check_resolution_and_latent(scale, latent):
+    """Section 4's cost against resolution (quick mode: 8 and 16 px, latents at 16) and section 7's two runs."""
+    assert [r["resolution"] for r in scale["resolution_pixel"]] == [8, 16]
+    assert [r["model_shape"] for r in scale["resolution_latent"]] == [[4, 4, 4]]  # 16 px, 4 x smaller, 4 channels
+    assert [r["widths"] for r in scale["resolution_widths"]] == [[8, 16], [16, 32]]
+    params = [sum(r["parameters"].values()) for r in scale["resolution_widths"]]
+    assert params[1] > 3 * params[0]  # doubling every width about quadruples the convolutions' weights
+    assert all(r["pixel_seconds"] > 0 for r in scale["resolution_sampling"])
+    assert [r["latent_seconds"] is not None for r in scale["resolution_sampling"]] == [False, True]
+    plain = scale["trainer_vs_plain_shapes"]
+    assert plain["sample_shape"] == [3, 16, 16] and plain["ratio_genzoo_over_plain"] > 0
+    assert set(scale["resolution_fits"]) == {"train_seconds_per_step_vs_pixels", "sampling_seconds_vs_pixels",
+                                             "train_seconds_per_step_vs_width"}
+    assert all(math.isfinite(f["exponent"]) for f in scale["resolution_fits"].values())
+    runs = latent["runs"]
+    assert set(runs) == {"pixel", "latent"} and latent["resolution"] == 16
+    for run in runs.values():  # same budget: steps from each one's own probe, at least the probe's
+        assert run["steps"] >= 2 and run["shapes_fd"] > 0 and 0 <= run["class_accuracy"] <= 1
+    assert runs["latent"]["latent_encode_seconds"] is not None and runs["pixel"]["latent_encode_seconds"] is None
+    assert latent["vae_reconstructions"]["shapes_fd"] > 0
 
 
 def check_few_step(section, report):
