@@ -342,7 +342,8 @@ def test_vae_encode_reconstruct_and_interpolate_take_the_data_labels(kind):
     path = pipe.interpolate(x[:1], x[1:], steps=4, class_labels="3", output_type="pt")
     path = path.images if kind == "vae-image" else path.samples
     assert path.shape[0] == 4
-    torch.testing.assert_close(path[:1], recon[:1], atol=1e-6, rtol=0)  # the ends are the reconstructions with "3"
+    # the ends are the reconstructions with "3" (decoded in a batch of 4 rather than 2: float rounding only)
+    torch.testing.assert_close(path[:1], recon[:1], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"vae is class-conditional: pass the data's class_labels .*'0', '1'"):
         pipe.encode(x)
     with pytest.raises(ValueError, match="Got 2 class_labels for 1 data points"):

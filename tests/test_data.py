@@ -450,7 +450,7 @@ def test_names_that_resolve_to_nothing():
         load("--dataset", "8gaussian")
     with pytest.raises(DataError, match="'someone/no-such-dataset'.*Hub could not be reached.*HF_HUB_OFFLINE"):
         load("--dataset", "someone/no-such-dataset")
-    assert set(BUILTIN_DATASETS) == {"digits", *TOY_DATASETS}
+    assert set(BUILTIN_DATASETS) == {"digits", "shapes", *TOY_DATASETS}
 
 
 @pytest.mark.parametrize(

@@ -132,8 +132,8 @@ def test_component_overrides_and_unknown_arguments(tmp_path):
     ddim = diffusers.DDIMScheduler.from_config(pipe.scheduler.config)
     loaded = genzoo.DDPMPipeline.from_pretrained(tmp_path, scheduler=ddim)
     assert loaded.scheduler is ddim
-    with pytest.raises(TypeError, match=r"unexpected arguments \['vae'\]"):
-        genzoo.DDPMPipeline.from_pretrained(tmp_path, vae=None)
+    with pytest.raises(TypeError, match=r"unexpected arguments \['decoder'\]"):
+        genzoo.DDPMPipeline.from_pretrained(tmp_path, decoder=None)
 
 
 def test_saving_pickles_is_refused(tmp_path):
