@@ -3,6 +3,7 @@ upload (pipeline, model card, sample grid, metrics, evaluation, recipe) into ``p
 
     python pipelines/build.py                          # every zoo pipeline, one after the other
     python pipelines/build.py flow-matching-digits     # one
+    python pipelines/build.py vae-shapes --no-train    # evaluate and write the folder of a finished run again
 
 Each recipe trains in ``runs/zoo/<name>`` (its ``output_dir``); only what a push uploads is copied here, and the
 recipe is replaced by the complete one the trainer wrote (every option, defaults included), so the folder says
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -26,18 +28,52 @@ from genzoo import registry
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 #: Evaluation settings of the zoo: what the cards report and what tests/test_zoo.py re-measures.
-EVAL_SAMPLES = {"digits": 500, "moons": 1000}
+EVAL_SAMPLES = {"digits": 500, "moons": 1000, "shapes": 500}
 #: Sampling steps of a card's evaluation where not the pipeline's default. DDPM on digits: 100 of the 1000 ancestral
 #: steps draw digits at least as close to the data (digits-FD 12.9 against 19.1 with all 1000, 500 samples, seed 0)
 #: in a tenth of the time, and the test suite re-measures every card.
-EVAL_STEPS = {"ddpm-digits": 100}
+EVAL_STEPS = {"ddpm-digits": 100, "flow-matching-shapes": 20, "latent-flow-matching-shapes": 20}
+#: What a card says about its pipeline beyond the method, data and numbers (the shapes pipelines' roles).
+ABOUT = {
+    "vae-shapes": "An autoencoder for latent models rather than a generator: trained with a small KL weight "
+                  "(`--beta 0.01`), it reconstructs held-out images closely (benchmarks/RESULTS.md, section 7) "
+                  "while its prior's samples, shown here and measured below, are poor. It maps 32x32x3 images to "
+                  "8x8x4 latents and is the `--vae` of `latent-flow-matching-shapes` (docs/latent.md).",
+    "flow-matching-shapes": "Class-conditional flow matching in pixel space: the class is the first-named shape "
+                            "(`class_labels=[\"circle\"]`, guidance 2.0 by default).",
+    "latent-flow-matching-shapes": "Text-conditional flow matching in the 8x8x4 latent space of `vae-shapes`, which "
+                                   "this folder carries as its `vae` component and decodes with: prompt it with "
+                                   "captions like \"a small red circle in the top left\" (docs/data.md). Prompt "
+                                   "faithfulness is measured on held-out captions and on held-out shape-colour "
+                                   "compositions (`unseen_*`).",
+}
+#: Recipe options that name another zoo pipeline, which must be built first.
+DEPENDENCY_OPTIONS = ("teacher", "vae")
+
+
 def folder_mib(folder: Path) -> float:
     """Size of everything in ``folder``, in MiB."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
 
 
 def zoo_names() -> list[str]:
-    return sorted(p.parent.name for p in HERE.glob("*/recipe.yaml"))
+    """Every zoo pipeline, a pipeline after the zoo pipelines its recipe names (``--teacher``, ``--vae``)."""
+    names = sorted(p.parent.name for p in HERE.glob("*/recipe.yaml"))
+    ordered: list[str] = []
+
+    def visit(name):
+        if name in ordered:
+            return
+        recipe = yaml.safe_load((HERE / name / "recipe.yaml").read_text())
+        for option in DEPENDENCY_OPTIONS:
+            source = str(recipe.get(option) or "")
+            if source.startswith("pipelines/") and source.split("/")[1] in names:
+                visit(source.split("/")[1])
+        ordered.append(name)
+
+    for name in names:
+        visit(name)
+    return ordered
 
 
 def run(command: list[str]) -> None:
@@ -45,21 +81,23 @@ def run(command: list[str]) -> None:
     subprocess.run(command, check=True, cwd=ROOT)
 
 
-def build(name: str) -> None:
+def build(name: str, train: bool = True) -> None:
+    """Train (unless ``train`` is false and ``runs/zoo/<name>`` holds a finished run), evaluate and write the folder."""
     folder = HERE / name
     recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
     run_dir = ROOT / "runs" / "zoo" / name
-    shutil.rmtree(run_dir, ignore_errors=True)
     start = time.perf_counter()
-    run([sys.executable, "-m", "genzoo.training", "--config", str(folder / "recipe.yaml"),
-         "--output_dir", str(run_dir.relative_to(ROOT))])
+    if train or not (run_dir / "metrics.json").is_file():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run([sys.executable, "-m", "genzoo.training", "--config", str(folder / "recipe.yaml"),
+             "--output_dir", str(run_dir.relative_to(ROOT))])
     train_minutes = (time.perf_counter() - start) / 60
     dataset = recipe["dataset"]
     steps = ["--steps", str(EVAL_STEPS[name])] if name in EVAL_STEPS else []
     run([sys.executable, "-m", "genzoo.cli", "eval", str(run_dir), "--num-samples", str(EVAL_SAMPLES[dataset]),
          *steps, "--seed", "0", "--out", str(run_dir / "eval.json")])
 
-    from genzoo.hub import files_to_upload, make_model_card
+    from genzoo.hub import files_to_upload
 
     for path in folder.iterdir():  # the folder becomes exactly what a push uploads
         if path.is_dir():
@@ -70,8 +108,24 @@ def build(name: str) -> None:
         target = folder / path.relative_to(run_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
+    write_card(name, train_minutes)
+    print(f"{name}: {train_minutes:.1f} min, {folder_mib(folder):.2f} MiB", flush=True)
+
+
+def write_card(name: str, train_minutes: float | None = None) -> None:
+    """The model card of the built folder ``pipelines/<name>`` from its files (``train_minutes``: the whole build
+    command's, when known)."""
+    from genzoo.hub import make_model_card
+
+    folder = HERE / name
+    recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
     metrics = json.loads((folder / "metrics.json").read_text())
-    notes = f"""## Reproduce
+    run_minutes = metrics["wall_seconds_this_run"] / 60
+    if train_minutes is None and (folder / "README.md").is_file():  # keep what the build that trained it measured
+        shown = re.search(r"\(([0-9.]+) minutes for the\s+whole command\)", (folder / "README.md").read_text())
+        train_minutes = float(shown.group(1)) if shown else None
+    about = f"## About\n\n{ABOUT[name]}\n\n" if name in ABOUT else ""
+    notes = about + f"""## Reproduce
 
 This is genzoo's zoo pipeline `{name}` (`pipelines/{name}` in the genzoo repository). One command retrains it from
 its recipe, seeded (`--seed {recipe.get('seed', 0)}`), into `runs/zoo/{name}`:
@@ -81,13 +135,12 @@ genzoo train --config pipelines/{name}/recipe.yaml
 # or: accelerate launch train/train.py --config pipelines/{name}/recipe.yaml
 ```
 
-It took {metrics['wall_seconds_this_run'] / 60:.1f} minutes of wall-clock time ({train_minutes:.1f} minutes for the
+It took {run_minutes:.1f} minutes of wall-clock time ({max(train_minutes or 0, run_minutes):.1f} minutes for the
 whole command) on {metrics['machine']}. `python pipelines/build.py {name}` retrains, re-evaluates and rewrites this
 folder. The model is tiny on purpose (a few MB). To scale it up: {registry.get("method", recipe["method"]).scale_up}
 """
     card = make_model_card(folder, f"pipelines/{name}", notes=notes)
     (folder / "README.md").write_text(str(card))
-    print(f"{name}: {train_minutes:.1f} min, {folder_mib(folder):.2f} MiB", flush=True)
 
 
 TABLE_START, TABLE_END = "<!-- zoo table: written by pipelines/build.py -->", "<!-- end of zoo table -->"
@@ -97,18 +150,20 @@ def zoo_table() -> str:
     """The markdown tables of docs/zoo.md: every registered method that has a zoo pipeline, side by side on each
     data set, from the folders' eval.json and metrics.json."""
     lines = []
-    for dataset, columns in (("digits", ("digits_fd", "precision", "recall", "coverage")), ("moons", ("w2", "mmd2_rbf"))):
+    for dataset, columns in (("digits", ("digits_fd", "precision", "recall", "coverage")), ("moons", ("w2", "mmd2_rbf")),
+                             ("shapes", ("shapes_fd", "precision", "recall", "class_accuracy", "faithfulness_all"))):
         lines += [f"**{dataset}**", "",
                   "| pipeline | " + " | ".join(columns) + " | model calls / sample | MiB | train minutes (2-core CPU) |",
                   "|---|" + "---|" * (len(columns) + 3)]
-        for method in registry.names("method"):
-            folder = HERE / f"{method}-{dataset}"
+        folders = [HERE / f"{method}-{dataset}" for method in registry.names("method")]
+        folders += [p for p in sorted(HERE.glob(f"*-{dataset}")) if p not in folders]  # e.g. latent-flow-matching-shapes
+        for folder in folders:
             if not (folder / "eval.json").is_file():
                 continue
             evaluation = json.loads((folder / "eval.json").read_text())
             metrics = json.loads((folder / "metrics.json").read_text())
             size = folder_mib(folder)
-            cells = [f"{evaluation[c]:.3f}" for c in columns]
+            cells = ["–" if evaluation.get(c) is None else f"{evaluation[c]:.3f}" for c in columns]
             lines.append(f"| [`{folder.name}`](../pipelines/{folder.name}/README.md) | " + " | ".join(cells)
                          + f" | {evaluation['model_calls_per_sample']} | {size:.1f} | "
                          f"{metrics['wall_seconds_this_run'] / 60:.1f} |")
@@ -125,12 +180,19 @@ def write_docs_table(path: Path = ROOT / "docs" / "zoo.md") -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help=f"zoo pipelines to build (default: all of {', '.join(zoo_names())})")
+    parser.add_argument("--cards", action="store_true",
+                        help="only rewrite the model cards of the built folders from their files (no training or evaluation)")
+    parser.add_argument("--no-train", action="store_true",
+                        help="reuse the finished run in runs/zoo/<name> where there is one: evaluate and write the folder")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(zoo_names()))
     if unknown:
         parser.error(f"unknown zoo pipeline(s) {', '.join(unknown)}; known: {', '.join(zoo_names())}")
-    for name in args.names or zoo_names():
-        build(name)
+    for name in [n for n in zoo_names() if n in args.names] if args.names else zoo_names():
+        if args.cards:
+            write_card(name)
+        else:
+            build(name, train=not args.no_train)
     write_docs_table()
 
 
