@@ -542,8 +542,9 @@ def latent_report(section: dict) -> list[str]:
     runs, ceiling = section["runs"], section["vae_reconstructions"]
     lines = ["## 7. Pixels against latents at the same wall-clock", "",
              f"Class-conditional flow matching on `shapes` at {section['resolution']}x{section['resolution']}, each "
-             f"trained for about {section['budget_seconds']:.0f} seconds of training steps (steps set from a "
-             f"probe of each one's steps/s), evaluated alike: {section['eval_samples']} samples, "
+             f"given the training steps that a short probe of its speed says fill {section['budget_seconds']:.0f} "
+             "seconds (the probe counts its own start-up, so both fall short alike: `train s` is what each took), "
+             f"evaluated alike: {section['eval_samples']} samples, "
              f"{section['eval_steps']} Euler steps, seed 0. The latent model works in `{Path(section['vae']).name}`'s "
              "space; the VAE's own training is not in its budget (it is trained once and shared, like Stable "
              "Diffusion's), and its encoding of the data, cached before the first step, is shown apart.", "",
