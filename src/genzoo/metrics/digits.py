@@ -110,19 +110,23 @@ class DigitsClassifier(nn.Module):
         return self.forward_features(x)[1]
 
 
-def load_digits_classifier(path: str | Path | None = None) -> DigitsClassifier:
-    """The shipped classifier (or the safetensors file at ``path``), on CPU, in eval mode, without gradients."""
+def load_weights(model: nn.Module, path: Path, what: str) -> nn.Module:
+    """``model`` with the safetensors weights at ``path``, in eval mode, without gradients; a missing file names the
+    command that trains ``what`` (``"digits"`` or ``"shapes"``)."""
     from safetensors.torch import load_file
 
-    path = WEIGHTS_PATH if path is None else Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"no digits classifier weights at {path}; train them with "
-            "`python -m genzoo.metrics.train_digits_classifier`"
+            f"no {what} classifier weights at {path}; train them with "
+            f"`python -m genzoo.metrics.train_{what}_classifier`"
         )
-    model = DigitsClassifier()
     model.load_state_dict(load_file(str(path)))
     return model.eval().requires_grad_(False)
+
+
+def load_digits_classifier(path: str | Path | None = None) -> DigitsClassifier:
+    """The shipped classifier (or the safetensors file at ``path``), on CPU, in eval mode, without gradients."""
+    return load_weights(DigitsClassifier(), WEIGHTS_PATH if path is None else Path(path), "digits")
 
 
 @functools.lru_cache(maxsize=1)

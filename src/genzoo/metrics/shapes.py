@@ -53,7 +53,7 @@ from ..data.shapes import (
     describe,
     shapes_split,
 )
-from .digits import frechet_distance, image_batch, precision_recall
+from .digits import frechet_distance, image_batch, load_weights, precision_recall
 
 IMAGE_SIZE = 32
 FEATURE_DIM = 128
@@ -144,17 +144,7 @@ def decode_slots(logits) -> np.ndarray:
 
 def load_shapes_classifier(path: str | Path | None = None) -> ShapesClassifier:
     """The shipped classifier (or the safetensors file at ``path``), on CPU, in eval mode, without gradients."""
-    from safetensors.torch import load_file
-
-    path = WEIGHTS_PATH if path is None else Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no shapes classifier weights at {path}; train them with "
-            "`python -m genzoo.metrics.train_shapes_classifier`"
-        )
-    model = ShapesClassifier()
-    model.load_state_dict(load_file(str(path)))
-    return model.eval().requires_grad_(False)
+    return load_weights(ShapesClassifier(), WEIGHTS_PATH if path is None else Path(path), "shapes")
 
 
 @functools.lru_cache(maxsize=1)
