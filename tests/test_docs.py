@@ -24,8 +24,9 @@ def test_docs_have_code():
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_doc_code_blocks_run(path, tmp_path, monkeypatch, request):
-    # blocks that write files write them in a temporary folder; zoo.md's read the zoo from the repository root
-    monkeypatch.chdir(ROOT if path.name == "zoo.md" else tmp_path)
+    # blocks that write files write them in a temporary folder; zoo.md's and demo.md's read the zoo from the
+    # repository root
+    monkeypatch.chdir(ROOT if path.name in ("zoo.md", "demo.md") else tmp_path)
     if path.name == "hub.md":  # its blocks push and download: give them the test Hub and a logged-in user
         hub = request.getfixturevalue("hub")
         monkeypatch.setenv("HF_TOKEN", hub.token)

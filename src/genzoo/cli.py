@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_command(subparsers)
     add_push_command(subparsers)
     add_list_command(subparsers)
+    add_demo_command(subparsers)
+    add_space_command(subparsers)
     return parser
 
 
@@ -268,20 +270,75 @@ def add_push_command(subparsers) -> None:
     parser.add_argument("--commit-message", help="commit message")
     parser.add_argument("--revision", help="branch to push to (created if needed; default main)")
     parser.add_argument("--license", default="apache-2.0", help="licence in the model card (default apache-2.0)")
+    parser.add_argument("--repo-type", choices=("model", "space"), default="model",
+                        help="model (default): a pipeline folder; space: a folder written by `genzoo space`")
     parser.set_defaults(run=run_push)
 
 
 def run_push(args) -> int:
     from huggingface_hub.errors import HfHubHTTPError
 
-    from .hub import push_folder
+    from .hub import push_folder, push_space
 
     try:
-        url = push_folder(args.path, args.repo_id, token=args.token, private=args.private or None,
-                          commit_message=args.commit_message, revision=args.revision, license=args.license)
+        if args.repo_type == "space":
+            url = push_space(args.path, args.repo_id, token=args.token, private=args.private or None,
+                             commit_message=args.commit_message)
+        else:
+            url = push_folder(args.path, args.repo_id, token=args.token, private=args.private or None,
+                              commit_message=args.commit_message, revision=args.revision, license=args.license)
     except HfHubHTTPError as exc:  # a refused token, a name taken by someone else, ...
         raise CLIError(f"the Hub refused the push to {args.repo_id}: {exc}") from None
     print(f"Pushed {args.path} to {args.repo_id}: {url}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------- demo, space
+def add_demo_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="serve a web demo (Gradio) of saved pipelines; needs genzoo[demo]",
+        description="Starts a Gradio app: sample any of the given pipelines (seed, samples, steps, solver, class "
+        "label, prompt, guidance) next to its model card's figures, or compare every model trained on one data set "
+        "with one seed. Requests are queued; each pipeline is loaded once, when first used.",
+    )
+    parser.add_argument("sources", nargs="*", metavar="PATH_OR_REPO_ID",
+                        help="saved pipeline folders or Hub ids (default: every pipeline of the zoo, pipelines/)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=positive_int, default=None,
+                        help="port (default: Gradio's, 7860 or the next free)")
+    parser.set_defaults(run=run_demo)
+
+
+def run_demo(args) -> int:
+    from .demo import launch
+
+    launch(args.sources, host=args.host, port=args.port)
+    return 0
+
+
+def add_space_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "space",
+        help="write a Hugging Face Space (Gradio) that demos a pipeline",
+        description="Writes app.py, requirements.txt and a README.md with the Space front matter into OUT_DIR. A Hub "
+        "id is loaded by id when the Space starts; a local folder is copied into the Space. Upload it with "
+        "`genzoo push OUT_DIR USER/NAME --repo-type space`.",
+    )
+    parser.add_argument("source", metavar="PATH_OR_REPO_ID", help="a save_pretrained folder or a Hub id")
+    parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="a new (or empty) folder")
+    parser.add_argument("--title", help="the Space's title (default: genzoo: <name>)")
+    parser.add_argument("--requirement", help="the pip requirement that installs genzoo in the Space "
+                        "(default: genzoo[demo]==<this version>; e.g. a git+https:// URL)")
+    parser.set_defaults(run=run_space)
+
+
+def run_space(args) -> int:
+    from .demo import write_space
+
+    out = write_space(args.source, args.out_dir, title=args.title, requirement=args.requirement)
+    print(f"Wrote a Gradio Space for {args.source} to {out}; upload it with "
+          f"`genzoo push {out} USER/NAME --repo-type space`")
     return 0
 
 

@@ -116,7 +116,17 @@ class Options:
     @classmethod
     def from_mapping(cls, values: Mapping | argparse.Namespace):
         """The options of this class taken from ``values`` (a parsed namespace or a recipe dict; other keys are
-        ignored, missing ones take their defaults), checked."""
+        ignored, missing ones take their defaults), checked.
+
+        Args:
+            values: a parsed namespace or a recipe.
+
+        Returns:
+            (Options): an instance of this class.
+
+        Raises:
+            RecipeError: for a value that is not allowed (one line naming the option).
+        """
         if isinstance(values, argparse.Namespace):
             values = vars(values)
         return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})

@@ -41,7 +41,15 @@ LOCAL_ONLY = ("checkpoints", "logs", "samples")
 
 
 def files_to_upload(folder: Path) -> list[Path]:
-    """Every file of the pipeline folder except training state, logs and intermediate sample grids."""
+    """The files a push uploads: every file of the pipeline folder except training state, logs, intermediate sample
+    grids, hidden files and the model card (which is written fresh).
+
+    Args:
+        folder (Path): a folder written by ``save_pretrained`` or the trainer.
+
+    Returns:
+        The files, sorted.
+    """
     return sorted(
         path
         for path in folder.rglob("*")
@@ -61,7 +69,14 @@ def _load_yaml(path: Path) -> dict:
 
 
 def data_kind(folder: Path) -> str:
-    """``"vector"`` when the pipeline's main model is one of the MLP family, else ``"image"``."""
+    """What a saved pipeline generates, from its components' configs.
+
+    Args:
+        folder (Path): a saved pipeline folder.
+
+    Returns:
+        ``"vector"`` when the pipeline's main model is one of the MLP family, else ``"image"``.
+    """
     for component in ("unet", "generator", "vae"):
         config = _load_json(Path(folder) / component / "config.json")
         if config:
@@ -70,9 +85,19 @@ def data_kind(folder: Path) -> str:
 
 
 def conditioning_of_folder(folder: Path) -> tuple[str, dict[int, str] | None]:
-    """``("text", None)``, ``("class", id2label)`` or ``("none", None)`` for a saved pipeline folder: decided by
-    :func:`genzoo.conditioning.conditioning_of` from the saved component configs and the ``labelled_component`` of
-    the pipeline class that ``model_index.json`` names, exactly as for the pipeline loaded from the folder."""
+    """How a saved pipeline is conditioned, read from its files without loading it: decided by
+    ``genzoo.conditioning.conditioning_of`` from the saved component configs and the ``labelled_component`` of the
+    pipeline class that ``model_index.json`` names, exactly as for the pipeline loaded from the folder.
+
+    Args:
+        folder (Path): a saved pipeline folder.
+
+    Returns:
+        ``("text", None)``, ``("class", id2label)`` or ``("none", None)``.
+
+    Raises:
+        PipelineLoadError: ``model_index.json`` names a pipeline class that is not registered.
+    """
     model_index = read_model_index(folder)
     name = pipeline_class_name(model_index)
     try:
@@ -117,7 +142,17 @@ def make_model_card(
 ) -> ModelCard:
     """A model card for the pipeline in ``folder``: metadata (library, tags, pipeline tag, data set, licence, training
     results from ``metrics.json``, evaluation results from ``eval.json``), the sample grid, how to load and call it,
-    the evaluation, ``notes`` (markdown, e.g. how the model was reproduced) and the recipe that trained it."""
+    the evaluation, ``notes`` and the recipe that trained it.
+
+    Args:
+        folder (str | os.PathLike): a saved pipeline folder.
+        repo_id (str): the Hub id the card is written for (used in its loading and evaluation commands).
+        license (str): the licence in the card's metadata.
+        notes (str): markdown added before the recipe, e.g. how the model was reproduced.
+
+    Returns:
+        The card (``str(card)`` is the README.md text).
+    """
     folder = Path(folder)
     pipeline = pipeline_class_name(read_model_index(folder))
     metrics = _load_json(folder / "metrics.json")
@@ -212,10 +247,23 @@ def push_folder(
     create_pr: bool = False,
     license: str = "apache-2.0",
 ) -> str:
-    """Upload a saved pipeline folder (and its model card) to ``repo_id``; returns the commit URL.
+    """Upload a saved pipeline folder (and its model card) to ``repo_id``, in one commit.
 
-    The repo is created if needed (``private`` applies then); ``revision`` names a branch, created from ``main`` if
-    it does not exist yet. Every push is one commit.
+    Args:
+        folder (str | os.PathLike): a folder written by ``save_pretrained`` or the trainer.
+        repo_id (str): ``namespace/name`` on the Hub; the repo is created if needed.
+        token (str | None): a Hub token (default: ``HF_TOKEN`` or the stored login).
+        private (bool | None): create the repo private (only applies when it is created).
+        commit_message (str | None): the commit message (default: "Upload <pipeline class> with genzoo").
+        revision (str | None): a branch to push to, created from ``main`` if it does not exist yet.
+        create_pr (bool): open a pull request instead of committing to the branch.
+        license (str): the licence in the model card.
+
+    Returns:
+        The commit URL.
+
+    Raises:
+        FileNotFoundError: ``folder`` has no ``model_index.json``.
     """
     folder = Path(folder)
     if not (folder / MODEL_INDEX).is_file():
@@ -238,3 +286,37 @@ def push_folder(
         create_pr=create_pr,
     )
     return str(info)
+
+
+def push_space(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Upload a Space folder written by ``genzoo.demo.write_space`` to the Space ``repo_id``, in one commit.
+
+    Args:
+        folder (str | os.PathLike): the Space folder (``app.py``, ``requirements.txt``, ``README.md``).
+        repo_id (str): ``namespace/name`` of the Space; created as a Gradio Space if needed.
+        token (str | None): a Hub token (default: ``HF_TOKEN`` or the stored login).
+        private (bool | None): create the Space private (only applies when it is created).
+        commit_message (str | None): the commit message.
+
+    Returns:
+        The commit URL.
+
+    Raises:
+        FileNotFoundError: ``folder`` has no ``app.py`` or ``README.md``.
+    """
+    folder = Path(folder)
+    if not (folder / "app.py").is_file() or not (folder / "README.md").is_file():
+        raise FileNotFoundError(f"{folder} has no app.py and README.md: write a Space with `genzoo space` first.")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    info = api.upload_folder(repo_id=repo_id, repo_type="space", folder_path=folder,
+                             commit_message=commit_message or "Upload a genzoo demo Space")
+    return str(info)
+

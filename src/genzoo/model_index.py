@@ -23,7 +23,11 @@ MAX_JSON_BYTES = 16 * 2**20
 
 
 class PipelineLoadError(OSError):
-    """A pipeline folder or repo could not be found, read or trusted; the message says which and why."""
+    """A pipeline folder or repo could not be found, read or trusted; the message says which and why.
+
+    An ``OSError``, as Diffusers' and ``huggingface_hub``'s loading errors are, so ``except OSError`` catches every
+    failure to load.
+    """
 
 
 def one_line(text, limit: int = 300) -> str:

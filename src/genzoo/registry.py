@@ -1,7 +1,7 @@
 """The plugin registry: every pipeline, scheduler, model and training method is found through Python
 entry points, genzoo's own included.
 
-A package adds components by declaring entry points in its metadata, exactly as genzoo does in its ``setup.cfg``::
+A package adds components by declaring entry points in its metadata, exactly as genzoo does in its ``setup.cfg``:
 
     [options.entry_points]
     genzoo.pipelines =
@@ -34,7 +34,17 @@ GROUPS = {
 
 @dataclass
 class RegistryEntry:
-    """One registered name: where it comes from and, once loaded, the object or the error."""
+    """One registered name: where it comes from and, once loaded, the object or the error.
+
+    Args:
+        name: the registered name (a class name, or a method's ``--method`` name).
+        kind: ``pipeline``, ``scheduler``, ``model`` or ``method``.
+        target: the entry point's ``module:attribute``, as declared.
+        package: the distribution that declares it.
+        version: that distribution's version.
+        _loaded: the loaded object (filled in by ``load``).
+        error: why loading failed, if it did.
+    """
 
     name: str
     kind: str
@@ -45,7 +55,14 @@ class RegistryEntry:
     error: str | None = None
 
     def load(self):
-        """Import the target (once). Raises ``ImportError`` with the plugin named if that fails."""
+        """Import the target (once).
+
+        Returns:
+            (type): the registered object (a class).
+
+        Raises:
+            ImportError: naming the plugin, its package and the error, if the import fails.
+        """
         if self._loaded is None and self.error is None:
             try:
                 self._loaded = _load_target(self.target)
@@ -104,7 +121,17 @@ def _discover() -> dict[str, list[RegistryEntry]]:
 
 
 def entries(kind: str | None = None) -> list[RegistryEntry]:
-    """Every registered entry of one kind (``pipeline``, ``scheduler``, ``model``, ``method``), or of all kinds."""
+    """Every registered entry of one kind, or of all kinds.
+
+    Args:
+        kind: ``pipeline``, ``scheduler``, ``model``, ``method``, or ``None`` for all.
+
+    Returns:
+        The entries, sorted by name within each kind.
+
+    Raises:
+        ValueError: for an unknown kind.
+    """
     discovered = _discover()
     if kind is None:
         return [e for k in GROUPS for e in discovered[k]]
@@ -113,12 +140,31 @@ def entries(kind: str | None = None) -> list[RegistryEntry]:
 
 
 def names(kind: str) -> list[str]:
-    """Registered names of one kind, sorted."""
+    """Registered names of one kind, sorted.
+
+    Args:
+        kind: ``pipeline``, ``scheduler``, ``model`` or ``method``.
+
+    Returns:
+        The names.
+    """
     return [e.name for e in entries(kind)]
 
 
 def get(kind: str, name: str):
-    """The registered object ``name`` of ``kind``. Unknown names raise ``KeyError`` listing the known ones."""
+    """The registered object ``name`` of ``kind``.
+
+    Args:
+        kind: ``pipeline``, ``scheduler``, ``model`` or ``method``.
+        name: the registered name, e.g. ``"DDPMPipeline"`` or ``"flow-matching"``.
+
+    Returns:
+        (type): the loaded object (a class).
+
+    Raises:
+        KeyError: for an unknown name (listing the known ones) or a name two packages register.
+        ImportError: if the plugin fails to import.
+    """
     matches = [e for e in entries(kind) if e.name == name]
     if not matches:
         known = ", ".join(names(kind)) or "none"
@@ -134,7 +180,15 @@ def get(kind: str, name: str):
 
 def subclass_names(kind: str, base: type) -> list[str]:
     """Registered names of ``kind`` whose class is ``base`` or a subclass of it (plugins' included; entries that fail
-    to load are left out), e.g. every flow-matching scheduler a flow-matching method can train with."""
+    to load are left out), e.g. every flow-matching scheduler a flow-matching method can train with.
+
+    Args:
+        kind: ``pipeline``, ``scheduler``, ``model`` or ``method``.
+        base (type): the base class.
+
+    Returns:
+        The names, sorted.
+    """
     found = []
     for entry in entries(kind):
         try:
@@ -147,7 +201,17 @@ def subclass_names(kind: str, base: type) -> list[str]:
 
 
 def find_component_class(name: str):
-    """A pipeline, scheduler or model class by its registered name (the names genzoo writes in model_index.json)."""
+    """A pipeline, scheduler or model class by its registered name (the names genzoo writes in model_index.json).
+
+    Args:
+        name: the registered name.
+
+    Returns:
+        (type): the class.
+
+    Raises:
+        KeyError: if no pipeline, scheduler or model has that name.
+    """
     for kind in ("pipeline", "scheduler", "model"):
         if any(e.name == name for e in entries(kind)):
             return get(kind, name)
@@ -158,7 +222,14 @@ def find_component_class(name: str):
 
 
 def registered_name(cls) -> str | None:
-    """The registered name of a class (genzoo's or a plugin's), or ``None`` if the class is not registered."""
+    """The registered name of a class (genzoo's or a plugin's), or ``None`` if the class is not registered.
+
+    Args:
+        cls (type): a pipeline, scheduler or model class.
+
+    Returns:
+        The registered name, or ``None``.
+    """
     target = f"{cls.__module__}.{cls.__qualname__}"
     for kind in ("pipeline", "scheduler", "model"):
         for entry in entries(kind):

@@ -370,8 +370,17 @@ SCHEDULER_CHECKS: dict[str, Callable[..., None]] = {
 
 
 def check_scheduler(cls, config: dict | None = None, checks=None) -> None:
-    """Run ``checks`` (names, default all of :data:`SCHEDULER_CHECKS`) on ``cls``; one ``AssertionError`` lists every
-    check that failed, with its message."""
+    """Run the scheduler contract's ``checks`` on ``cls``; one ``AssertionError`` lists every check that failed.
+
+    Args:
+        cls (type): the scheduler class under test.
+        config: constructor arguments for the instances the checks build (default: the class's defaults).
+        checks (list[str] | None): names of checks to run (default: all of ``SCHEDULER_CHECKS``).
+
+    Raises:
+        AssertionError: listing every check that failed, with its message.
+        ValueError: for a check name that does not exist.
+    """
     names = list(SCHEDULER_CHECKS) if checks is None else list(checks)
     unknown = [n for n in names if n not in SCHEDULER_CHECKS]
     if unknown:

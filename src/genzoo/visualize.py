@@ -27,10 +27,11 @@ MIN_TILE_SIZE = 64
 GRID_GAP = 4
 
 
-def save_image_grid(images, rows: int, cols: int, out: Path) -> None:
-    """``(N, H, W, C)`` images in [0, 1] -> one PNG grid of ``rows x cols`` tiles separated by ``GRID_GAP`` grey
+def image_grid(images, rows: int, cols: int) -> np.ndarray:
+    """``(N, H, W, C)`` images in [0, 1] -> one ``uint8`` grid of ``rows x cols`` tiles separated by ``GRID_GAP`` grey
     pixels, empty tiles black; tiles smaller than ``MIN_TILE_SIZE`` are enlarged by a whole factor with
-    nearest-neighbour, so every pixel stays visible."""
+    nearest-neighbour, so every pixel stays visible. Shape ``(height, width)`` for one channel, else
+    ``(height, width, C)``."""
     pixels = (np.asarray(images, dtype=np.float32).clip(0, 1) * 255).round().astype(np.uint8)
     n, height, width, channels = pixels.shape
     factor = max(1, MIN_TILE_SIZE // max(height, width))
@@ -41,11 +42,17 @@ def save_image_grid(images, rows: int, cols: int, out: Path) -> None:
         r, c = divmod(i, cols)
         top, left = gap + r * (tile_h + gap), gap + c * (tile_w + gap)
         canvas[top : top + tile_h, left : left + tile_w] = pixels[i] if i < n else 0
-    PIL.Image.fromarray(canvas[..., 0] if channels == 1 else canvas).save(out)
+    return canvas[..., 0] if channels == 1 else canvas
 
 
-def save_scatter_plot(samples, out: Path, title: str) -> None:
-    """``(N, D)`` vectors -> a PNG scatter plot of the first two dimensions (a histogram when ``D == 1``)."""
+def save_image_grid(images, rows: int, cols: int, out: Path) -> None:
+    """:func:`image_grid` written to a PNG."""
+    PIL.Image.fromarray(image_grid(images, rows, cols)).save(out)
+
+
+def scatter_figure(samples, title: str, background=None):
+    """``(N, D)`` vectors -> a matplotlib ``Figure``: a scatter plot of the first two dimensions (a histogram when
+    ``D == 1``); ``background``, points of the data, is drawn under it as a grey 2-D histogram (its density)."""
     try:
         from matplotlib.figure import Figure  # no pyplot: no global backend or figure state is touched
     except ImportError:
@@ -55,6 +62,8 @@ def save_scatter_plot(samples, out: Path, title: str) -> None:
     fig = Figure(figsize=(5, 5), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     if samples.shape[1] >= 2:
+        if background is not None:
+            ax.hist2d(background[:, 0], background[:, 1], bins=120, cmap="Greys", cmin=1)
         ax.scatter(samples[:, 0], samples[:, 1], s=6, alpha=0.7)
         ax.set_aspect("equal", adjustable="datalim")
         ax.set_xlabel("x[0]")
@@ -63,7 +72,12 @@ def save_scatter_plot(samples, out: Path, title: str) -> None:
         ax.hist(samples[:, 0], bins="auto")
         ax.set_xlabel("x[0]")
     ax.set_title(title)
-    fig.savefig(out)
+    return fig
+
+
+def save_scatter_plot(samples, out: Path, title: str) -> None:
+    """:func:`scatter_figure` written to a PNG."""
+    scatter_figure(samples, title).savefig(out)
 
 
 def save_samples(samples: np.ndarray, path: Path, title: str = "") -> str:

@@ -1,19 +1,19 @@
 """What a training method is to genzoo's trainer.
 
 A method is a class registered in the ``genzoo.methods`` entry-point group (genzoo's four are registered the same way
-in its ``setup.cfg``). It knows its options, models, losses and pipeline; the trainer (:mod:`genzoo.training`) knows
+in its ``setup.cfg``). It knows its options, models, losses and pipeline; the trainer (``genzoo.training``) knows
 Accelerate, data, optimisers, EMA, checkpoints, teachers and logging, and never a method by name. A method never
 reads the command line: it gets its own typed options.
 
 The contract, in the order the trainer uses it:
 
-1. ``Config``: a dataclass subclass of :class:`MethodConfig` declaring the method's options with
-   :func:`genzoo.config.option` (type, default, help, choices, range). The command line, recipes and ``--help`` are
+1. ``Config``: a dataclass subclass of ``MethodConfig`` declaring the method's options with
+   ``genzoo.config.option`` (type, default, help, choices, range). The command line, recipes and ``--help`` are
    generated from it; a value that is not allowed is refused before anything runs.
 2. ``__init__(config, data, context)``: ``config`` is the method's ``Config``, ``data`` a
-   :class:`genzoo.data.TrainingData`, ``context`` a :class:`RunContext` (output folder, process index, ...).
+   ``genzoo.data.TrainingData``, ``context`` a ``RunContext`` (output folder, process index, ...).
 3. ``check_conditioning()`` and ``check_data()``: raise a ``ValueError`` naming what is wrong before training.
-4. A frozen *teacher*: a method whose ``Config`` has a ``teacher`` option (declare it with :func:`teacher_option`)
+4. A frozen *teacher*: a method whose ``Config`` has a ``teacher`` option (declare it with ``teacher_option``)
    gets, when it is set, ``self.teacher``: that pipeline (a folder or Hub id) loaded by the trainer before
    ``build_models``, on the training device, in eval mode, with ``requires_grad`` off.
 5. ``build_models()`` -> ``{name: nn.Module}``: every model the method trains.
@@ -34,7 +34,7 @@ The contract, in the order the trainer uses it:
 10. ``state_dict()`` / ``load_state_dict(state)``: state of the method's own (running statistics, a buffer, a
     counter) that a checkpoint must hold for resuming to be exact: tensors and JSON values, saved per process as
     safetensors and JSON, never pickled.
-11. ``make_pipeline(models)`` -> a :class:`genzoo.GenzooPipeline` of the (EMA) models, ready for ``save_pretrained``.
+11. ``make_pipeline(models)`` -> a ``genzoo.GenzooPipeline`` of the (EMA) models, ready for ``save_pretrained``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,16 @@ from ..config import Options, option
 @dataclass
 class MethodConfig(Options):
     """The options every method has: what it is conditioned on, and how often guidance training drops the
-    condition. Subclass it (as a ``@dataclass``) for a method's own options."""
+    condition. Subclass it (as a ``@dataclass``) for a method's own options.
+
+    Args:
+        conditioning: ``none``, ``class`` (the data's labels) or ``text`` (captions).
+        cond_dropout: the probability of training on the null label or the empty prompt, for classifier-free
+            guidance (methods that have it: DDPM, flow matching).
+
+    Raises:
+        RecipeError: for a value that is not allowed.
+    """
 
     group_title: ClassVar[str] = "method"
 
@@ -67,13 +76,29 @@ class MethodConfig(Options):
 
 def teacher_option(help: str = "a trained pipeline (folder or Hub id) the method learns from, loaded frozen"):
     """The ``teacher`` option of a method that learns from another model (declare ``teacher: str | None =
-    teacher_option()`` in its ``Config``)."""
+    teacher_option()`` in its ``Config``).
+
+    Args:
+        help: the option's ``--help`` text.
+
+    Returns:
+        (dataclasses.Field): a dataclass field (``genzoo.config.option``), default ``None``, metavar
+            ``PATH_OR_REPO_ID``.
+    """
     return option(None, help, metavar="PATH_OR_REPO_ID")
 
 
 @dataclass
 class RunContext:
-    """What a method may know about the run it is part of (the trainer fills it in)."""
+    """What a method may know about the run it is part of (the trainer fills it in).
+
+    Args:
+        output_dir: the run's output folder.
+        seed: the run's ``--seed``.
+        process_index: this process's index among the run's processes.
+        num_processes: how many processes train together.
+        device: the device this process trains on.
+    """
 
     output_dir: Path | None = None
     seed: int = 0
@@ -83,7 +108,16 @@ class RunContext:
 
 
 class Method:
-    """Base class of training methods; see the module docstring for the contract."""
+    """Base class of training methods; see the module docstring for the contract.
+
+    Args:
+        config: the method's options, an instance of its ``Config``.
+        data (genzoo.data.TrainingData): the training data.
+        context: what the method may know about the run.
+
+    Raises:
+        TypeError: if ``config`` is not an instance of the method's ``Config``.
+    """
 
     #: Registered name (the entry-point name), e.g. "flow-matching".
     name: str = ""
@@ -116,10 +150,27 @@ class Method:
 
     @classmethod
     def from_options(cls, options, data, context: RunContext | None = None) -> Method:
-        """The method with its ``Config`` taken from a recipe mapping or a parsed namespace (other keys ignored)."""
+        """The method with its ``Config`` taken from a recipe mapping or a parsed namespace (other keys ignored).
+
+        Args:
+            options (Mapping | argparse.Namespace): a recipe or a parsed command line.
+            data (genzoo.data.TrainingData): the training data.
+            context: what the method may know about the run.
+
+        Returns:
+            The method.
+
+        Raises:
+            RecipeError: for an option value that is not allowed.
+        """
         return cls(cls.Config.from_mapping(options), data, context)
 
     def build_models(self) -> dict[str, nn.Module]:
+        """Every model the method trains, by name (the names of ``model_names``).
+
+        Returns:
+            ``{name: module}``.
+        """
         raise NotImplementedError
 
     def prepare_training(self) -> None:
@@ -130,19 +181,62 @@ class Method:
         return {"model": list(self.model_names)}
 
     def optimizer_kwargs(self, group: str) -> dict:
-        """Extra ``torch.optim.AdamW`` arguments for one group (default: none beyond the trainer's)."""
+        """Extra ``torch.optim.AdamW`` arguments for one group (default: none beyond the trainer's).
+
+        Args:
+            group: a group of ``optimizer_groups``.
+
+        Returns:
+            Keyword arguments for ``AdamW``.
+        """
         return {}
 
     def phases(self, step: int) -> list[str]:
+        """The optimiser groups to update at ``step``, in order (default: every group, every step).
+
+        Args:
+            step: the optimiser step about to be taken.
+
+        Returns:
+            Group names of ``optimizer_groups``.
+        """
         return list(self.optimizer_groups())
 
     def loss(self, phase: str, models: dict[str, nn.Module], batch: dict, step: int, generator: torch.Generator):
+        """The loss to minimise for ``phase`` on one batch.
+
+        Args:
+            phase: the optimiser group being updated.
+            models: every model as a plain module (the phase's own trainable, the others frozen); with
+                ``ema_in_loss``, also ``"<name>_ema"`` copies holding the EMA weights.
+            batch: one batch of the training data (``"sample"``, and ``"label"`` or ``"caption"`` when
+                conditioned).
+            step: the optimiser step.
+            generator: the source of all randomness (checkpointed by the trainer, so resuming is exact).
+
+        Returns:
+            (tuple[torch.Tensor, dict[str, torch.Tensor]]): ``(loss, terms)``, the scalar to minimise and the
+                named terms to log.
+        """
         raise NotImplementedError
 
     def ema_models(self) -> list[str]:
+        """The models that keep an exponential moving average with ``--use_ema`` (default: none).
+
+        Returns:
+            Model names of ``build_models``.
+        """
         return []
 
     def make_pipeline(self, models: dict[str, nn.Module]):
+        """The pipeline of the trained (EMA) models, ready for ``save_pretrained``.
+
+        Args:
+            models: the models of ``build_models``, with EMA weights where kept.
+
+        Returns:
+            (GenzooPipeline): the pipeline.
+        """
         raise NotImplementedError
 
     def check_data(self) -> None:
@@ -157,7 +251,11 @@ class Method:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`state_dict` returned."""
+        """Restore what ``state_dict`` returned.
+
+        Args:
+            state: the method's state from a checkpoint.
+        """
 
     # ------------------------------------------------------------------ conditioning (genzoo.conditioning)
     @property
@@ -196,7 +294,14 @@ class Method:
 
     def sample_kwargs(self, num: int) -> dict:
         """Extra pipeline arguments for the trainer's sample grids: class-conditional pipelines already cycle through
-        the classes by default; a text-conditional run shows the first ``num`` training captions."""
+        the classes by default; a text-conditional run shows the first ``num`` training captions.
+
+        Args:
+            num: the number of samples in the grid.
+
+        Returns:
+            Keyword arguments for the pipeline's ``__call__``.
+        """
         captions = getattr(self.data, "captions", None)
         if self.conditioning == "text" and captions:
             return {"prompt": [captions[i % len(captions)] for i in range(num)]}
@@ -208,7 +313,15 @@ class Method:
 
 
 def randn_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """``torch.randn_like`` drawn from ``generator`` (on the generator's device, then moved)."""
+    """``torch.randn_like`` drawn from ``generator`` (on the generator's device, then moved).
+
+    Args:
+        x: the tensor whose shape, dtype and device the noise takes.
+        generator: the source of randomness.
+
+    Returns:
+        Standard normal noise like ``x``.
+    """
     return torch.randn(x.shape, generator=generator, device=generator.device, dtype=torch.float32).to(
         device=x.device, dtype=x.dtype
     )

@@ -74,7 +74,15 @@ class DDPMConfig(DenoisingConfig):
 
 
 class DDPMMethod(DenoisingMethod):
-    """DDPM (Ho et al. 2020): regress the noise (or x_0, or v) at a uniformly drawn timestep."""
+    """DDPM (Ho et al. 2020): regress the noise (or x_0, or v) at a uniformly drawn timestep (``--method ddpm``).
+
+    Saves a ``DDPMPipeline`` with the ``DDPMScheduler`` it trained with.
+
+    Args:
+        config (DDPMConfig): the method's options (``--method ddpm``; see the trainer options).
+        data (genzoo.data.TrainingData): the training data.
+        context (RunContext | None): what the method may know about the run.
+    """
 
     name = "ddpm"
     Config = DDPMConfig

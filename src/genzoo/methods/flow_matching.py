@@ -75,7 +75,16 @@ class FlowMatchingConfig(FlowPathConfig):
 
 
 class FlowMatchingMethod(DenoisingMethod):
-    """Flow matching (Lipman et al. 2022): regress the straight-line velocity x_1 - x_0 at t from ``time_sampling``."""
+    """Flow matching (Lipman et al. 2022): regress the straight-line velocity x_1 - x_0 at t from ``time_sampling``
+    (``--method flow-matching``).
+
+    Saves a ``FlowMatchingPipeline``; ``--coupling ot`` pairs noise and data by minibatch optimal transport.
+
+    Args:
+        config (FlowMatchingConfig): the method's options (``--method flow-matching``; see the trainer options).
+        data (genzoo.data.TrainingData): the training data.
+        context (RunContext | None): what the method may know about the run.
+    """
 
     name = "flow-matching"
     Config = FlowMatchingConfig

@@ -55,6 +55,19 @@ def gradient_norm_penalty(discriminator, inputs: torch.Tensor, target_norm: floa
 
 
 class GANMethod(Method):
+    """GAN: a generator and a discriminator trained against each other (``--method gan``).
+
+    Two optimiser groups, ``discriminator`` and ``generator``, with ``--d_steps`` discriminator updates per generator
+    update; the loss is ``--gan_loss`` (``non_saturating``, ``hinge`` or ``wgan_gp``), with an optional R1 penalty.
+    A DCGAN for images, an MLP GAN for vectors; conditional on class labels with ``--conditioning class`` (a
+    projection discriminator). Saves a ``GANPipeline``.
+
+    Args:
+        config (GANConfig): the method's options (``--method gan``; see the trainer options).
+        data (genzoo.data.TrainingData): the training data.
+        context (RunContext | None): what the method may know about the run.
+    """
+
     name = "gan"
     Config = GANConfig
     model_names = ("generator", "discriminator")

@@ -56,8 +56,16 @@ class MeanFlowConfig(FlowPathConfig):
 
 
 class MeanFlowMethod(FlowMatchingMethod):
-    """MeanFlow: an average-velocity model ``u(x_t, t, r)`` trained through the MeanFlow identity (see the module
-    docstring); samples in one step."""
+    """MeanFlow (Geng et al. 2025): an average-velocity model ``u(x_t, t, r)`` trained through the MeanFlow identity
+    (``--method meanflow``); samples in one step.
+
+    Saves a ``FlowMapPipeline`` with a ``FlowMapEulerScheduler``; see the few-step guide for the identity.
+
+    Args:
+        config (MeanFlowConfig): the method's options (``--method meanflow``; see the trainer options).
+        data (genzoo.data.TrainingData): the training data.
+        context (RunContext | None): what the method may know about the run.
+    """
 
     name = "meanflow"
     Config = MeanFlowConfig

@@ -107,8 +107,18 @@ class RectifiedFlowConfig(FlowMatchingConfig):
 
 
 class RectifiedFlowMethod(FlowMatchingMethod):
-    """Rectified flow: flow matching on the data without a teacher; with one, reflow (a straighter flow matching
-    model) or, with ``distill_steps`` K, a K-step flow map (see the module docstring)."""
+    """Rectified flow (Liu et al. 2022): flow matching on the data without a teacher; with one (``--teacher``),
+    reflow (a straighter flow-matching model) or, with ``--distill_steps`` K, a K-step flow map
+    (``--method rectified-flow``).
+
+    Saves a ``FlowMatchingPipeline`` (a ``FlowMapPipeline`` when distilling); the teacher's pairs of noise and
+    samples are made once and cached (see the few-step guide).
+
+    Args:
+        config (RectifiedFlowConfig): the method's options (``--method rectified-flow``; see the trainer options).
+        data (genzoo.data.TrainingData): the training data.
+        context (RunContext | None): what the method may know about the run.
+    """
 
     name = "rectified-flow"
     Config = RectifiedFlowConfig

@@ -44,6 +44,17 @@ class VAEConfig(MethodConfig):
 
 
 class VAEMethod(Method):
+    """VAE: minimise reconstruction + beta * KL(q(z|x) || N(0, I)) (``--method vae``).
+
+    An ``AutoencoderKL`` for images (a ``ConditionalAutoencoderKL`` with ``--conditioning class``), an ``MLPVAE``
+    for vectors; ``--beta`` weighs the KL term, warmed up over ``--kl_warmup_steps``. Saves a ``VAEPipeline``.
+
+    Args:
+        config (VAEConfig): the method's options (``--method vae``; see the trainer options).
+        data (genzoo.data.TrainingData): the training data.
+        context (RunContext | None): what the method may know about the run.
+    """
+
     name = "vae"
     Config = VAEConfig
     model_names = ("vae",)

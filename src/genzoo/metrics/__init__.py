@@ -17,7 +17,7 @@ __all__ = ["MMD_BANDWIDTHS", "evaluate_pipeline", "flow_log_likelihood", "iwae_n
 
 
 def evaluate_pipeline(*args, **kwargs):
-    """See :func:`genzoo.metrics.evaluate.evaluate_pipeline` (imported lazily: it pulls in the data sets)."""
+    """See ``genzoo.metrics.evaluate.evaluate_pipeline`` (imported lazily: it pulls in the data sets)."""
     from .evaluate import evaluate_pipeline as evaluate
 
     return evaluate(*args, **kwargs)

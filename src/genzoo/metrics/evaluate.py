@@ -126,12 +126,37 @@ def evaluate_pipeline(
     every class in turn with ``guidance_scale`` (default: the pipeline's); on the digits their ``class_accuracy`` is
     the fraction of samples the classifier assigns to the asked-for digit.
 
-    On the shapes (:mod:`.shapes`) class-conditional pipelines are asked for the four shapes in turn and
+    2-D data sets get ``w2`` and ``mmd2_rbf`` against held-out points (and ``nll_nats`` for flow matching, the IWAE
+    bound for a VAE); ``digits`` gets digits-FD, precision, recall, class coverage and entropy from the shipped
+    digits classifier; ``shapes`` the same from the shapes classifier.
+
+    On the shapes (``.shapes``) class-conditional pipelines are asked for the four shapes in turn and
     ``class_accuracy`` is the fraction of samples in which some detected object has the asked shape; text-conditional
     ones are prompted with captions (every attribute named, ``FULL_TEMPLATE``) of the "test" split's images in
     order, scored by prompt faithfulness (``faithfulness_*``), and, in a second, smaller draw (``UNSEEN_SHARE`` of
     ``num_samples``, seed ``seed + UNSEEN_SEED_OFFSET``), with captions of the "unseen" split's images, which hold
-    held-out (shape, colour) pairs: the same faithfulness keys, prefixed ``unseen_``."""
+    held-out (shape, colour) pairs: the same faithfulness keys, prefixed ``unseen_``.
+
+    Args:
+        pipe (GenzooPipeline): the pipeline to evaluate.
+        dataset: the reference data: ``digits``, ``shapes`` or a built-in 2-D set (``moons``, ...).
+        num_samples: samples to draw (at least 2).
+        steps: sampling steps (default: the pipeline's).
+        seed: seeds the samples and the reference draw.
+        likelihood_points: held-out points whose flow log-likelihood is computed (2-D data).
+        likelihood_steps: RK4 steps of the flow log-likelihood.
+        iwae_k: importance samples of the VAE bound.
+        recon_loss: the VAE's reconstruction loss (``mse`` or ``bce``), as trained.
+        likelihood: compute the flow log-likelihood and the VAE bound (slower).
+        guidance_scale: classifier-free guidance of conditional pipelines (default: the pipeline's).
+
+    Returns:
+        The metrics and what they were measured with (``pipeline``, ``dataset``, ``num_samples``,
+        ``num_inference_steps``, ``model_calls_per_sample``, ``seed``, ``sampling_seconds``, ...), JSON-ready.
+
+    Raises:
+        ValueError: fewer than 2 samples, or a data set the pipeline's samples cannot be compared with.
+    """
     from .point_clouds import MMD_BANDWIDTHS, mmd_rbf, wasserstein2
 
     if num_samples < 2:

@@ -95,8 +95,9 @@ def flow_log_likelihood(
     velocity ``(x_1_hat - x) / (1 - t)``, singular at ``t = 1`` where the backward integration starts.
 
     Args:
-        unet: velocity model called as ``unet(x, timestep).sample`` (e.g. ``genzoo.MLPDenoiser``).
-        scheduler: a genzoo flow-matching scheduler (for ``time_scale`` and ``prediction_type``).
+        unet (torch.nn.Module): velocity model called as ``unet(x, timestep).sample`` (e.g. ``genzoo.MLPDenoiser``).
+        scheduler (FlowMatchEulerScheduler): a genzoo flow-matching scheduler (for ``time_scale`` and
+            ``prediction_type``).
         x: data points, shape ``(B, *sample_shape)``.
         num_steps: number of solver steps from ``t = 1`` to ``t = 0``.
         method: ``"rk4"`` (default) or ``"euler"``.
@@ -104,8 +105,9 @@ def flow_log_likelihood(
         return_noise: also return ``x(0)``, the point's image in noise space.
 
     Returns:
-        ``(B,)`` float64 tensor of ``log p_1(x)`` in nats on ``x``'s device (and ``x(0)`` in float64 if
-        ``return_noise``). No autograd graph is kept and no parameter gradients are touched.
+        (torch.Tensor | tuple[torch.Tensor, torch.Tensor]): ``(B,)`` float64 tensor of ``log p_1(x)`` in nats on
+        ``x``'s device (and ``x(0)`` in float64 if ``return_noise``). No autograd graph is kept and no parameter
+        gradients are touched.
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method={method!r}; allowed: {', '.join(repr(m) for m in METHODS)}.")

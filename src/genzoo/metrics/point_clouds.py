@@ -17,10 +17,10 @@ from scipy.spatial.distance import cdist
 
 __all__ = ["MMD_BANDWIDTHS", "mmd_rbf", "wasserstein2"]
 
-#: Default bandwidths ``h`` of :func:`mmd_rbf`'s kernel ``k(a, b) = sum_h exp(-|a - b|^2 / (2 h^2))``, in data
-#: units. They span the scales of genzoo's toy 2-D data sets (coordinates of order 1); for data on another scale
-#: (or to compare numbers across data sets) standardise the data first or pass your own bandwidths.
 MMD_BANDWIDTHS: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+"""Default bandwidths ``h`` of ``mmd_rbf``'s kernel ``k(a, b) = sum_h exp(-|a - b|^2 / (2 h^2))``, in data units.
+They span the scales of genzoo's toy 2-D data sets (coordinates of order 1); for data on another scale (or to compare
+numbers across data sets) standardise the data first or pass your own bandwidths."""
 
 
 def _as_points(a, name: str) -> np.ndarray:
@@ -64,7 +64,11 @@ def wasserstein2(x, y) -> float:
         - For a pure translation, ``W2(x, x + c) = |c|`` exactly.
 
     Args:
-        x, y: arrays or tensors of shape ``(n, d)`` with the same n and d (1-D inputs are ``(n, 1)``).
+        x (numpy.ndarray | torch.Tensor): points of shape ``(n, d)`` (1-D inputs are ``(n, 1)``).
+        y (numpy.ndarray | torch.Tensor): points of the same shape.
+
+    Returns:
+        ``W2``, in the units of the data.
 
     Raises:
         ValueError: if the sizes or the dimensions differ (the message names both).
@@ -102,7 +106,7 @@ def mmd_rbf(x, y, bandwidths=MMD_BANDWIDTHS) -> float:
     """Squared maximum mean discrepancy, MMD^2 (not MMD), unbiased estimator, multi-bandwidth RBF kernel.
 
     Kernel: ``k(a, b) = sum_h exp(-|a - b|^2 / (2 h^2))`` over ``h in bandwidths`` (default
-    :data:`MMD_BANDWIDTHS` = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0), absolute, in data units; no median heuristic, so the
+    ``MMD_BANDWIDTHS`` = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0), absolute, in data units; no median heuristic, so the
     number is comparable across models evaluated on the same data). Estimator (Gretton et al. 2012, eq. 3),
     with ``m = len(x)``, ``n = len(y)``:
 
@@ -115,8 +119,15 @@ def mmd_rbf(x, y, bandwidths=MMD_BANDWIDTHS) -> float:
     blocks, O(m n d) time and O((m + n) * block) memory.
 
     Args:
-        x: ``(m, d)`` samples; y: ``(n, d)`` samples (arrays or tensors; 1-D inputs are ``(n, 1)``).
-        bandwidths: the kernel bandwidths h (positive numbers).
+        x (numpy.ndarray | torch.Tensor): ``(m, d)`` samples (1-D inputs are ``(m, 1)``).
+        y (numpy.ndarray | torch.Tensor): ``(n, d)`` samples.
+        bandwidths (Sequence[float]): the kernel bandwidths h (positive numbers).
+
+    Returns:
+        ``MMD^2_u``, in kernel units.
+
+    Raises:
+        ValueError: for different dimensions, fewer than 2 points in a set, or bandwidths that are not positive.
     """
     x, y = _as_points(x, "x"), _as_points(y, "y")
     _check_same_dim(x, y)

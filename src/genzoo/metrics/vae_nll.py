@@ -71,7 +71,8 @@ def iwae_nll(
     applied (genzoo trains VAEs on unscaled posterior samples).
 
     Args:
-        vae: a model with ``encode(x).latent_dist`` (``mean``, ``logvar``, ``std``) and ``decode(z).sample``.
+        vae (torch.nn.Module): a model with ``encode(x).latent_dist`` (``mean``, ``logvar``, ``std``) and
+            ``decode(z).sample``.
         x: data batch ``(B, ...)`` in the units the VAE was trained on (``[-1, 1]`` for images).
         k: importance samples per data point (``k = 1``: the ELBO).
         generator: ``torch.Generator`` for the latent draws.

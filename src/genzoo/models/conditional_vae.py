@@ -40,11 +40,11 @@ class ConditionalAutoencoderKL(ModelMixin, ConfigMixin):
         act_fn (`str`, defaults to ``"silu"``): Activation.
         latent_channels (`int`, defaults to 4): Latent channels.
         norm_num_groups (`int`, defaults to 32): Group-norm groups.
-        sample_size (`int`, defaults to 32): Image side (used by :func:`~genzoo.models.vae_latent_shape`).
+        sample_size (`int`, defaults to 32): Image side (used by ``vae_latent_shape``).
         scaling_factor (`float`, defaults to 0.18215): Stored only, as in ``AutoencoderKL``.
         mid_block_add_attention (`bool`, defaults to `True`): Attention in the encoder's and decoder's mid blocks.
         num_class_embeds (`int`): Number of classes ``K`` (required: an unconditional VAE is an ``AutoencoderKL``).
-            Record the label names with :func:`genzoo.conditioning.set_id2label`.
+            Record the label names with ``genzoo.conditioning.set_id2label``.
     """
 
     @register_to_config

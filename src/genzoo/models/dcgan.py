@@ -121,7 +121,7 @@ class DCGANGenerator(ModelMixin, ConfigMixin):
         Args:
             z (`torch.Tensor`): ``(B, latent_dim)`` or ``(B, latent_dim, 1, 1)``.
             class_labels (`torch.Tensor`, *optional*): ``(B,)`` class ids; required iff ``num_class_embeds``.
-            return_dict (`bool`): return a :class:`GeneratorOutput` (default) or a 1-tuple.
+            return_dict (`bool`): return a ``GeneratorOutput`` (default) or a 1-tuple.
 
         Returns:
             ``GeneratorOutput(sample=...)`` with ``sample`` of shape ``(B, out_channels, sample_size, sample_size)``

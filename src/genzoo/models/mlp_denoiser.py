@@ -64,7 +64,7 @@ class MLPDenoiser(ModelMixin, ConfigMixin):
         time_embed_scale (`float`, defaults to 1.0): multiplies the timestep inside the sinusoidal embedding.
         class_embed_type (`str`, *optional*): ``"timestep"`` makes ``class_labels`` a second *time* (embedded like
             the timestep, by its own ``TimestepEmbedding``), as ``UNet2DModel(class_embed_type="timestep")`` does: a
-            flow map's interval ``r - t`` (:class:`genzoo.FlowMapPipeline`). ``None``: class labels, if any.
+            flow map's interval ``r - t`` (``genzoo.FlowMapPipeline``). ``None``: class labels, if any.
     """
 
     @register_to_config

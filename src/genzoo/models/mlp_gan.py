@@ -75,7 +75,7 @@ class MLPGenerator(ModelMixin, ConfigMixin):
         Args:
             z (`torch.Tensor`): ``(B, latent_dim)``.
             class_labels (`torch.Tensor`, *optional*): ``(B,)`` class ids; required iff ``num_class_embeds``.
-            return_dict (`bool`): return a :class:`GeneratorOutput` (default) or a 1-tuple.
+            return_dict (`bool`): return a ``GeneratorOutput`` (default) or a 1-tuple.
 
         Returns:
             ``GeneratorOutput(sample=...)`` with ``sample`` of shape ``(B, sample_size)``; or ``(sample,)``.

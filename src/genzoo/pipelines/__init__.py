@@ -12,7 +12,20 @@ from .pipeline_vae import VAEPipeline
 
 def load_pipeline(pretrained_model_name_or_path, **kwargs):
     """Load any genzoo (or plugin) pipeline from a folder or a Hub id; the class comes from ``model_index.json``
-    through the registry. Takes the keyword arguments of :meth:`GenzooPipeline.from_pretrained`."""
+    through the registry.
+
+    Args:
+        pretrained_model_name_or_path (str | os.PathLike): a folder written by ``save_pretrained`` (or the trainer)
+            or a Hub repo id.
+        **kwargs (Any): the keyword arguments of ``GenzooPipeline.from_pretrained`` (``revision``, ``token``,
+            ``cache_dir``, ``local_files_only``, ``torch_dtype``, ``allow_pickle``, replacement components).
+
+    Returns:
+        (GenzooPipeline): the pipeline, of the class its ``model_index.json`` names.
+
+    Raises:
+        PipelineLoadError: a folder or repo that is not a loadable genzoo pipeline (one line saying why).
+    """
     return GenzooPipeline.from_pretrained(pretrained_model_name_or_path, **kwargs)
 
 

@@ -44,8 +44,13 @@ class ArgumentTypeError(TypeError, ValueError):
 
 @dataclass
 class VectorPipelineOutput(BaseOutput):
-    """Samples of vector data (2-D points, feature vectors): ``samples`` has shape ``(batch_size, dim)``,
-    a ``numpy.ndarray`` for ``output_type="np"`` or a ``torch.Tensor`` for ``"pt"``."""
+    """What a pipeline returns for vector data (2-D points, feature vectors); images come as Diffusers'
+    ``ImagePipelineOutput``.
+
+    Args:
+        samples: shape ``(batch_size, dim)``, a ``numpy.ndarray`` for ``output_type="np"`` or a ``torch.Tensor``
+            for ``"pt"``.
+    """
 
     samples: np.ndarray | torch.Tensor
 
@@ -73,7 +78,11 @@ def sampling_mode(call):
 
 
 class GenzooPipeline(DiffusionPipeline):
-    """Base class of genzoo's pipelines (and of plugin pipelines that want the same loading and saving)."""
+    """Base class of genzoo's pipelines (and of plugin pipelines that want the same loading and saving).
+
+    A ``diffusers.DiffusionPipeline``: its constructor takes the components (models, scheduler, ...) by name, and
+    ``save_pretrained`` / ``from_pretrained`` work as in Diffusers, with safetensors only and no code run on load.
+    """
 
     #: The component whose config holds a class-conditional model's label names (see :mod:`genzoo.conditioning`);
     #: ``None``: the pipeline takes no class labels.
@@ -101,8 +110,26 @@ class GenzooPipeline(DiffusionPipeline):
         Hub repos are downloaded with ``huggingface_hub.snapshot_download`` (``revision``, ``token``, ``cache_dir``,
         ``local_files_only`` and ``HF_HUB_OFFLINE`` are honoured), then loaded like a folder. Weights load from
         safetensors only unless ``allow_pickle=True``. No code from the repository is executed; classes are looked
-        up in genzoo's registry. ``trust_remote_code`` is accepted for symmetry with Diffusers and has no effect
-        here. Components passed as keyword arguments (e.g. ``scheduler=...``) replace the saved ones.
+        up in genzoo's registry.
+
+        Args:
+            pretrained_model_name_or_path: a folder written by ``save_pretrained`` or a Hub repo id.
+            revision: the Hub branch, tag or commit.
+            token: the Hub token (default: the logged-in user's).
+            cache_dir: where Hub downloads are cached.
+            local_files_only: use only the local cache, never the network.
+            torch_dtype: load the weights in this dtype.
+            allow_pickle: also load pickled (``.bin``) weights; by default only safetensors are read.
+            trust_remote_code: accepted for symmetry with Diffusers; it has no effect (no repository code runs).
+            **components (Any): components that replace the saved ones (e.g. ``scheduler=...``).
+
+        Returns:
+            (GenzooPipeline): the pipeline, of the class ``model_index.json`` names (a subclass of the class it is
+                called on).
+
+        Raises:
+            PipelineLoadError: a folder or repo that is not a loadable genzoo pipeline (one line saying why).
+            TypeError: a keyword argument that is neither an option above nor a component of the pipeline.
         """
         del trust_remote_code  # genzoo never runs repository code; the argument is accepted for Diffusers parity
         folder = loading.resolve_pretrained_path(
@@ -148,14 +175,23 @@ class GenzooPipeline(DiffusionPipeline):
 
     def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs):
         """Diffusers' folder layout, safetensors only, plus the files that let plain
-        ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` load it (see :mod:`.loading`).
+        ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` load it (see ``.loading``).
 
-        The save is atomic (:func:`genzoo.files.commit_folder`): the pipeline is written beside the folder and
+        The save is atomic (``genzoo.files.commit_folder``): the pipeline is written beside the folder and
         swapped in whole, so a save that fails (an error, a full disk, a kill) leaves the pipeline saved before it
         loadable and unchanged. What the folder held besides a saved pipeline (checkpoints, logs, samples, your
-        files) is kept; the previous pipeline's own entries (:func:`.loading.pipeline_entries`: its
+        files) is kept; the previous pipeline's own entries (``.loading.pipeline_entries``: its
         ``model_index.json``, ``genzoo_hub.py`` and component folders) are replaced, so no stale component of
         another pipeline class stays behind.
+
+        Args:
+            save_directory: the folder to save into (created if needed).
+            safe_serialization: must be ``True``: genzoo saves safetensors only.
+            **kwargs (Any): passed on to Diffusers' ``DiffusionPipeline.save_pretrained`` (``push_to_hub`` excepted: use
+                ``push_to_hub``).
+
+        Raises:
+            ValueError: for ``safe_serialization=False`` or ``push_to_hub=True``.
         """
         if not safe_serialization:
             raise ValueError("genzoo saves weights as safetensors only; safe_serialization=False is not supported.")
@@ -167,8 +203,12 @@ class GenzooPipeline(DiffusionPipeline):
 
     def save_into(self, folder: str | os.PathLike, **kwargs) -> None:
         """Write this pipeline's files (``model_index.json``, one folder per component, ``genzoo_hub.py``) into
-        ``folder``, in place and not atomically: :meth:`save_pretrained` calls it on a staging folder. Keyword
-        arguments go to Diffusers' ``DiffusionPipeline.save_pretrained``."""
+        ``folder``, in place and not atomically: ``save_pretrained`` calls it on a staging folder.
+
+        Args:
+            folder: the folder to write into.
+            **kwargs (Any): passed on to Diffusers' ``DiffusionPipeline.save_pretrained``.
+        """
         super().save_pretrained(folder, safe_serialization=True, **kwargs)
         loading.write_remote_code_files(Path(folder), self)
 
@@ -186,7 +226,19 @@ class GenzooPipeline(DiffusionPipeline):
         """Save this pipeline and upload it to ``repo_id`` in one commit, with a model card; returns the commit URL.
 
         The upload is what ``save_pretrained`` writes (so plain Diffusers loads it with ``trust_remote_code=True``)
-        plus ``README.md``. ``revision`` names a branch (created if needed). See :func:`genzoo.hub.push_folder`.
+        plus ``README.md``. See ``genzoo.hub.push_folder``.
+
+        Args:
+            repo_id: the Hub repo, ``user/name`` (created if needed).
+            private: create the repo private (default: the Hub's default).
+            token: the Hub token (default: the logged-in user's).
+            commit_message: the commit's message (default: one naming the pipeline).
+            revision: the branch to push to (created if needed).
+            create_pr: open a pull request instead of committing to the branch.
+            license: the license in the model card's metadata.
+
+        Returns:
+            The URL of the commit.
         """
         with tempfile.TemporaryDirectory() as folder:
             self.save_into(folder)
@@ -197,8 +249,8 @@ class GenzooPipeline(DiffusionPipeline):
     @property
     def conditioning(self) -> str:
         """``"text"``, ``"class"`` or ``"none"``: what this pipeline's model is conditioned on, decided from the
-        components' configs by :func:`genzoo.conditioning.conditioning_of`, as for a saved folder
-        (:func:`genzoo.hub.conditioning_of_folder`)."""
+        components' configs by ``genzoo.conditioning.conditioning_of``, as for a saved folder
+        (``genzoo.hub.conditioning_of_folder``)."""
         configs = {
             name: None if component is None else getattr(component, "config", {})
             for name, component in self.components.items()
@@ -217,7 +269,17 @@ class GenzooPipeline(DiffusionPipeline):
         return {name: key for key, name in (self.id2label or {}).items()}
 
     def get_label_ids(self, label: str | list[str]) -> list[int]:
-        """Ids of label names (Diffusers' ``DiTPipeline.get_label_ids``); unknown names raise ``ValueError``."""
+        """Ids of label names (Diffusers' ``DiTPipeline.get_label_ids``).
+
+        Args:
+            label: one label name or a list of them.
+
+        Returns:
+            The class ids, in order.
+
+        Raises:
+            ValueError: for a name the model does not know, or a model without classes.
+        """
         labels = [label] if isinstance(label, str) else list(label)
         return self._label_ids(labels, len(labels))[0]["class_labels"].tolist()
 

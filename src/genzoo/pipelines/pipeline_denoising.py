@@ -15,14 +15,14 @@ from .base import IMAGE_OUTPUT_TYPES, GenzooPipeline, sampling_mode
 class DenoisingPipeline(GenzooPipeline):
     """``unet`` + any compatible ``scheduler``, and for text prompts a ``tokenizer`` and ``text_encoder``.
 
-    * Unconditional: ``UNet2DModel`` (images) or :class:`~genzoo.models.MLPDenoiser` (vectors).
+    * Unconditional: ``UNet2DModel`` (images) or ``MLPDenoiser`` (vectors).
     * Class-conditional: the same models with ``num_class_embeds = K + 1`` and ``id2label`` (K names) in their config;
-      id ``K`` is the learned null label used for guidance (see :mod:`genzoo.conditioning`).
+      id ``K`` is the learned null label used for guidance (see ``genzoo.conditioning``).
     * Text-conditional: ``UNet2DConditionModel`` cross-attending to the last hidden states of the ``text_encoder``
       (a ``transformers.CLIPTextModel``) for prompts tokenized by ``tokenizer``; the empty prompt is "no text".
     * Latent (any of the above, with a ``vae``): the model generates in the latent space of a frozen Diffusers
       ``AutoencoderKL``, as Stable Diffusion does; the final latents are decoded with
-      ``vae.decode(latents / vae.config.scaling_factor + vae.config.shift_factor)`` (see :mod:`genzoo.latents`),
+      ``vae.decode(latents / vae.config.scaling_factor + vae.config.shift_factor)`` (see ``genzoo.latents``),
       except with ``output_type="latent"``.
 
     Classifier-free guidance (Ho & Salimans 2022) mixes the two predictions as
@@ -32,9 +32,19 @@ class DenoisingPipeline(GenzooPipeline):
     Subclasses set ``default_num_inference_steps`` and ``model_kind``. Any scheduler with Diffusers' sampling
     interface works: genzoo's, or Diffusers' own built with ``from_config`` (e.g. ``DDIMScheduler`` for a DDPM model).
     A Diffusers flow scheduler on a flow-matching model is driven in Diffusers' convention (time ``sigma = 1 - t``,
-    output ``-v``; see :mod:`genzoo.schedulers.diffusers_interop`); one that would sample the model in the wrong
-    convention is a one-line ``ValueError`` (build it with :func:`genzoo.schedulers.diffusers_scheduler`). ``generator`` is
-    passed to ``step`` only where ``step`` takes one (UniPC's does not).
+    output ``-v``; see ``genzoo.schedulers.diffusers_interop``); one that would sample the model in the wrong
+    convention is a one-line ``ValueError`` (build it with ``genzoo.schedulers.diffusers_scheduler``).
+    ``generator`` is passed to ``step`` only where ``step`` takes one (UniPC's does not).
+
+    Args:
+        unet (torch.nn.Module): the model: ``UNet2DModel``, ``UNet2DConditionModel`` or ``MLPDenoiser``.
+        scheduler (diffusers.SchedulerMixin): the sampler, genzoo's or Diffusers'.
+        tokenizer (transformers.PreTrainedTokenizerBase | None): text-conditional models: the prompts' tokenizer.
+        text_encoder (transformers.CLIPTextModel | None): text-conditional models: the prompts' encoder.
+        vae (diffusers.AutoencoderKL | None): latent models: the frozen autoencoder the latents decode with.
+
+    Raises:
+        ValueError: for a tokenizer without a text encoder or the other way round.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -63,8 +73,19 @@ class DenoisingPipeline(GenzooPipeline):
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
-        """The text encoder's last hidden states for ``prompt`` (``(B, max_length, hidden)``), what the UNet
-        cross-attends to. Prompts longer than the tokenizer's ``model_max_length`` are truncated with a warning."""
+        """The text encoder's last hidden states for ``prompt``, what the UNet cross-attends to.
+
+        Prompts longer than the tokenizer's ``model_max_length`` are truncated with a warning.
+
+        Args:
+            prompt: a prompt or a list of prompts.
+
+        Returns:
+            The hidden states, ``(B, max_length, hidden)``, in the pipeline's dtype.
+
+        Raises:
+            ValueError: for a pipeline without a text encoder.
+        """
         from ..text import encode_prompts
 
         if self.text_encoder is None:
@@ -123,12 +144,20 @@ class DenoisingPipeline(GenzooPipeline):
                 the final state of the sampling loop as a tensor, unconverted (images in the model's [-1, 1]; a
                 latent model's scaled latents, not decoded).
             return_dict: return an ``ImagePipelineOutput`` / ``VectorPipelineOutput`` (else a tuple).
-            class_labels: class-conditional models: ids or names from ``id2label`` (``7``, ``"7"``), one for all
-                samples or one per sample; ``None`` cycles through the classes.
+            class_labels (int | str | list | torch.Tensor | None): class-conditional models: ids or names from
+                ``id2label`` (``7``, ``"7"``), one for all samples or one per sample; ``None`` cycles through the
+                classes.
             prompt: text-conditional models: a prompt or one per sample (``None``: the empty prompt).
             negative_prompt: what guidance steers away from (default: the empty prompt, i.e. plain guidance).
             guidance_scale: classifier-free guidance weight for conditional models (default
                 ``default_guidance_scale``); 1 disables it (one model pass per step instead of a doubled batch).
+        Returns:
+            (ImagePipelineOutput | VectorPipelineOutput | tuple): an ``ImagePipelineOutput`` (``images``: a list of
+                PIL images, or an array or tensor) for images, a ``VectorPipelineOutput`` (``samples``) for vectors;
+                with ``return_dict=False`` the tuple ``(samples,)``.
+
+        Raises:
+            ValueError: one line naming any argument that is not allowed, checked before anything is drawn.
         """
         self._check_arguments(batch_size, num_inference_steps, guidance_scale, output_type, latents, generator)
         cond, uncond, batch_size = self._conditions(batch_size, class_labels, prompt, negative_prompt)

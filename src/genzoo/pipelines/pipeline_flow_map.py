@@ -6,17 +6,25 @@ from .pipeline_denoising import DenoisingPipeline
 
 
 class FlowMapPipeline(DenoisingPipeline):
-    """A model of the average velocity (``unet``) with :class:`genzoo.FlowMapEulerScheduler`; one step by default.
+    """A model of the average velocity (``unet``) with ``genzoo.FlowMapEulerScheduler``; one step by default.
 
     Two kinds of model sample the same way, ``x_r = x_t + (r - t) * u``:
 
-    * a *flow map* ``u(x_t, t, r)`` (MeanFlow, :mod:`genzoo.methods.meanflow`): its config has
+    * a *flow map* ``u(x_t, t, r)`` (MeanFlow, ``genzoo.methods.meanflow``): its config has
       ``class_embed_type="timestep"``, and the pipeline feeds it the interval ``r - t`` (model units) as its second
       time through ``class_labels``, as MeanFlow embeds ``(t, r - t)``. Any number of steps is valid;
     * a *distilled* one-time model ``u(x_t, t)`` (rectified flow's distillation, ``--distill_steps K``): it was
       trained for the K-step grid only, so sample it with ``num_inference_steps=K`` (1 by default).
 
     Diffusers' solvers integrate an instantaneous velocity and cannot feed a second time, so they are refused here.
+    Sampling, conditioning and guidance are those of ``DenoisingPipeline``.
+
+    Args:
+        unet (torch.nn.Module): the model: ``UNet2DModel``, ``UNet2DConditionModel`` or ``MLPDenoiser``.
+        scheduler (diffusers.SchedulerMixin): ``FlowMapEulerScheduler``.
+        tokenizer (transformers.PreTrainedTokenizerBase | None): text-conditional models: the prompts' tokenizer.
+        text_encoder (transformers.CLIPTextModel | None): text-conditional models: the prompts' encoder.
+        vae (diffusers.AutoencoderKL | None): latent models: the frozen autoencoder the latents decode with.
     """
 
     default_num_inference_steps = 1

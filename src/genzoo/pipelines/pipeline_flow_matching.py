@@ -4,12 +4,20 @@ from .pipeline_denoising import DenoisingPipeline
 
 
 class FlowMatchingPipeline(DenoisingPipeline):
-    """A velocity model (``unet``) with :class:`genzoo.FlowMatchEulerScheduler` or
-    :class:`genzoo.FlowMatchHeunScheduler` (the ODE solver; 50 steps by default).
+    """A velocity model (``unet``) with ``genzoo.FlowMatchEulerScheduler`` or ``genzoo.FlowMatchHeunScheduler``
+    (the ODE solver; 50 steps by default).
 
     Diffusers' flow schedulers work too: ``FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)``, and
-    ``genzoo.schedulers.diffusers_scheduler(DPMSolverMultistepScheduler, pipe)`` (or ``UniPCMultistepScheduler``), which sets
-    their flow mode; the pipeline converts times and velocities to Diffusers' convention.
+    ``genzoo.schedulers.diffusers_scheduler(DPMSolverMultistepScheduler, pipe)`` (or ``UniPCMultistepScheduler``),
+    which sets their flow mode; the pipeline converts times and velocities to Diffusers' convention. Sampling,
+    conditioning and guidance are those of ``DenoisingPipeline``.
+
+    Args:
+        unet (torch.nn.Module): the model: ``UNet2DModel``, ``UNet2DConditionModel`` or ``MLPDenoiser``.
+        scheduler (diffusers.SchedulerMixin): the sampler.
+        tokenizer (transformers.PreTrainedTokenizerBase | None): text-conditional models: the prompts' tokenizer.
+        text_encoder (transformers.CLIPTextModel | None): text-conditional models: the prompts' encoder.
+        vae (diffusers.AutoencoderKL | None): latent models: the frozen autoencoder the latents decode with.
     """
 
     default_num_inference_steps = 50

@@ -8,11 +8,14 @@ from .base import GenzooPipeline, sampling_mode
 
 
 class GANPipeline(GenzooPipeline):
-    """Samples from a GAN generator (:class:`~genzoo.models.DCGANGenerator` for images,
-    :class:`~genzoo.models.MLPGenerator` for vectors, or any model with ``latent_shape`` and ``model(z).sample``).
+    """Samples from a GAN generator (``DCGANGenerator`` for images,
+    ``MLPGenerator`` for vectors, or any model with ``latent_shape`` and ``model(z).sample``).
 
     A class-conditional generator (``num_class_embeds`` and ``id2label`` in its config, see
-    :mod:`genzoo.conditioning`) is called as ``model(z, class_labels).sample``.
+    ``genzoo.conditioning``) is called as ``model(z, class_labels).sample``.
+
+    Args:
+        generator (torch.nn.Module): the GAN's generator.
     """
 
     model_cpu_offload_seq = "generator"
@@ -40,14 +43,22 @@ class GANPipeline(GenzooPipeline):
         Args:
             batch_size: number of samples. A list of ``n`` class labels gives ``n`` samples when ``batch_size`` is 1,
                 or ``batch_size / n`` each when it is a multiple of ``n``.
-            class_labels: class-conditional generators: ids or names from ``id2label`` (``7``, ``"7"``), one for all
-                samples or one per sample; ``None`` cycles through the classes. Unconditional ones take none.
+            class_labels (int | str | list | torch.Tensor | None): class-conditional generators: ids or names from
+                ``id2label`` (``7``, ``"7"``), one for all samples or one per sample; ``None`` cycles through the
+                classes. Unconditional ones take none.
             generator: a ``torch.Generator`` or one per sample, for reproducible latents.
             num_inference_steps: ignored; a GAN samples in one call (accepted so every genzoo pipeline takes it).
             latents: the generator inputs ``z`` of shape ``(batch_size, *generator.latent_shape)``; drawn if ``None``.
             output_type: ``"pil"``, ``"np"`` or ``"pt"`` for images; ``"np"`` or ``"pt"`` for vectors.
             return_dict: return an ``ImagePipelineOutput`` / ``VectorPipelineOutput`` (else a tuple).
             guidance_scale: must be ``None`` (or 1): a GAN has no classifier-free guidance.
+        Returns:
+            (ImagePipelineOutput | VectorPipelineOutput | tuple): an ``ImagePipelineOutput`` (``images``: a list of
+                PIL images, or an array or tensor) for images, a ``VectorPipelineOutput`` (``samples``) for vectors;
+                with ``return_dict=False`` the tuple ``(samples,)``.
+
+        Raises:
+            ValueError: one line naming any argument that is not allowed, checked before anything is drawn.
         """
         self._check_arguments(batch_size, num_inference_steps, guidance_scale, output_type, latents, generator)
         self._check_no_guidance(guidance_scale)

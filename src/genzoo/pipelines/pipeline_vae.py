@@ -13,14 +13,17 @@ from .base import GenzooPipeline, sampling_mode
 
 class VAEPipeline(GenzooPipeline):
     """Samples, reconstructions and interpolations from a VAE with the ``AutoencoderKL`` interface
-    (``diffusers.AutoencoderKL`` for images, :class:`~genzoo.models.MLPVAE` for vectors).
+    (``diffusers.AutoencoderKL`` for images, ``MLPVAE`` for vectors).
 
-    A class-conditional VAE (:class:`~genzoo.models.ConditionalAutoencoderKL`, or an ``MLPVAE`` with
-    ``num_class_embeds``; ``id2label`` in its config, see :mod:`genzoo.conditioning`) takes ``class_labels`` in
+    A class-conditional VAE (``ConditionalAutoencoderKL``, or an ``MLPVAE`` with
+    ``num_class_embeds``; ``id2label`` in its config, see ``genzoo.conditioning``) takes ``class_labels`` in
     ``encode(x, class_labels)`` and ``decode(z, class_labels)``, and so does every method here.
 
     Data in and out of ``encode`` / ``reconstruct`` / ``interpolate`` is in the model's scale: images in [-1, 1]
     as ``(B, C, H, W)`` tensors (or PIL images, converted), vectors as ``(B, D)`` tensors.
+
+    Args:
+        vae (torch.nn.Module): the VAE (``AutoencoderKL``, ``ConditionalAutoencoderKL`` or ``MLPVAE``).
     """
 
     model_cpu_offload_seq = "vae"
@@ -64,14 +67,22 @@ class VAEPipeline(GenzooPipeline):
         Args:
             batch_size: number of samples. A list of ``n`` class labels gives ``n`` samples when ``batch_size`` is 1,
                 or ``batch_size / n`` each when it is a multiple of ``n``.
-            class_labels: class-conditional VAEs: ids or names from ``id2label`` (``7``, ``"7"``), one for all
-                samples or one per sample; ``None`` cycles through the classes. Unconditional ones take none.
+            class_labels (int | str | list | torch.Tensor | None): class-conditional VAEs: ids or names from
+                ``id2label`` (``7``, ``"7"``), one for all samples or one per sample; ``None`` cycles through the
+                classes. Unconditional ones take none.
             generator: a ``torch.Generator`` or one per sample, for reproducible latents.
             num_inference_steps: ignored; a VAE samples in one decoder call.
             latents: the latents ``z`` of shape ``(batch_size, *latent_shape)``; drawn from N(0, I) if ``None``.
             output_type: ``"pil"``, ``"np"`` or ``"pt"`` for images; ``"np"`` or ``"pt"`` for vectors.
             return_dict: return an ``ImagePipelineOutput`` / ``VectorPipelineOutput`` (else a tuple).
             guidance_scale: must be ``None`` (or 1): a VAE has no classifier-free guidance.
+        Returns:
+            (ImagePipelineOutput | VectorPipelineOutput | tuple): an ``ImagePipelineOutput`` (``images``: a list of
+                PIL images, or an array or tensor) for images, a ``VectorPipelineOutput`` (``samples``) for vectors;
+                with ``return_dict=False`` the tuple ``(samples,)``.
+
+        Raises:
+            ValueError: one line naming any argument that is not allowed, checked before anything is drawn.
         """
         self._check_arguments(batch_size, num_inference_steps, guidance_scale, output_type, latents, generator)
         self._check_no_guidance(guidance_scale)
@@ -98,10 +109,15 @@ class VAEPipeline(GenzooPipeline):
         """Latent codes of ``data``: the posterior mean, or a draw from q(z|x) if ``sample_posterior``.
 
         Args:
-            data: ``(B, C, H, W)`` images in [-1, 1] (or PIL images), or ``(B, D)`` vectors.
-            class_labels: a conditional VAE needs the data's labels (ids or names, one for all or one per sample).
+            data (torch.Tensor | PIL.Image.Image | list[PIL.Image.Image]): ``(B, C, H, W)`` images in [-1, 1] (or
+                PIL images), or ``(B, D)`` vectors.
+            class_labels (int | str | list | torch.Tensor | None): a conditional VAE needs the data's labels (ids or
+                names, one for all or one per sample).
             generator: for ``sample_posterior``.
             sample_posterior: draw from q(z|x) instead of taking its mean.
+
+        Returns:
+            The latent codes, ``(B, *latent_shape)``.
         """
         x = self._as_tensor(data)
         posterior = self.vae.encode(x, **self._data_labels(class_labels, x.shape[0])).latent_dist
@@ -110,7 +126,20 @@ class VAEPipeline(GenzooPipeline):
     @sampling_mode
     def reconstruct(self, data, output_type: str = "pt", return_dict: bool = True, *, class_labels=None):
         """Decode the posterior mean of ``data`` (with its ``class_labels``, for a conditional VAE, in the encoder and
-        the decoder)."""
+        the decoder).
+
+        Args:
+            data (torch.Tensor | PIL.Image.Image | list[PIL.Image.Image]): ``(B, C, H, W)`` images in [-1, 1] (or PIL
+                images), or ``(B, D)`` vectors.
+            output_type: as for ``__call__``.
+            return_dict: return an ``ImagePipelineOutput`` / ``VectorPipelineOutput`` (else a tuple).
+            class_labels (int | str | list | torch.Tensor | None): a conditional VAE needs the data's labels (ids or
+                names, one for all or one per sample).
+
+        Returns:
+            (ImagePipelineOutput | VectorPipelineOutput | tuple): the reconstructions, as ``__call__`` returns
+                samples.
+        """
         x = self._as_tensor(data)
         labels = self._data_labels(class_labels, x.shape[0])
         z = self.encode(x, class_labels=class_labels)
@@ -123,7 +152,21 @@ class VAEPipeline(GenzooPipeline):
         """Decode ``steps`` evenly spaced points on the straight line between the codes of ``a`` and ``b``
         (one sample each). Because the prior fills the latent space, every point decodes to a plausible sample.
 
-        A conditional VAE takes one label (``class_labels``, an id or a name) for both ends and every point.
+        Args:
+            a (torch.Tensor | PIL.Image.Image): one data point, as for ``encode`` (a batch of one).
+            b (torch.Tensor | PIL.Image.Image): the other end.
+            steps: the number of points, the two ends included (>= 2).
+            output_type: as for ``__call__``.
+            return_dict: return an ``ImagePipelineOutput`` / ``VectorPipelineOutput`` (else a tuple).
+            class_labels (int | str | None): a conditional VAE takes one label (an id or a name) for both ends and
+                every point.
+
+        Returns:
+            (ImagePipelineOutput | VectorPipelineOutput | tuple): the ``steps`` decoded points, as ``__call__``
+                returns samples.
+
+        Raises:
+            ValueError: for ``steps`` below 2, more than one label, or more than one sample at an end.
         """
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
             raise ValueError(f"steps must be an integer >= 2 (the two end points included), got {steps!r}.")

@@ -41,7 +41,18 @@ def _checked_time(name: str, value, scale: float) -> torch.Tensor:
 
 
 class DiffusersFlowMatchAdapter:
-    """Conversions between a genzoo flow-matching scheduler and Diffusers' ``FlowMatchEulerDiscreteScheduler``."""
+    """Conversions between a genzoo flow-matching scheduler and Diffusers' ``FlowMatchEulerDiscreteScheduler``.
+
+    The two describe the same straight path with time running in opposite directions: genzoo's time ``t`` (0 =
+    noise, 1 = data; the model is fed ``t * T`` or ``t``) is Diffusers' ``sigma = 1 - t`` (fed ``sigma * T``), and
+    genzoo's velocity ``v = x_data - x_noise`` is Diffusers' ``-v``.
+
+    Args:
+        scheduler: the genzoo flow-matching scheduler (or a subclass) whose grid and time units to convert.
+
+    Raises:
+        ValueError: if ``scheduler`` is not a ``FlowMatchEulerScheduler``.
+    """
 
     def __init__(self, scheduler: FlowMatchEulerScheduler):
         if not isinstance(scheduler, FlowMatchEulerScheduler):
@@ -53,7 +64,15 @@ class DiffusersFlowMatchAdapter:
         self.num_train_timesteps = scheduler.config.num_train_timesteps
 
     def make_diffusers_scheduler(self, num_inference_steps: int, device=None) -> FlowMatchEulerDiscreteScheduler:
-        """A Diffusers scheduler whose grid is genzoo's ``set_timesteps(num_inference_steps)`` grid, reversed in time."""
+        """A Diffusers scheduler whose grid is genzoo's ``set_timesteps(num_inference_steps)`` grid, reversed in time.
+
+        Args:
+            num_inference_steps: the number of steps of the grid.
+            device (str | torch.device | None): where the schedulers' timesteps go.
+
+        Returns:
+            A ``FlowMatchEulerDiscreteScheduler`` with ``shift=1`` and genzoo's grid as explicit ``sigmas``.
+        """
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         diffusers_scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=self.num_train_timesteps, shift=1.0)
         sigmas = (1.0 - self.scheduler.times[:-1]).tolist()
@@ -61,24 +80,51 @@ class DiffusersFlowMatchAdapter:
         return diffusers_scheduler
 
     def genzoo_timestep(self, diffusers_timestep) -> torch.Tensor:
-        """Diffusers' time input ``sigma * T`` -> genzoo's time input (``t * T`` or ``t``); checked finite and in
-        [0, T]."""
+        """Diffusers' time input ``sigma * T`` -> genzoo's time input (``t * T`` or ``t``).
+
+        Args:
+            diffusers_timestep (float | torch.Tensor): Diffusers' time input, finite and in [0, T].
+
+        Returns:
+            genzoo's time input, a float tensor.
+        """
         T = self.num_train_timesteps
         sigma = _checked_time("diffusers_timestep", diffusers_timestep, T) / T
         return (1.0 - sigma) * self.scheduler.time_scale
 
     def diffusers_timestep(self, genzoo_timestep) -> torch.Tensor:
-        """genzoo's time input -> Diffusers' ``sigma * T``; checked finite and in range."""
+        """genzoo's time input -> Diffusers' ``sigma * T``.
+
+        Args:
+            genzoo_timestep (float | torch.Tensor): genzoo's time input, finite and in range.
+
+        Returns:
+            Diffusers' time input, a float tensor.
+        """
         t = _checked_time("genzoo_timestep", genzoo_timestep, self.scheduler.time_scale) / self.scheduler.time_scale
         return (1.0 - t) * self.num_train_timesteps
 
     @staticmethod
     def convert_output(model_output: torch.Tensor) -> torch.Tensor:
-        """A velocity in one convention -> the other (``v_diffusers = -v``; the map is its own inverse)."""
+        """A velocity in one convention -> the other (``v_diffusers = -v``; the map is its own inverse).
+
+        Args:
+            model_output: a velocity in either convention.
+
+        Returns:
+            The velocity in the other convention.
+        """
         return -check_tensor("model_output", model_output)
 
     def wrap_genzoo_model(self, model_fn):
-        """``model_fn(x, genzoo_timestep) -> v`` as ``f(x, diffusers_timestep) -> -v`` for Diffusers' scheduler."""
+        """``model_fn(x, genzoo_timestep) -> v`` as ``f(x, diffusers_timestep) -> -v`` for Diffusers' scheduler.
+
+        Args:
+            model_fn (Callable): a genzoo velocity model, ``model_fn(x, genzoo_timestep) -> v``.
+
+        Returns:
+            (Callable): the same model in Diffusers' convention.
+        """
 
         def diffusers_model(sample, timestep):
             return self.convert_output(model_fn(sample, self.genzoo_timestep(timestep)))
@@ -86,7 +132,14 @@ class DiffusersFlowMatchAdapter:
         return diffusers_model
 
     def wrap_diffusers_model(self, model_fn):
-        """``model_fn(x, diffusers_timestep) -> -v`` as ``f(x, genzoo_timestep) -> v`` for genzoo's schedulers."""
+        """``model_fn(x, diffusers_timestep) -> -v`` as ``f(x, genzoo_timestep) -> v`` for genzoo's schedulers.
+
+        Args:
+            model_fn (Callable): a model in Diffusers' convention, ``model_fn(x, diffusers_timestep) -> -v``.
+
+        Returns:
+            (Callable): the same model in genzoo's convention.
+        """
 
         def genzoo_model(sample, timestep):
             return self.convert_output(model_fn(sample, self.diffusers_timestep(timestep)))
@@ -180,9 +233,21 @@ def diffusers_scheduler(scheduler_class, source, **kwargs):
 
     For a DDPM model it is ``scheduler_class.from_config(config)``; a flow scheduler is refused. A pipeline's
     ``model_kind`` decides which (so the helper also mends a pipeline whose scheduler was swapped by plain
-    ``from_config`` and refused); a bare config is recognised by its keys. ``kwargs``
-    override the config as in ``from_config``. genzoo's own keys (``scale_timesteps``, ...) stay in the new config,
-    which is how a genzoo pipeline knows the model's time units after the swap.
+    ``from_config`` and refused); a bare config is recognised by its keys. genzoo's own keys (``scale_timesteps``,
+    ...) stay in the new config, which is how a genzoo pipeline knows the model's time units after the swap.
+
+    Args:
+        scheduler_class (type): one of Diffusers' scheduler classes, e.g. ``DPMSolverMultistepScheduler``.
+        source (GenzooPipeline | diffusers.SchedulerMixin | dict): a genzoo pipeline, a scheduler or a scheduler
+            config.
+        **kwargs (Any): config overrides, as in ``from_config``.
+
+    Returns:
+        (diffusers.SchedulerMixin): an instance of ``scheduler_class``, ready to be set as ``pipe.scheduler``.
+
+    Raises:
+        ValueError: if ``scheduler_class`` cannot sample this model (no flow mode, a flow scheduler for a DDPM
+            model, a velocity-only scheduler for a model that predicts the data).
     """
     if not isinstance(scheduler_class, type) or not hasattr(scheduler_class, "from_config"):
         raise ValueError(f"scheduler_class must be a scheduler class, got {describe(scheduler_class)}.")

@@ -66,27 +66,8 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
     Reverse (sampling) process: from x_t, estimate x_0 from the model output, then draw x_{t'} from the
     Gaussian posterior q(x_{t'} | x_t, x_0) for the previous grid point t'.
 
-    Args mirror ``diffusers.DDPMScheduler`` (same names, same defaults, same meaning):
-        num_train_timesteps: length of the training chain, T.
-        beta_start, beta_end, beta_schedule: the noise schedule; one of ``linear``, ``scaled_linear``,
-            ``squaredcos_cap_v2`` (cosine, Nichol & Dhariwal), ``sigmoid``.
-        trained_betas: explicit betas, overriding the schedule.
-        variance_type: the reverse-step variance (see :meth:`_get_variance`). ``fixed_small`` is the posterior
-            variance beta~_t, ``fixed_large`` is beta_t; the ``_log`` variants are the same variances (Diffusers
-            computes them in log space). ``learned`` takes the model's second half of channels as the variance
-            itself (Diffusers' convention), ``learned_range`` as an interpolation coefficient v in [-1, 1] between
-            log beta~_t and log beta_t (Improved DDPM). Unlike Diffusers (whose ``fixed_large_log`` takes the square
-            root of a logarithm and returns NaN), ``fixed_large_log`` here steps with the standard deviation
-            ``sqrt(beta_t)``, exactly as ``fixed_large``.
-        clip_sample, clip_sample_range: clamp the x_0 estimate to [-range, range].
-        prediction_type: ``epsilon``, ``sample`` (x_0) or ``v_prediction``.
-        thresholding, dynamic_thresholding_ratio, sample_max_value: Imagen's dynamic thresholding of x_0.
-        timestep_spacing, steps_offset: how ``set_timesteps`` places a shorter sampling grid.
-        rescale_betas_zero_snr: rescale the schedule to zero terminal SNR (Lin et al. 2023). At zero SNR an
-            epsilon prediction carries no information about x_0, so this requires ``v_prediction`` or ``sample``.
-
-    Sampling: ``step`` works right after construction, on the whole chain (t -> t - 1), and after
-    ``set_timesteps`` on the chosen grid (see :meth:`previous_timestep` for timesteps off the grid).
+    For sampling, ``step`` works right after construction, on the whole chain (t -> t - 1), and after
+    ``set_timesteps`` on the chosen grid (see ``previous_timestep`` for timesteps off the grid).
 
     Checks (every one a one-line ``ValueError`` naming the argument, its value and what is allowed; configs loaded
     with ``from_config``/``from_pretrained`` go through them too): ``num_train_timesteps`` an integer in
@@ -101,6 +82,37 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
     about 6e-8 is refused, where Diffusers would return NaN. ``set_timesteps``, ``step``, ``add_noise`` and
     ``training_target`` check their arguments the same way; ``step`` refuses a model output or sample holding
     NaN/inf (one ``isfinite`` reduction, read with the outputs' in one synchronisation).
+
+    The arguments mirror ``diffusers.DDPMScheduler`` (same names, same defaults, same meaning).
+
+    Args:
+        num_train_timesteps: length of the training chain, T.
+        beta_start: the first beta of the ``linear``, ``scaled_linear`` and ``sigmoid`` schedules.
+        beta_end: the last beta of those schedules.
+        beta_schedule: the noise schedule; one of ``linear``, ``scaled_linear``, ``squaredcos_cap_v2`` (cosine,
+            Nichol & Dhariwal), ``sigmoid``.
+        trained_betas: explicit betas, one per training timestep, overriding the schedule.
+        variance_type: the reverse-step variance (see ``_get_variance``). ``fixed_small`` is the posterior
+            variance beta~_t, ``fixed_large`` is beta_t; the ``_log`` variants are the same variances (Diffusers
+            computes them in log space). ``learned`` takes the model's second half of channels as the variance
+            itself (Diffusers' convention), ``learned_range`` as an interpolation coefficient v in [-1, 1] between
+            log beta~_t and log beta_t (Improved DDPM). Unlike Diffusers (whose ``fixed_large_log`` takes the square
+            root of a logarithm and returns NaN), ``fixed_large_log`` here steps with the standard deviation
+            ``sqrt(beta_t)``, exactly as ``fixed_large``.
+        clip_sample: clamp the x_0 estimate to [-``clip_sample_range``, ``clip_sample_range``].
+        prediction_type: what the model predicts: ``epsilon``, ``sample`` (x_0) or ``v_prediction``.
+        thresholding: Imagen's dynamic thresholding of the x_0 estimate.
+        dynamic_thresholding_ratio: the quantile of |x_0| that dynamic thresholding clamps to.
+        clip_sample_range: the bound of ``clip_sample``.
+        sample_max_value: the largest threshold of dynamic thresholding.
+        timestep_spacing: how ``set_timesteps`` places a shorter sampling grid: ``leading``, ``linspace`` or
+            ``trailing``.
+        steps_offset: added to every timestep of a ``leading`` grid.
+        rescale_betas_zero_snr: rescale the schedule to zero terminal SNR (Lin et al. 2023). At zero SNR an
+            epsilon prediction carries no information about x_0, so this requires ``v_prediction`` or ``sample``.
+
+    Raises:
+        ValueError: for any argument that is not allowed (the checks above).
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
@@ -241,6 +253,14 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
 
         Drawn on the generator's device and then moved, so a seeded CPU generator gives the same timesteps
         whatever ``device`` is.
+
+        Args:
+            batch_size: how many timesteps to draw.
+            generator: the source of randomness (default: torch's global one).
+            device (str | torch.device | None): where the timesteps go (default: the generator's device).
+
+        Returns:
+            The timesteps, an int64 tensor of shape ``(batch_size,)``.
         """
         check_int("batch_size", batch_size, minimum=0)
         if generator is not None and not isinstance(generator, torch.Generator):
@@ -279,7 +299,15 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         return t.long().to(self.alphas_cumprod.device)
 
     def path(self, timesteps: torch.Tensor, like: torch.Tensor) -> AffinePath:
-        """The path coefficients ``alpha = sqrt(alpha_bar_t)``, ``sigma = sqrt(1 - alpha_bar_t)`` at ``timesteps``."""
+        """The path coefficients ``alpha = sqrt(alpha_bar_t)``, ``sigma = sqrt(1 - alpha_bar_t)`` at ``timesteps``.
+
+        Args:
+            timesteps: integers in ``[0, num_train_timesteps)``, one or one per sample of ``like``.
+            like: a batch of samples; the coefficients broadcast against it.
+
+        Returns:
+            The ``AffinePath`` of ``x_t = alpha * x_0 + sigma * noise``.
+        """
         check_tensor("like", like)
         return self._path(self._timestep_indices(timesteps, like), like)
 
@@ -289,8 +317,15 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """``x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * noise`` (the closed-form forward process).
-        ``original_samples`` and ``noise``: finite floating-point tensors of one shape; ``timesteps``: integers in
-        ``[0, num_train_timesteps)``, one or one per sample."""
+
+        Args:
+            original_samples: the clean data x_0, a finite floating-point tensor, batch first.
+            noise: Gaussian noise of the same shape.
+            timesteps: integers in ``[0, num_train_timesteps)``, one or one per sample.
+
+        Returns:
+            The noisy samples x_t.
+        """
         check_training_inputs(original_samples, noise)
         finite = dict(original_samples=original_samples, noise=noise)
         indices = self._timestep_indices(timesteps, original_samples, finite)
@@ -299,22 +334,47 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
     def training_target(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
-        """The regression target for this scheduler's ``prediction_type``: noise, x_0 or v (arguments as
-        :meth:`add_noise`)."""
+        """The regression target for this scheduler's ``prediction_type``: noise, x_0 or v.
+
+        Args:
+            original_samples: the clean data x_0, as for ``add_noise``.
+            noise: the noise ``add_noise`` was given.
+            timesteps: the timesteps ``add_noise`` was given.
+
+        Returns:
+            The target the model's output is regressed on.
+        """
         check_training_inputs(original_samples, noise)
         finite = dict(original_samples=original_samples, noise=noise)
         indices = self._timestep_indices(timesteps, original_samples, finite)
         return self._path(indices, original_samples).target(original_samples, noise, self.config.prediction_type)
 
     def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """Diffusers' v target ``sqrt(alpha_bar_t) * noise - sqrt(1 - alpha_bar_t) * x_0``."""
+        """Diffusers' v target ``sqrt(alpha_bar_t) * noise - sqrt(1 - alpha_bar_t) * x_0``.
+
+        Args:
+            sample: the clean data x_0.
+            noise: the noise of the same shape.
+            timesteps: integers in ``[0, num_train_timesteps)``, one or one per sample.
+
+        Returns:
+            The velocity v.
+        """
         check_training_inputs(sample, noise)
         indices = self._timestep_indices(timesteps, sample, dict(sample=sample, noise=noise))
         return self._path(indices, sample).target(sample, noise, "v_prediction")
 
     # ------------------------------------------------------------------ sampling side
     def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
-        """DDPM feeds the model x_t as it is; present for interchangeability with other schedulers."""
+        """DDPM feeds the model x_t as it is; present for interchangeability with other schedulers.
+
+        Args:
+            sample: the model input.
+            timestep: the current timestep (unused).
+
+        Returns:
+            ``sample`` unchanged.
+        """
         return sample
 
     def set_timesteps(
@@ -323,8 +383,17 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         device: str | torch.device | None = None,
         timesteps: list[int] | None = None,
     ) -> None:
-        """Choose the sampling grid: ``num_inference_steps`` placed by ``timestep_spacing``, or explicit ``timesteps``
-        (integers in ``[0, num_train_timesteps)``, strictly decreasing)."""
+        """Choose the sampling grid: ``num_inference_steps`` placed by ``timestep_spacing``, or explicit ``timesteps``.
+
+        Args:
+            num_inference_steps: the number of sampling steps (give this or ``timesteps``).
+            device: where ``self.timesteps`` goes.
+            timesteps: an explicit grid: integers in ``[0, num_train_timesteps)``, strictly decreasing.
+
+        Raises:
+            ValueError: if both or neither of ``num_inference_steps`` and ``timesteps`` are given, or either is not
+                allowed.
+        """
         T = self.config.num_train_timesteps
         if (num_inference_steps is None) == (timesteps is None):
             raise ValueError("Pass exactly one of `num_inference_steps` or `timesteps` to set_timesteps.")
@@ -402,6 +471,12 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         - Off the grid of ``set_timesteps(num_inference_steps=n)``: ``timestep - num_train_timesteps // n``
           (Diffusers' older rule; ``-1`` if that is below 0).
         - Off a custom grid (``set_timesteps(timesteps=[...])``): a ``ValueError``, there is no rule to follow.
+
+        Args:
+            timestep: one integer in ``[0, num_train_timesteps)``.
+
+        Returns:
+            The previous timestep, a 0-d tensor.
         """
         value = self._timestep_value(timestep)
         matches = (self.timesteps.cpu() == value).nonzero(as_tuple=True)[0]
@@ -488,10 +563,21 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         """One ancestral step x_t -> x_{t'} with t' = ``previous_timestep(t)`` (the next grid point; t - 1 before
         ``set_timesteps``), adding ``sqrt(_get_variance(t)) * noise`` for t > 0; the x_0 estimate is returned too.
 
-        ``model_output`` and ``sample``: floating-point tensors of one shape (batch first; a learned variance doubles
-        dim 1 of the output) on one device; ``timestep``: one integer in ``[0, num_train_timesteps)``. A model output
-        or sample holding NaN/inf is a ``ValueError`` naming the timestep, and so is a non-finite result (overflow
-        of inputs far too large for the dtype)."""
+        Args:
+            model_output: the model's prediction at ``timestep``, of the shape of ``sample`` (a learned variance
+                doubles dim 1).
+            timestep: one integer in ``[0, num_train_timesteps)``.
+            sample: the current x_t, a floating-point tensor, batch first, on the model output's device.
+            generator: a generator, or one per sample, for the step's noise.
+            return_dict: return a ``DDPMSchedulerOutput`` rather than a tuple.
+
+        Returns:
+            ``DDPMSchedulerOutput(prev_sample, pred_original_sample)``, or the tuple of the two.
+
+        Raises:
+            ValueError: a model output or sample holding NaN/inf (naming the timestep), and a non-finite result
+                (overflow of inputs far too large for the dtype).
+        """
         learned = self.config.variance_type in ("learned", "learned_range")
         check_step_inputs(model_output, sample, min_ndim=1, learned_variance=learned)
         check_generator(generator, sample.shape[0])

@@ -27,12 +27,13 @@ from .scheduling_flow_match import FlowMatchEulerScheduler, FlowMatchSchedulerOu
 class FlowMapEulerScheduler(FlowMatchEulerScheduler):
     """One jump per step along a flow map's average velocity: ``x_r = x_t + (r - t) * u(x_t, t, r)``.
 
-    Configured like :class:`FlowMatchEulerScheduler` (whose arguments it takes): with ``prediction_type='velocity'``
+    Configured like ``FlowMatchEulerScheduler`` (whose arguments it takes): with ``prediction_type='velocity'``
     the model's output is the average velocity over ``[t, r]``; with ``'sample'`` it is the data ``x_1``, whose
-    velocity ``(x_1 - x_t) / (1 - t)`` is then used for the jump (exact for one jump to the data). On a grid ``t_0 < ... < t_N = 1`` from
-    ``set_timesteps``, ``timesteps[k]`` is the model's first time input and ``r_timesteps[k]`` its second (both in
-    model units); ``step`` called in a loop over ``timesteps`` walks the grid exactly as the Euler scheduler does
-    (the arithmetic of a step is the same: only what the model was trained to predict differs).
+    velocity ``(x_1 - x_t) / (1 - t)`` is then used for the jump (exact for one jump to the data). On a grid
+    ``t_0 < ... < t_N = 1`` from ``set_timesteps``, ``timesteps[k]`` is the model's first time input and
+    ``r_timesteps[k]`` its second (both in model units); ``step`` called in a loop over ``timesteps`` walks the grid
+    exactly as the Euler scheduler does (the arithmetic of a step is the same: only what the model was trained to
+    predict differs).
     """
 
     def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None) -> None:
@@ -51,11 +52,25 @@ class FlowMapEulerScheduler(FlowMatchEulerScheduler):
         """Jump from ``timestep`` to ``r_timestep`` (model units): ``x_r = x_t + (r - t) * model_output``.
 
         Without ``r_timestep`` this is the next step of the grid, located and advanced as in
-        :meth:`FlowMatchEulerScheduler.step`. With one, the jump is a pure function of the two times (any-step
+        ``FlowMatchEulerScheduler.step``. With one, the jump is a pure function of the two times (any-step
         sampling; ``r_timestep`` must lie in ``[timestep, num_train_timesteps]`` and the grid position is left as
         it was). ``pred_original_sample`` is the data estimate ``x_t + (1 - t) u`` (the jump to ``r = 1`` if the
-        model's average velocity held to the end; exact for a one-step jump). ``generator`` is accepted for
-        interchangeability; the step draws no noise.
+        model's average velocity held to the end; exact for a one-step jump).
+
+        Args:
+            model_output: the model's average velocity over ``[t, r]`` (or its data estimate, for
+                ``prediction_type='sample'``), of the shape of ``sample``.
+            timestep: the current time t, in model units.
+            sample: the current x_t.
+            r_timestep: the time r to jump to, in model units (default: the next time on the grid).
+            generator: accepted for interchangeability; the step draws no noise.
+            return_dict: return a ``FlowMatchSchedulerOutput`` rather than a tuple.
+
+        Returns:
+            ``FlowMatchSchedulerOutput(prev_sample, pred_original_sample)``, or the tuple of the two.
+
+        Raises:
+            ValueError: ``r_timestep`` before ``timestep``, and the checks of ``FlowMatchEulerScheduler.step``.
         """
         if r_timestep is None:
             i = self._begin_step(timestep, model_output, sample)

@@ -97,16 +97,18 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         shift: SD3 time shift applied once to the sampling grid and to training times (1.0 = none).
         time_sampling: training-time distribution before the shift: ``uniform`` on [0, 1] or ``logit_normal``
             (``sigmoid(N(logit_mean, logit_std))``, SD3's choice).
-        logit_mean, logit_std: parameters of the logit-normal distribution.
+        logit_mean: mean of the normal whose sigmoid is the logit-normal training time.
+        logit_std: standard deviation of that normal.
         prediction_type: ``velocity`` (the model predicts ``x_1 - x_0``) or ``sample`` (it predicts ``x_1``).
 
-    Checks (one-line ``ValueError`` naming the argument, its value and what is allowed; ``from_config`` and
-    ``from_pretrained`` go through them too): ``num_train_timesteps`` an integer in [1, 1000000];
-    ``scale_timesteps`` ``True``/``False``; ``shift`` a finite number > 0 (whose grid must stay strictly increasing
-    in float64); ``logit_mean`` finite; ``logit_std`` finite and > 0; the strings one of their choices.
-    ``set_timesteps``, ``step``, ``add_noise`` and ``training_target`` check their arguments; ``step`` refuses a
-    model output or sample holding NaN/inf (one ``isfinite`` reduction, read with the outputs' in one
-    synchronisation).
+    Raises:
+        ValueError: one line naming the argument, its value and what is allowed (``from_config`` and
+            ``from_pretrained`` go through the same checks): ``num_train_timesteps`` an integer in [1, 1000000];
+            ``scale_timesteps`` ``True``/``False``; ``shift`` a finite number > 0 (whose grid must stay strictly
+            increasing in float64); ``logit_mean`` finite; ``logit_std`` finite and > 0; the strings one of their
+            choices. ``set_timesteps``, ``step``, ``add_noise`` and ``training_target`` check their arguments;
+            ``step`` refuses a model output or sample holding NaN/inf (one ``isfinite`` reduction, read with the
+            outputs' in one synchronisation).
     """
 
     _compatibles: list[str] = []
@@ -145,7 +147,14 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         return float(self.config.num_train_timesteps) if self.config.scale_timesteps else 1.0
 
     def to_flow_time(self, timesteps) -> torch.Tensor:
-        """Model time input -> flow time t in [0, 1] (a float tensor); checked finite and in range."""
+        """Model time input -> flow time t in [0, 1] (a float tensor); checked finite and in range.
+
+        Args:
+            timesteps (float | torch.Tensor): times in model units (``scheduler.timesteps``' units).
+
+        Returns:
+            Flow times in [0, 1], a float tensor.
+        """
         return self._flow_time(timesteps)
 
     def _flow_time(self, timesteps, like: torch.Tensor | None = None, finite: dict | None = None) -> torch.Tensor:
@@ -175,7 +184,16 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
     # ------------------------------------------------------------------ training side
     def sample_timesteps(self, batch_size: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """Training times in model units, shape ``(batch_size,)``, float32: drawn by ``time_sampling`` on the
-        generator's device, then shifted by ``shift``."""
+        generator's device, then shifted by ``shift``.
+
+        Args:
+            batch_size: how many times to draw.
+            generator: the source of randomness (default: torch's global one).
+            device (str | torch.device | None): where the times go (default: the generator's device).
+
+        Returns:
+            The times, a float32 tensor of shape ``(batch_size,)``.
+        """
         check_int("batch_size", batch_size, minimum=0)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be None or a torch.Generator, got {describe(generator)}.")
@@ -192,7 +210,15 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         return move_to_device(t, device) if device is not None else t
 
     def path(self, timesteps, like: torch.Tensor) -> AffinePath:
-        """``alpha = t``, ``sigma = 1 - t``, ``d_alpha = 1``, ``d_sigma = -1`` at ``timesteps`` (model units)."""
+        """``alpha = t``, ``sigma = 1 - t``, ``d_alpha = 1``, ``d_sigma = -1`` at ``timesteps`` (model units).
+
+        Args:
+            timesteps (float | torch.Tensor): times in model units, one or one per sample of ``like``.
+            like: a batch of samples; the coefficients broadcast against it.
+
+        Returns:
+            The ``AffinePath`` of ``x_t = t * x_1 + (1 - t) * x_0``.
+        """
         check_tensor("like", like)
         return straight_path(expand_to(self._flow_time(timesteps, like), like))
 
@@ -202,19 +228,43 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         return straight_path(expand_to(t, original_samples))
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps) -> torch.Tensor:
-        """``x_t = (1 - t) * noise + t * original_samples`` (the data is x_1, the noise x_0). ``original_samples`` and
-        ``noise``: finite floating-point tensors of one shape; ``timesteps``: model units, one or one per sample."""
+        """``x_t = (1 - t) * noise + t * original_samples`` (the data is x_1, the noise x_0).
+
+        Args:
+            original_samples: the data x_1, a finite floating-point tensor, batch first.
+            noise: the noise x_0, of the same shape.
+            timesteps (float | torch.Tensor): times in model units, one or one per sample.
+
+        Returns:
+            The samples x_t on the path.
+        """
         return self._checked_path(original_samples, noise, timesteps).sample(original_samples, noise)
 
     def training_target(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps) -> torch.Tensor:
-        """``x_1 - x_0`` for ``prediction_type='velocity'``, ``x_1`` for ``'sample'`` (arguments as
-        :meth:`add_noise`)."""
+        """``x_1 - x_0`` for ``prediction_type='velocity'``, ``x_1`` for ``'sample'``.
+
+        Args:
+            original_samples: the data x_1, as for ``add_noise``.
+            noise: the noise x_0 ``add_noise`` was given.
+            timesteps (float | torch.Tensor): the times ``add_noise`` was given.
+
+        Returns:
+            The target the model's output is regressed on.
+        """
         path = self._checked_path(original_samples, noise, timesteps)
         return path.target(original_samples, noise, self.config.prediction_type)
 
     # ------------------------------------------------------------------ sampling side
     def scale_model_input(self, sample: torch.Tensor, timestep=None) -> torch.Tensor:
-        """Flow matching feeds the model x_t as it is; present for interchangeability."""
+        """Flow matching feeds the model x_t as it is; present for interchangeability.
+
+        Args:
+            sample: the model input.
+            timestep (float | torch.Tensor | None): the current time (unused).
+
+        Returns:
+            ``sample`` unchanged.
+        """
         return sample
 
     def set_timesteps(
@@ -228,6 +278,15 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         ``num_inference_steps=N`` gives ``t_k = shift_time(k / N)``, k = 0..N (the shift applied once).
         ``timesteps`` gives the times, in flow time [0, 1], at which the model is evaluated, strictly increasing;
         they are used exactly as given (no shift) and the grid ends at 1.0 (appended unless already last).
+
+        Args:
+            num_inference_steps: the number of steps N (give this or ``timesteps``).
+            device: where ``self.times`` and ``self.timesteps`` go.
+            timesteps: explicit flow times in [0, 1], strictly increasing.
+
+        Raises:
+            ValueError: if both or neither of ``num_inference_steps`` and ``timesteps`` are given, or the grid is
+                not allowed.
         """
         if (num_inference_steps is None) == (timesteps is None):
             raise ValueError("Pass exactly one of `num_inference_steps` or `timesteps` to set_timesteps.")
@@ -341,11 +400,21 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         """One Euler step ``x_{k+1} = x_k + (t_{k+1} - t_k) * v(x_k, t_k)``.
 
         Computed in float32 (or float64 if the sample is) and returned in the sample's dtype.
-        ``generator`` is accepted for interchangeability; the ODE step draws no noise.
-        ``model_output`` and ``sample``: floating-point tensors of one shape on one device; ``timestep``: finite, in
-        model units, on the grid for the first call of a run. A model output or sample holding NaN/inf is a
-        ``ValueError`` naming the timestep (and so is a non-finite result, from inputs too large for the dtype);
-        a refused call leaves the scheduler's position unchanged.
+
+        Args:
+            model_output: the model's output at ``timestep``, of the shape of ``sample``.
+            timestep: the current time in model units (finite; on the grid for the first call of a run).
+            sample: the current x_t, a floating-point tensor on the model output's device.
+            generator: accepted for interchangeability; the ODE step draws no noise.
+            return_dict: return a ``FlowMatchSchedulerOutput`` rather than a tuple.
+
+        Returns:
+            ``FlowMatchSchedulerOutput(prev_sample, pred_original_sample)``, or the tuple of the two.
+
+        Raises:
+            ValueError: a model output or sample holding NaN/inf (naming the timestep), a non-finite result (from
+                inputs too large for the dtype), a first timestep off the grid; a refused call leaves the
+                scheduler's position unchanged.
         """
         i = self._begin_step(timestep, model_output, sample)
         x, out = upcast(sample), upcast(model_output)

@@ -9,7 +9,7 @@ from .scheduling_flow_match import FlowMatchEulerScheduler, FlowMatchSchedulerOu
 
 
 class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
-    """Same path, configuration and training side as :class:`FlowMatchEulerScheduler`; sampling uses Heun's method.
+    """Same path, configuration and training side as ``FlowMatchEulerScheduler``; sampling uses Heun's method.
 
     Over each interval ``[t_k, t_{k+1}]`` but the last:
 
@@ -52,8 +52,22 @@ class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
         return_dict: bool = True,
     ) -> FlowMatchSchedulerOutput | tuple:
         """A predictor call returns the Euler guess ``x~`` (the next model input); the corrector call that
-        follows returns ``x_{k+1}``. Arguments are checked as in :meth:`FlowMatchEulerScheduler.step`; a refused call
-        leaves the scheduler's position and pending predictor unchanged."""
+        follows returns ``x_{k+1}``.
+
+        Args:
+            model_output: the model's output at ``timestep``, of the shape of ``sample``.
+            timestep: the current time in model units (the next entry of ``timesteps``).
+            sample: the current model input.
+            generator: accepted for interchangeability; the ODE step draws no noise.
+            return_dict: return a ``FlowMatchSchedulerOutput`` rather than a tuple.
+
+        Returns:
+            ``FlowMatchSchedulerOutput(prev_sample, pred_original_sample)``, or the tuple of the two.
+
+        Raises:
+            ValueError: as ``FlowMatchEulerScheduler.step``; a refused call leaves the scheduler's position and
+                pending predictor unchanged.
+        """
         fresh = self._step_index is None or self._step_index >= len(self.timesteps)
         i = self._begin_step(timestep, model_output, sample)
         x, out = upcast(sample), upcast(model_output)

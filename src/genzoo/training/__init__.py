@@ -2,6 +2,7 @@
 
 from .arguments import RecipeError, TrainerConfig, build_parser, load_recipe, parse_args
 from .checkpoints import TrainingError, list_checkpoints
+from .options_doc import options_markdown
 from .trainer import Trainer, TrainResult, main, train
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "list_checkpoints",
     "load_recipe",
     "main",
+    "options_markdown",
     "parse_args",
     "train",
 ]

@@ -42,7 +42,15 @@ RUN, OPTIM, CHECKPOINTS, HUB = "run", "optimisation", "checkpoints, logs and sam
 
 @dataclass
 class TrainerConfig(Options):
-    """Every option of the trainer itself (the data and the method have their own)."""
+    """Every option of the trainer itself (the data and the method have their own).
+
+    One field per option, with its default, help and allowed values; the fields and their defaults are listed on
+    the trainer options page (``genzoo.training.options_markdown``) and by ``genzoo train --help``. Build it from a
+    parsed namespace or a recipe with ``TrainerConfig.from_mapping``, which checks every value.
+
+    Raises:
+        RecipeError: for a value that is not allowed.
+    """
 
     method: str = option(DEFAULT_METHOD, f"training method (default {DEFAULT_METHOD}); `genzoo list --kind method` "
                          "shows all", group=RUN)
@@ -102,6 +110,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def load_recipe(path: str | Path) -> dict:
+    """Read a YAML recipe (what ``--config`` takes, what a run writes as ``recipe.yaml``).
+
+    Args:
+        path: the recipe file.
+
+    Returns:
+        Its mapping of option names to values (``-`` in names read as ``_``).
+
+    Raises:
+        RecipeError: a missing file, invalid YAML, or YAML that is not a mapping.
+    """
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"--config {path}: no such file.")
@@ -123,7 +142,18 @@ def method_class(name: str):
 
 
 def build_parser(method_name: str = DEFAULT_METHOD, prog: str = "genzoo train") -> argparse.ArgumentParser:
-    """The full parser for one method: trainer options, data options and the method's own (from its ``Config``)."""
+    """The full parser for one method: trainer options, data options and the method's own (from its ``Config``).
+
+    Args:
+        method_name: the ``--method`` whose options (and preferred trainer defaults) the parser has.
+        prog: the program name in messages and ``--help``.
+
+    Returns:
+        The parser; its errors are ``RecipeError``s rather than a usage block and exit.
+
+    Raises:
+        RecipeError: for an unknown method.
+    """
     parser = _Parser(prog=prog, description="Train a GAN, VAE, DDPM or flow-matching model (or a plugin's method).")
     TrainerConfig.add_arguments(parser)
     add_data_arguments(parser)
@@ -137,8 +167,22 @@ def build_parser(method_name: str = DEFAULT_METHOD, prog: str = "genzoo train") 
 
 
 def parse_args(argv: list[str] | None = None, prog: str = "genzoo train") -> argparse.Namespace:
-    """Parse the command line (and the recipe it names) into one flat namespace, the run's recipe; unknown recipe keys
-    and values that are not allowed are a :class:`RecipeError`."""
+    """Parse the command line (and the recipe it names) into one flat namespace, the run's recipe.
+
+    Precedence, lowest first: each option's default, the method's preferred defaults, the recipe (``--config``),
+    the command line.
+
+    Args:
+        argv: the command line without the program name (default: ``sys.argv[1:]``).
+        prog: the program name in messages.
+
+    Returns:
+        Every option, checked, with the defaults that depend on several options filled in
+        (``max_train_steps``, ``output_dir``).
+
+    Raises:
+        RecipeError: unknown recipe keys, and values that are not allowed (one line naming the option).
+    """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     pre.add_argument("--method")

@@ -54,7 +54,14 @@ def checkpoint_dir(output_dir, step: int) -> Path:
 
 
 def list_checkpoints(output_dir) -> list[Path]:
-    """Complete checkpoints, oldest first (see the module docstring)."""
+    """Complete checkpoints, oldest first (see the module docstring).
+
+    Args:
+        output_dir (str | os.PathLike): a run's folder.
+
+    Returns:
+        The ``checkpoints/checkpoint-<step>`` folders that hold a complete checkpoint, by step.
+    """
     root = Path(output_dir) / CHECKPOINTS
     if not root.is_dir():
         return []

@@ -65,6 +65,14 @@ DESCRIBES_PIPELINE = ("eval.json",)
 
 @dataclass
 class TrainResult:
+    """What a training run returns.
+
+    Args:
+        output_dir: the run's folder (the saved pipeline, ``samples.png``, ``metrics.json``, ``recipe.yaml``).
+        global_step: the optimiser steps taken in total (a resumed run's included).
+        metrics: what ``metrics.json`` holds: losses, timings, the machine, parameter counts.
+    """
+
     output_dir: Path
     global_step: int
     metrics: dict = field(default_factory=dict)
@@ -151,10 +159,12 @@ class PhaseModule(torch.nn.Module):
 
 
 class Trainer:
-    """Trains ``args.method`` on ``args.dataset``; ``run()`` returns a :class:`TrainResult`.
+    """Trains ``args.method`` on ``args.dataset``; ``run()`` returns a ``TrainResult``.
 
-    ``args`` is the run's recipe (the flat namespace :func:`~genzoo.training.parse_args` returns); the trainer reads
-    its own options from it as a :class:`TrainerConfig` and hands the method its own ``Config``.
+    The trainer reads its own options from ``args`` as a ``TrainerConfig`` and hands the method its own ``Config``.
+
+    Args:
+        args (argparse.Namespace): the run's recipe, the flat namespace ``genzoo.training.parse_args`` returns.
     """
 
     def __init__(self, args):
@@ -564,6 +574,15 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------------- the loop
     def run(self) -> TrainResult:
+        """Train: claim the output folder (or resume in it), train to ``max_train_steps``, checkpointing, logging
+        and sampling along the way, then save the pipeline, ``samples.png``, ``metrics.json`` and ``recipe.yaml``.
+
+        Returns:
+            The run's folder, step count and metrics.
+
+        Raises:
+            TrainingError: the run stopped (a non-finite loss or weights, an unusable output folder or checkpoint).
+        """
         self.wall_start = time.perf_counter()
         self.setup()
         config, accelerator = self.config, self.accelerator
@@ -735,7 +754,19 @@ def reset_accelerate_state() -> None:
 
 
 def train(args) -> TrainResult:
-    """Train from a parsed namespace (see :func:`genzoo.training.parse_args`)."""
+    """Train from a parsed namespace, in this process (or in each process of ``accelerate launch``).
+
+    Args:
+        args (argparse.Namespace): the run's options, as ``genzoo.training.parse_args`` returns them.
+
+    Returns:
+        The run's folder, step count and metrics.
+
+    Raises:
+        RecipeError: an option value that is not allowed.
+        TrainingError: the run stopped (a non-finite loss or weights, an unusable output folder or checkpoint).
+        genzoo.data.DataError: data that cannot be loaded.
+    """
     try:
         return Trainer(finish_args(args)).run()
     finally:
@@ -747,6 +778,12 @@ def main(argv: list[str] | None = None) -> int:
 
     Bad options, bad data, an occupied output folder and an unusable checkpoint end as one ``error:`` line and exit
     status 2; a run stopped by a non-finite loss or non-finite weights exits with 1.
+
+    Args:
+        argv: the command line without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0, 1 or 2.
     """
     import sys
 
