@@ -7,6 +7,7 @@ import os
 import runpy
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from genzoo.cli import main
 pytest.importorskip("gradio")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from genzoo.demo import ALL_CLASSES, OWN_SOLVER, Model, build_demo, launch, picture, write_space  # noqa: E402
+from genzoo.demo import ALL_CLASSES, OWN_SOLVER, Model, build_demo, picture, write_space  # noqa: E402
 
 ZOO = Path(__file__).resolve().parents[1] / "pipelines"
 #: one of each kind of page: one pass (GAN), steps and solvers (flow matching, DDPM), 2-D points, class labels, text
@@ -122,20 +123,39 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served():
-    """The app on a free local port, queued as `genzoo demo` serves it; yields its URL."""
+    """`genzoo demo` in its own process on a free local port, as a user starts it; yields its URL."""
+    import subprocess
+    import sys
+    from urllib.request import urlopen
+
     port = free_port()
-    demo = launch(SOURCES, port=port, block=False)
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    server = subprocess.Popen([sys.executable, "-m", "genzoo.cli", "demo", *SOURCES, "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
     try:
-        yield f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                page = urlopen(url, timeout=5).read().decode()
+                break
+            except OSError:
+                assert server.poll() is None, f"genzoo demo exited: {server.stdout.read()}"
+                assert time.monotonic() < deadline, "genzoo demo did not serve within 120 s"
+                time.sleep(0.5)
+        assert "gradio" in page.lower()
+        yield url
     finally:
-        demo.close()
+        server.terminate()
+        server.wait(timeout=30)
 
 
-def test_the_api_through_gradio_client(served):
+def test_the_api_through_gradio_client(served, request):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
     client = Client(served, verbose=False)
+    request.addfinalizer(client.close)  # its heartbeat thread would otherwise keep polling the server
     args = dict(name="flow-matching-digits", num_samples=4, seed=5, randomize=False, steps=3, solver=OWN_SOLVER,
                 class_label=ALL_CLASSES, guidance_scale="", prompt="", negative_prompt="")
     first, seed, what = client.predict(*args.values(), api_name="/generate")
@@ -152,6 +172,9 @@ def test_the_api_through_gradio_client(served):
         client.predict(*{**args, "steps": 0}.values(), api_name="/generate")
     with pytest.raises(AppError, match="user/no-such-model"):
         client.predict(*{**args, "name": "user/no-such-model"}.values(), api_name="/generate")
+    # two requests at once are queued, and both get their own result
+    jobs = [client.submit(*{**args, "seed": seed}.values(), api_name="/generate") for seed in (11, 12)]
+    assert [job.result(timeout=120)[1] for job in jobs] == [11, 12]
     # the app keeps serving after the errors; the compare view samples every digits model with one seed
     gallery = client.predict("digits", 4, 0, api_name="/compare")
     names = [item["caption"].split(" -- ")[0] for item in gallery]
