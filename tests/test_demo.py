@@ -244,6 +244,12 @@ def test_the_page_in_a_real_browser(served, tmp_path):
 
             return np.asarray(PIL.Image.open(io.BytesIO(urlopen(src).read())).convert("RGB"))
 
+        # the page opens on the first model, a GAN: no steps box, and Generate works as it is
+        assert value_of("model") == "gan-digits"
+        assert not browser.find_elements(By.CSS_SELECTOR, "#steps input") or not browser.find_element(
+            By.CSS_SELECTOR, "#steps").is_displayed()
+        assert generate().std() > 1
+        assert browser.find_element(By.CSS_SELECTOR, "#info").text.startswith("GANPipeline: 16 samples, seed 0")
         choose("model", "flow-matching-shapes")
         # the page has caught up with the choice when it shows the model's card figures and its labels
         wait.until(lambda _: "flow-matching-shapes" in browser.find_element(By.CSS_SELECTOR, "#figures").text)

@@ -171,7 +171,9 @@ class Model:
                                  "for the model's default.") from None
         if guidance_scale is not None:
             options["guidance_scale"] = float(guidance_scale)
-        if steps is not None:
+        if self._scheduler is None:  # one pass (GAN, VAE): the page hides its steps box, whatever it holds
+            steps = None
+        elif steps is not None:
             steps = int(steps)
         with self.lock, torch.no_grad():
             pipe.scheduler = self._solver(solver) if self._scheduler is not None else None
