@@ -22,3 +22,9 @@ def test_ci_runs_the_readme_test_command():
 def test_ci_installs_cpu_torch_first():
     ci = (ROOT / ".ci" / "run").read_text()
     assert ci.index("torch==2.13.0") < ci.index('pip install -e ".[test]"')
+
+
+def test_the_site_home_page_shows_the_readme_commands():
+    """docs/index.md (the documentation site's home) repeats README.md's two commands: they must stay the same."""
+    home = re.findall(r"```bash\n(.*?)```", (ROOT / "docs" / "index.md").read_text(), re.S)[:2]
+    assert home == readme_commands(), "docs/index.md's commands differ from README.md's: copy them across"
