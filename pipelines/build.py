@@ -85,6 +85,13 @@ def run(command: list[str]) -> None:
     subprocess.run(command, check=True, cwd=ROOT)
 
 
+def evaluate(source: Path, out: Path, num_samples: int, steps: int | None, seed: int) -> None:
+    """``genzoo eval`` of the pipeline (or run) folder ``source`` into ``out`` (``steps``: the pipeline's own when
+    ``None``)."""
+    run([sys.executable, "-m", "genzoo.cli", "eval", str(source), "--num-samples", str(num_samples),
+         *(["--steps", str(steps)] if steps else []), "--seed", str(seed), "--out", str(out)])
+
+
 def build(name: str, train: bool = True) -> None:
     """Train (unless ``train`` is false and ``runs/zoo/<name>`` holds a finished run), evaluate and write the folder."""
     folder = HERE / name
@@ -97,9 +104,7 @@ def build(name: str, train: bool = True) -> None:
              "--output_dir", str(run_dir.relative_to(ROOT))])
     train_minutes = (time.perf_counter() - start) / 60
     dataset = recipe["dataset"]
-    steps = ["--steps", str(EVAL_STEPS[name])] if name in EVAL_STEPS else []
-    run([sys.executable, "-m", "genzoo.cli", "eval", str(run_dir), "--num-samples", str(EVAL_SAMPLES[dataset]),
-         *steps, "--seed", "0", "--out", str(run_dir / "eval.json")])
+    evaluate(run_dir, run_dir / "eval.json", EVAL_SAMPLES[dataset], EVAL_STEPS.get(name), seed=0)
 
     from genzoo.hub import files_to_upload
 
@@ -127,9 +132,7 @@ def write_check(name: str) -> None:
         return
     out = ROOT / "runs" / "zoo" / f"{name}-check.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    steps = ["--steps", str(evaluation["num_inference_steps"])] if evaluation.get("num_inference_steps") else []
-    run([sys.executable, "-m", "genzoo.cli", "eval", str(folder), "--num-samples", str(CHECK_SAMPLES[dataset]),
-         *steps, "--seed", str(evaluation["seed"]), "--out", str(out)])
+    evaluate(folder, out, CHECK_SAMPLES[dataset], evaluation["num_inference_steps"], evaluation["seed"])
     check = json.loads(out.read_text())
     evaluation["check"] = {key: check[key] for key in ("num_samples", "num_inference_steps", "seed", *CHECK_METRICS)}
     (folder / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")

@@ -6,7 +6,6 @@ import io
 import os
 import runpy
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import PIL.Image
 import pytest
 import torch
 import yaml
+
+from test_training import free_port
 
 import genzoo
 from genzoo.cli import main
@@ -109,18 +110,12 @@ def test_mistakes_are_the_pipelines_own_messages():
 def test_no_models_is_a_clear_error(monkeypatch, tmp_path):
     import genzoo.demo
 
-    monkeypatch.setattr(genzoo.demo, "ZOO_FOLDERS", (tmp_path,))
+    monkeypatch.setattr(genzoo.demo, "zoo_folders", lambda: (tmp_path,))
     with pytest.raises(ValueError, match="no models to show: pass folders or Hub ids"):
         build_demo()
 
 
 # ---------------------------------------------------------------------------------------------------- the served app
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served():
     """`genzoo demo` in its own process on a free local port, as a user starts it; yields its URL."""

@@ -30,6 +30,13 @@ def check_choice(name: str, value, allowed, error: type[Exception] = ValueError)
 
 
 # ------------------------------------------------------------------ one-line messages for numbers, flags and choices
+def error_line(exc: BaseException) -> str:
+    """An exception's message on one line, as the command line and the demo show it (a ``KeyError``'s message
+    without the quotes its ``str()`` adds)."""
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(str(message).split()) or type(exc).__name__
+
+
 def describe(value, limit: int = 80) -> str:
     """``repr(value)`` on one line (an array's or tensor's line breaks become spaces), cut to about ``limit``
     characters: what error messages show of a value."""

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from . import VectorPipelineOutput, __version__, load_pipeline, registry
+from .checks import error_line
+from .conditioning import label_from_text
 from .files import write_replacing
 from .visualize import save_samples
 
@@ -70,19 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help and --version print, then exit 0
         return int(exc.code or 0)
     except (CLIError, *USER_ERRORS) as exc:
-        print(f"genzoo: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"genzoo: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except RuntimeError as exc:  # training stopped (genzoo.training.TrainingError): not a usage mistake
         if type(exc).__name__ != "TrainingError":
             raise
-        print(f"genzoo: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"genzoo: error: {error_line(exc)}", file=sys.stderr)
         return 1
-
-
-def _one_line(exc: BaseException) -> str:
-    # KeyError's str() is the repr of its argument; the message is the argument itself.
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(message).split()) or type(exc).__name__
 
 
 def positive_int(text: str) -> int:
@@ -232,7 +228,7 @@ def run_eval(args) -> int:
         try:
             recipe = yaml.safe_load((folder / "recipe.yaml").read_text()) or {}
         except yaml.YAMLError as exc:
-            raise CLIError(f"{folder / 'recipe.yaml'} is not valid YAML ({_one_line(exc)}); fix it, or pass "
+            raise CLIError(f"{folder / 'recipe.yaml'} is not valid YAML ({error_line(exc)}); fix it, or pass "
                            "--dataset") from None
         if not isinstance(recipe, dict):
             raise CLIError(f"{folder / 'recipe.yaml'} holds a {type(recipe).__name__}, not the trainer's options; "
@@ -459,9 +455,8 @@ def _condition_options(pipe, args) -> dict:
     pipeline's own error names what it does not take)."""
     options = {}
     if args.class_labels is not None:
-        names = set((getattr(pipe, "id2label", None) or {}).values())
-        values = [v.strip() for v in args.class_labels.split(",") if v.strip()]
-        labels = [int(v) if v not in names and v.lstrip("-").isdigit() else v for v in values]
+        id2label = getattr(pipe, "id2label", None)
+        labels = [label_from_text(v, id2label) for v in args.class_labels.split(",") if v.strip()]
         options["class_labels"] = [labels[i % len(labels)] for i in range(args.num_samples)] if labels else None
     if args.prompt:
         options["prompt"] = [args.prompt[i % len(args.prompt)] for i in range(args.num_samples)]

@@ -87,6 +87,16 @@ def expand_to_batch(values, batch_size: int, what: str) -> tuple[list, int]:
     return [value for value in values for _ in range(repeat)], batch_size
 
 
+def label_from_text(text: str, id2label: dict[int, str] | None):
+    """A class label typed as text (on the command line, in the demo): the label name when the model has one by that
+    name, else an integer id when it reads as one (``"7"`` is digits' name ``"7"``; ``"0"`` is shapes' id 0), else
+    the text, which :func:`class_label_ids` then refuses naming the model's labels."""
+    text = text.strip()
+    if text in set((id2label or {}).values()):
+        return text
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def class_label_ids(class_labels, batch_size: int, id2label: dict[int, str] | None, owner: str) -> tuple[torch.Tensor | None, int]:
     """``class_labels`` (ints, names, a tensor, or ``None``) as a ``(B,)`` int64 tensor, and the batch size.
 

@@ -24,14 +24,13 @@ import numpy as np
 import PIL.Image
 import torch
 
+from .checks import error_line
+from .conditioning import label_from_text
 from .visualize import grid_shape, image_grid, scatter_figure
 
 if TYPE_CHECKING:
     import gradio
 
-#: Where ``genzoo demo`` looks for models when it is given none: the zoo's folders (``pipelines/<name>``) of the
-#: working directory, else of the source checkout genzoo runs from.
-ZOO_FOLDERS = (Path.cwd() / "pipelines", Path(__file__).resolve().parents[2] / "pipelines")
 #: The solver choice that keeps the scheduler the pipeline was saved with.
 OWN_SOLVER = "the model's own"
 #: Labels of the class drop-down that mean "no label": an unconditional call, which cycles through the classes.
@@ -49,15 +48,15 @@ def _gradio():
     return gradio
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception as the one line a person reads (a ``KeyError``'s message without its quotes)."""
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(message).split()) or type(exc).__name__
+def zoo_folders() -> tuple[Path, ...]:
+    """Where ``genzoo demo`` looks for models when it is given none: the ``pipelines/`` folder of the working
+    directory, else of the source checkout genzoo runs from."""
+    return Path.cwd() / "pipelines", Path(__file__).resolve().parents[2] / "pipelines"
 
 
 def zoo_sources() -> list[str]:
     """The folders of the zoo (``pipelines/<name>`` with a ``model_index.json``), from the first place that has one."""
-    for root in ZOO_FOLDERS:
+    for root in zoo_folders():
         found = sorted(str(p) for p in root.glob("*") if (p / "model_index.json").is_file())
         if found:
             return found
@@ -155,9 +154,7 @@ class Model:
         pipe = self.pipe
         options = {}
         if class_label not in (None, "", ALL_CLASSES):
-            label = str(class_label).strip()
-            names = set((getattr(pipe, "id2label", None) or {}).values())
-            options["class_labels"] = int(label) if label not in names and label.lstrip("-").isdigit() else label
+            options["class_labels"] = label_from_text(str(class_label), getattr(pipe, "id2label", None))
         if prompt and prompt.strip():
             options["prompt"] = prompt
         if negative_prompt and negative_prompt.strip():
@@ -271,7 +268,7 @@ def build_demo(sources: list[str] | None = None, *, title: str = "genzoo") -> gr
             try:
                 return fn(*args, **kwargs)
             except USER_ERRORS as exc:
-                raise gr.Error(one_line(exc), print_exception=False) from None
+                raise gr.Error(error_line(exc), print_exception=False) from None
         wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
         return wrapped
 
