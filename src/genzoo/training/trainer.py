@@ -187,8 +187,10 @@ class Trainer:
             self.config.seed * 1000 + self.accelerator.process_index
         )
         self.global_step = 0
+        # Every process makes the folder (idempotent): a method may write into it on its first step, and another
+        # process can get there before the main one has made it (the test plugin's --record_batches did).
+        self.output_dir.mkdir(parents=True, exist_ok=True)
         if self.accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
             tracker_config = {k: v for k, v in vars(self.args).items() if isinstance(v, (int, float, str, bool))}
             self.accelerator.init_trackers("genzoo", config=tracker_config)
 
