@@ -22,6 +22,7 @@ import ctypes
 import errno
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -81,6 +82,74 @@ def atomic_write_bytes(path, data: bytes) -> Path:
 
 def atomic_write_text(path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ------------------------------------------------------------------------------------ folders that are what they claim
+class OutsideFolderError(PermissionError):
+    """A path inside a folder that leads out of it (a symlink to a file or folder elsewhere): never read, copied or
+    uploaded. A ``PermissionError``, hence an ``OSError``: the command line reports it as one line, exit status 2."""
+
+
+def check_inside(root, path) -> Path:
+    """``path`` (a path under ``root``) if it stays inside ``root`` once every symlink on the way is resolved;
+    otherwise :class:`OutsideFolderError` naming the path and where it leads. Returns the resolved path."""
+    root_resolved = Path(os.path.realpath(root))
+    path = Path(path)
+    resolved = Path(os.path.realpath(path))
+    if resolved != root_resolved and root_resolved not in resolved.parents:
+        raise OutsideFolderError(
+            f"{path} leads outside {root} (a symlink to {resolved}); genzoo reads, copies and uploads only what is "
+            "inside the folder. Replace the link with the file itself, or remove it."
+        )
+    return resolved
+
+
+def folder_files(root) -> list[Path]:
+    """Every file under ``root`` (sorted, as paths under ``root``), refusing with :class:`OutsideFolderError` any
+    symlink that leads outside it. Symlinks that stay inside are listed where they are (a folder reached twice is
+    listed once, so a link loop ends), and nothing but regular files is listed (no devices, FIFOs or sockets)."""
+    root = Path(root)
+    found, seen = [], set()
+
+    def walk(folder: Path) -> None:
+        real = os.path.realpath(folder)
+        if real in seen:
+            return
+        seen.add(real)
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            path = folder / entry.name
+            if entry.is_symlink():
+                check_inside(root, path)
+            if entry.is_dir():  # follows a link that stays inside
+                walk(path)
+            elif entry.is_file():  # False for devices, FIFOs, sockets and broken links
+                found.append(path)
+
+    walk(root)
+    return sorted(found)
+
+
+def read_limited(path, limit: int, what: str | None = None) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them: the bound is on bytes read, not on what
+    ``st_size`` claims (0 for ``/dev/zero``). A device, FIFO or socket is refused without blocking, and a file
+    longer than ``limit`` is refused after ``limit + 1`` bytes, each with an ``OSError`` naming ``path``."""
+    label = what or str(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{label} is not a regular file (a device, FIFO or socket); refused unread")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise OSError(f"{label} is larger than the {limit} bytes allowed; refused")
+    return b"".join(chunks)
 
 
 # ---------------------------------------------------------------------------------------------------- folders
