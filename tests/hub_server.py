@@ -38,7 +38,8 @@ has not processed yet) and its ``refs/convert/parquet`` branch.
 Seeding without the client: ``server.commit("user/repo", {"path": b"content", "old": None})`` (creates the repo if
 needed); inspecting: ``server.repo("user/repo")``, ``server.file("user/repo", "path", revision)``.
 
-Debugging: ``server.requests`` lists ``(method, path)`` of every request; requests for an endpoint it does not know get
+Debugging: ``server.requests`` lists ``(method, path)`` of every request (``server.authorizations`` the same with the
+Authorization header each sent, or None); requests for an endpoint it does not know get
 a 404 JSON error and are also listed in ``server.unhandled``; a crash in a handler answers 500 and lands (with its
 traceback) in ``server.errors``.
 """
@@ -229,6 +230,8 @@ class HubServer:
         self.repos: dict[str, Repo] = {}  # "namespace/name" for models, "datasets/namespace/name" for datasets, ...
         self.lfs_objects: dict[str, bytes] = {}  # sha256 -> content, uploaded through the LFS batch API
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
+        # (method, path, Authorization header or None) of every request, in order: what credentials a client sent
+        self.authorizations: list[tuple[str, str, str | None]] = []
         self.unhandled: list[tuple[str, str]] = []  # requests no endpoint matched (answered 404)
         self.errors: list[str] = []  # tracebacks of handler crashes (answered 500)
         self.url: str | None = None
@@ -456,6 +459,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.segments = [unquote(s) for s in split.path.split("/")[1:]]
         self._body: bytes | None = None
         self.hub.requests.append((self.command, split.path))
+        self.hub.authorizations.append((self.command, split.path, self.headers.get("Authorization")))
         try:
             self.user = self.hub._user(self.headers.get("Authorization"))
             handled = self._route()
