@@ -1,6 +1,8 @@
 """Folders and arguments from a hostile or careless user (issue 13: nothing lost, nothing run, nothing silently
 wrong): every broken pipeline folder is a one-line PipelineLoadError naming the file, component or value; every bad
-sampling request a one-line ValueError before anything large is allocated; a failed save loses nothing."""
+sampling request a one-line ValueError before anything large is allocated; a failed save loses nothing. Issue 23:
+nothing is read through a link leading outside the folder, no device or FIFO is opened, and what a weights header
+claims does not raise the budget of the meta-device build."""
 
 import builtins
 import io
@@ -9,17 +11,18 @@ import math
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import samples_of, tiny_pipeline, tiny_unet
+from helpers import put_in_hub_cache, samples_of, tiny_pipeline, tiny_unet
 from safetensors.torch import load_file, save_file
 
 import genzoo
 from genzoo.cli import main as cli
-from genzoo.model_index import PipelineLoadError, component_configs, component_entries
+from genzoo.model_index import PipelineLoadError, component_configs, component_entries, read_json_object
 from genzoo.pipelines import base, loading
 
 ZOO = Path(__file__).resolve().parent.parent / "pipelines"
@@ -577,3 +580,186 @@ def test_saving_over_the_working_directory_keeps_the_process_in_it(tmp_path, mon
     tiny_pipeline("vae", "vector").save_pretrained(".")
     assert Path.cwd() == folder.resolve() and Path("logs/after.txt").is_file()
     assert type(genzoo.load_pipeline(".")) is genzoo.VAEPipeline and not Path("generator").exists()
+
+
+# ------------------------------------------------------------------------------------- 9. links, FIFOs, devices
+def within(seconds: float, call):
+    """``call()`` in a thread that must end within ``seconds``: a read that blocks (a FIFO) fails the test instead
+    of hanging it. Returns what ``call`` returns, or raises what it raises."""
+    result = {}
+
+    def run():
+        try:
+            result["value"] = call()
+        except BaseException as exc:  # handed to the test's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds} s"
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def _outside(folder: Path) -> Path:
+    outside = folder.parent / f"{folder.name}-outside"
+    outside.mkdir()
+    return outside
+
+
+def test_a_component_folder_linked_outside_is_refused_and_one_linked_inside_loads(saved, capsys):
+    folder = saved("ddpm-vector")
+    expected = samples_of(genzoo.load_pipeline(folder))
+    outside = _outside(folder)
+    shutil.move(folder / "unet", outside / "unet")
+    (folder / "unet").symlink_to(outside / "unet")
+    message = refused(folder, r"Component 'unet': .*unet leads outside .*\(a symlink to .*-outside/unet\)")
+    assert f"{folder / 'unet'} leads outside {folder} (a symlink to {os.path.realpath(outside / 'unet')})" in message
+    cli_refuses(capsys, ["sample", folder, "--out", folder / "x.npy"], r"unet leads outside")
+    (folder / "unet").unlink()
+    shutil.move(outside / "unet", folder / "unet-real")
+    (folder / "unet").symlink_to("unet-real")  # a link that stays inside the folder is fine
+    assert torch.equal(samples_of(genzoo.load_pipeline(folder)), expected)
+
+
+@pytest.mark.parametrize("name", ["model_index.json", "unet/config.json", f"unet/{WEIGHTS}",
+                                  "scheduler/scheduler_config.json", "unet/notes.txt"])
+def test_a_file_linked_outside_is_refused_and_one_linked_inside_loads(saved, name):
+    """Configs, weights and any other file of a component folder (Diffusers' and transformers' from_pretrained may
+    read any of them: shard indexes, shards, tokenizer files)."""
+    folder = saved("ddpm-vector")
+    expected = samples_of(genzoo.load_pipeline(folder))
+    if not (folder / name).exists():
+        (folder / name).write_text("notes")
+    target = _outside(folder) / name.replace("/", "-")
+    shutil.move(folder / name, target)
+    (folder / name).symlink_to(target)
+    message = refused(folder, r"leads outside")
+    assert f"{folder / name} leads outside {folder} (a symlink to {os.path.realpath(target)})" in message
+    (folder / name).unlink()
+    inside = folder / "store" / target.name
+    inside.parent.mkdir()
+    shutil.move(target, inside)
+    (folder / name).symlink_to(inside)  # an absolute link, into the folder
+    assert torch.equal(samples_of(genzoo.load_pipeline(folder)), expected)
+
+
+def test_a_hub_snapshot_loads_through_its_blob_links_but_not_through_a_link_out_of_its_repo(saved, tmp_path):
+    """A snapshot's files are links to ../../blobs: the repo's cache folder is the root, by Hub id and by the
+    snapshot's path (as `hf download` prints it); a link from the snapshot to anywhere else is refused."""
+    folder = saved("ddpm-vector")
+    expected = samples_of(genzoo.load_pipeline(folder))
+    cache = tmp_path / "cache"
+    snapshot = cache / "models--user--linked" / "snapshots" / put_in_hub_cache(folder, cache, "user/linked")
+    assert (snapshot / "unet" / WEIGHTS).is_symlink()
+    for source in ("user/linked", snapshot):
+        assert torch.equal(samples_of(genzoo.load_pipeline(source, cache_dir=cache)), expected)
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps(json.loads((folder / "unet" / "config.json").read_text())))
+    (snapshot / "unet" / "config.json").unlink()
+    (snapshot / "unet" / "config.json").symlink_to(secret)
+    for source in ("user/linked", snapshot):
+        refused(source, r"Component 'unet': \S*unet/config.json leads outside \S*models--user--linked \(a symlink to "
+                        r"\S*secret.json\)", cache_dir=cache)
+    assert loading.folder_root(snapshot) == snapshot.parents[1] and loading.folder_root(folder) == folder
+
+
+@pytest.mark.parametrize("name", ["model_index.json", "unet/config.json", f"unet/{WEIGHTS}",
+                                  "scheduler/scheduler_config.json", "unet/vocab.json"])
+def test_a_fifo_in_the_folder_is_refused_without_blocking(saved, name):
+    folder = saved("ddpm-vector")
+    (folder / name).unlink(missing_ok=True)
+    os.mkfifo(folder / name)
+    message = within(30, lambda: refused(folder, r"is not a regular file"))
+    assert str(folder / name) in message
+
+
+@pytest.mark.parametrize("name", ["model_index.json", "unet/config.json", f"unet/{WEIGHTS}"])
+def test_a_link_to_a_device_is_refused_as_outside_unread(saved, name):
+    folder = saved("ddpm-vector")
+    (folder / name).unlink()
+    (folder / name).symlink_to("/dev/zero")
+    message = within(30, lambda: refused(folder, r"leads outside .*\(a symlink to /dev/zero\)"))
+    assert f"{folder / name} leads outside" in message
+
+
+def test_reads_are_bounded_by_bytes_read_not_by_st_size(tmp_path):
+    """/dev/zero claims 0 bytes and never ends; a FIFO blocks the reader; a long file is refused after the limit."""
+    os.mkfifo(tmp_path / "fifo")
+    for path in (Path("/dev/zero"), tmp_path / "fifo"):
+        with pytest.raises(PipelineLoadError, match=rf"^{re.escape(str(path))} is not a regular file .*refused unread"):
+            within(30, lambda: read_json_object(path, limit=1024))
+        with pytest.raises(PipelineLoadError, match=rf"^{re.escape(str(path))} is not a regular file .*refused unread"):
+            within(30, lambda: loading.read_safetensors_header(path))
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"a": "x" * 2000}))
+    with pytest.raises(PipelineLoadError, match=rf"^{re.escape(str(big))} is larger than the 1024 bytes allowed"):
+        read_json_object(big, limit=1024)
+    assert read_json_object(big) == {"a": "x" * 2000}
+
+
+def _add_tensors(path: Path, count: int, numel: int, offsets=None) -> None:
+    """Append ``count`` F32 tensors of ``numel`` elements (zero-size for 0) to a safetensors file, each with bytes of
+    its own (or all at ``offsets``)."""
+    data = path.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header, body = json.loads(data[8 : 8 + length]), data[8 + length :]
+    end = len(body)
+    for i in range(count):
+        header[f"padding.{i}"] = {"dtype": "F32", "shape": [numel], "data_offsets": offsets or [end, end + 4 * numel]}
+        end += 0 if offsets else 4 * numel
+    raw = json.dumps(header).encode()
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + body + bytes(end - len(body)))
+
+
+def test_zero_size_tensors_do_not_raise_the_build_budget(saved):
+    """200,000 zero-size tensors (no bytes) in the header: the budget is that of the 26 real tensors."""
+    folder = saved("ddpm-vector")
+    _add_tensors(folder / "unet" / WEIGHTS, 200_000, 0)
+    edit_json(folder / "unet" / "config.json", lambda config: config.update(num_layers=500_000))
+    start = time.perf_counter()
+    budget = loading.BUILD_BUDGET_PER_TENSOR * 26 + loading.BUILD_BUDGET_BASE
+    refused(folder, rf"builds a MLPDenoiser of more than {budget} modules and tensors, while its weights hold 26 "
+                    r"tensors with data")
+    # About 1.5 s, most of it parsing the 13 MB header (the budget of all 200,026 tensors: minutes and gigabytes).
+    assert time.perf_counter() - start < 10
+
+
+def test_the_build_budget_has_a_ceiling_whatever_the_header_lists(saved):
+    """Tensors of one element each cost the header 4 bytes: the budget stops at BUILD_BUDGET however many."""
+    folder = saved("ddpm-vector")
+    _add_tensors(folder / "unet" / WEIGHTS, 5_000, 1)
+    edit_json(folder / "unet" / "config.json", lambda config: config.update(num_layers=500_000))
+    assert loading.BUILD_BUDGET_PER_TENSOR * 5026 + loading.BUILD_BUDGET_BASE > loading.BUILD_BUDGET
+    start = time.perf_counter()
+    refused(folder, rf"builds a MLPDenoiser of more than {loading.BUILD_BUDGET} modules and tensors, while its weights "
+                    r"hold 5026 tensors with data")
+    # About 1.5 s on an idle core: the build stopped at BUILD_BUDGET (without the ceiling, 80,672: a minute).
+    assert time.perf_counter() - start < 10
+
+
+def test_tensors_sharing_bytes_are_refused(saved):
+    folder = saved("ddpm-vector")
+    _add_tensors(folder / "unet" / WEIGHTS, 2, 1, offsets=[0, 4])
+    refused(folder, r"is not a valid safetensors file: tensors 'padding.0' and 'padding.1' share bytes|"
+                    r"is not a valid safetensors file: tensors \S+ and \S+ share bytes")
+
+
+def test_the_build_budget_fits_the_largest_real_models_four_times_over(monkeypatch):
+    """SDXL's UNet (3609 registrations, the most of the models measured) and Flux's transformer (2430) build on the
+    meta device within a quarter of BUILD_BUDGET."""
+    import diffusers
+
+    monkeypatch.setattr(loading, "BUILD_BUDGET", loading.BUILD_BUDGET // 4)
+    sdxl = dict(sample_size=128, cross_attention_dim=2048, block_out_channels=[320, 640, 1280],
+                down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+                up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+                transformer_layers_per_block=[1, 2, 10], attention_head_dim=[5, 10, 20], use_linear_projection=True,
+                addition_embed_type="text_time", addition_time_embed_dim=256,
+                projection_class_embeddings_input_dim=2816)
+    for cls, config, tensors in [(diffusers.UNet2DConditionModel, sdxl, 1680),
+                                 (diffusers.FluxTransformer2DModel, {}, 1156)]:
+        expected = loading.expected_tensors(cls, "diffusers", "unet", config, num_tensors=10**6)
+        assert len(expected) == tensors

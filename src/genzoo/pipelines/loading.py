@@ -11,6 +11,11 @@ own ``save_pretrained``) with two additions that let plain Diffusers load it wit
 So, with genzoo installed, ``diffusers.DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)`` returns
 genzoo's own pipeline class. genzoo's loader never executes those files: it reads the names and looks them up in
 its registry (:mod:`genzoo.registry`), so loading with genzoo needs no ``trust_remote_code``.
+
+Nothing is read through a symlink that leads outside the pipeline's folder, its root
+(:func:`~genzoo.model_index.folder_root`: the folder, or for a Hub download the repo's cache folder whose ``blobs``
+the snapshot's links lead to), and no device, FIFO or socket is opened: each component folder is checked whole
+(:func:`check_component_folder`) before genzoo or the libraries' ``from_pretrained`` read a file of it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import json
 import math
 import os
 import re
+import stat
 import threading
 import warnings
 from pathlib import Path
@@ -35,11 +41,13 @@ from huggingface_hub.errors import (
 )
 
 from .. import registry
-from ..checks import describe, is_int
+from ..checks import describe
 from ..model_index import (
     MODEL_INDEX,
     PipelineLoadError,
+    check_in_folder,
     component_entries,
+    folder_root,
     is_component_entry,
     one_line,
     read_json_object,
@@ -75,10 +83,13 @@ def resolve_pretrained_path(
     local_files_only: bool = False,
     allow_pickle: bool = False,
 ) -> Path:
-    """A local folder as it is, or a Hub repo id downloaded with ``huggingface_hub.snapshot_download``.
+    """A local folder as it is, or a Hub repo id downloaded with ``huggingface_hub.snapshot_download`` (its snapshot
+    folder in the Hub cache, whose files are links into the repo's cache folder: ``folder_root`` of it, which the
+    loader uses as the folder that links may lead into).
 
     ``revision``, ``token``, ``cache_dir``, ``local_files_only`` and ``HF_HUB_OFFLINE`` are honoured. Pickled weights
-    are not even downloaded unless ``allow_pickle=True``.
+    are not even downloaded unless ``allow_pickle=True``. A ``model_index.json`` that leads outside the folder, or is
+    not a regular file, is refused here, unread.
     """
     name = os.fspath(pretrained_model_name_or_path)
     path = Path(name).expanduser()
@@ -90,11 +101,16 @@ def resolve_pretrained_path(
         raise PipelineLoadError(f"No such folder: {name}")
     else:
         folder = _download(name, revision, token, cache_dir, local_files_only, allow_pickle)
-    if not (folder / MODEL_INDEX).is_file():
+    index = folder / MODEL_INDEX
+    if not os.path.lexists(index):
         raise PipelineLoadError(
             f"{name} is not a pipeline: it has no {MODEL_INDEX}. Point at a folder written by "
             "`save_pretrained` (or a Hub repo pushed by genzoo)."
         )
+    check_in_folder(folder_root(folder), index)
+    if not index.is_file():
+        raise PipelineLoadError(f"{index} is not a regular file (a folder, device, FIFO, socket or broken link); a "
+                                f"pipeline's {MODEL_INDEX} is a JSON file.")
     return folder
 
 
@@ -206,10 +222,17 @@ SAFETENSORS_DTYPES = {
 MAX_SAFETENSORS_HEADER = 100 * 2**20
 #: Numbers in a component's config up to this size are always allowed (see :func:`check_config_numbers`).
 CONFIG_NUMBER_FLOOR = 2**20
-#: Building a model on the meta device may register at most this many modules, parameters and buffers per tensor of
-#: its weights file (plus :data:`BUILD_BUDGET_BASE`); every genzoo and Diffusers model registers about two.
+#: Building a model on the meta device may register at most this many modules, parameters and buffers per non-empty
+#: tensor of its weights (plus :data:`BUILD_BUDGET_BASE`), and never more than :data:`BUILD_BUDGET`; every genzoo,
+#: Diffusers and transformers model registers two to four per tensor. Zero-size tensors do not count (they take no
+#: bytes, so a header could list millions), and non-empty ones cannot share bytes (:func:`read_safetensors_header`).
 BUILD_BUDGET_PER_TENSOR = 16
 BUILD_BUDGET_BASE = 256
+#: The most modules, parameters and buffers a meta-device build may register, whatever the weights' header claims.
+#: The largest real models register far fewer (measured on the meta device): SDXL's UNet2DConditionModel 3609, Flux's
+#: transformer 2430, SD 1.5's UNet 1394, CLIP ViT-bigG's text encoder 910, T5-XXL's encoder 636, SD's AutoencoderKL
+#: 490. A build stopped at the budget takes about 1.5 s of CPU on the meta device.
+BUILD_BUDGET = 16384
 #: Tensor names shown in an error message before "and N more".
 SHOWN_NAMES = 5
 
@@ -237,21 +260,31 @@ def _names(names, limit: int = SHOWN_NAMES) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+def read_safetensors_header(path: Path, root=None) -> dict[str, tuple[str, tuple[int, ...]]]:
     """``{tensor name: (dtype, shape)}`` from a safetensors file's header, without reading the tensors.
 
     The format is an 8-byte little-endian header length, a JSON header with ``dtype``, ``shape`` and
-    ``data_offsets`` for each tensor, then the data. A header that does not parse, names an unknown dtype, or
-    places a tensor outside the file (a truncated download) is a :class:`PipelineLoadError` naming the file.
+    ``data_offsets`` for each tensor, then the data. A header that does not parse, names an unknown dtype, places a
+    tensor outside the file (a truncated download) or two tensors on the same bytes is a :class:`PipelineLoadError`
+    naming the file; so is a path that leads outside the folder ``root`` (when given) and one that is not a regular
+    file (a device or FIFO: refused unread, without blocking). At most 8 bytes plus the header, itself at most
+    :data:`MAX_SAFETENSORS_HEADER` and within the file's size, are read.
     """
     path = Path(path)
 
     def bad(why: str) -> PipelineLoadError:
         return PipelineLoadError(f"{path} is not a valid safetensors file: {why}.")
 
+    if root is not None:
+        check_in_folder(root, path)
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                raise PipelineLoadError(f"{path} is not a regular file (a device, FIFO or socket); a safetensors file "
+                                        "is refused unread.")
+            size = status.st_size
             prefix = handle.read(8)
             if len(prefix) < 8:
                 raise bad(f"it has {size} bytes, fewer than the 8 of the header length")
@@ -259,6 +292,8 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]
             if length > MAX_SAFETENSORS_HEADER or 8 + length > size:
                 raise bad(f"its header length {length} does not fit the file ({size} bytes; truncated?)")
             raw = handle.read(length)
+            if len(raw) < length:
+                raise bad(f"its header of {length} bytes ends early, after {len(raw)} (truncated?)")
     except PipelineLoadError:
         raise
     except OSError as exc:
@@ -270,32 +305,41 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]
     if not isinstance(header, dict):
         raise bad("its header is not a JSON object")
     data_size = size - 8 - length
-    tensors = {}
+    tensors, spans = {}, []
+    # The header is JSON, so its numbers are exactly int or float (and bool is not an int here): plain type checks
+    # keep a header of hundreds of thousands of entries to a second or so.
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        if not isinstance(info, dict):
+        if type(info) is not dict:
             raise bad(f"tensor {describe(name)} has no dtype/shape/data_offsets")
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in SAFETENSORS_DTYPES:
+        itemsize = SAFETENSORS_DTYPES.get(dtype) if type(dtype) is str else None
+        if itemsize is None:
             raise bad(f"tensor {describe(name)} has an unknown dtype {describe(dtype)}")
-        if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
+        if type(shape) is not list or any(type(d) is not int or d < 0 for d in shape):
             raise bad(f"tensor {describe(name)} has a bad shape {describe(shape)}")
-        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(is_int(o) for o in offsets)
-                or not 0 <= offsets[0] <= offsets[1]):
+        if (type(offsets) is not list or len(offsets) != 2 or type(offsets[0]) is not int
+                or type(offsets[1]) is not int or not 0 <= offsets[0] <= offsets[1]):
             raise bad(f"tensor {describe(name)} has bad data_offsets {describe(offsets)}")
         numel = math.prod(shape)
-        if offsets[1] - offsets[0] != numel * SAFETENSORS_DTYPES[dtype]:
+        if offsets[1] - offsets[0] != numel * itemsize:
             raise bad(f"tensor {describe(name)} of shape {tuple(shape)} and dtype {dtype} does not match its "
                       f"data_offsets {offsets}")
         if offsets[1] > data_size:
             raise bad(f"tensor {describe(name)} ends at byte {offsets[1]} of the data, which has {data_size} "
                       "(the file is truncated)")
         tensors[name] = (dtype, tuple(shape))
+        if numel:
+            spans.append((offsets[0], offsets[1], name))
+    spans.sort()
+    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
+        if start < end:
+            raise bad(f"tensors {describe(first)} and {describe(second)} share bytes (their data_offsets overlap)")
     return tensors
 
 
-def weight_files(sub: Path, component: str, kind: str) -> list[Path] | None:
+def weight_files(sub: Path, component: str, kind: str, root=None) -> list[Path] | None:
     """The safetensors file(s) of a model component: the single file, or the shards its index lists; ``None`` if
     there is no safetensors file but there are pickles (loaded only with ``allow_pickle=True``, which the caller
     has checked). A folder without weights is a :class:`PipelineLoadError` naming the file it should have."""
@@ -303,7 +347,7 @@ def weight_files(sub: Path, component: str, kind: str) -> list[Path] | None:
     if (sub / single).is_file():
         return [sub / single]
     if (sub / index).is_file():
-        weight_map = read_json_object(sub / index, f"Component {component!r}:").get("weight_map")
+        weight_map = read_json_object(sub / index, f"Component {component!r}:", root).get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise PipelineLoadError(f"Component {component!r}: {sub / index} has no weight_map of shard files.")
         shards = sorted({shard if isinstance(shard, str) else "" for shard in weight_map.values()})
@@ -406,8 +450,8 @@ def _quiet_libraries():
 def expected_tensors(cls, kind: str, component: str, config: dict, num_tensors: int) -> dict[str, tuple]:
     """``{name: (shape, floating point?)}`` of the state dict of ``cls`` built from ``config`` on the meta device
     (no memory for weights), within a budget of registered modules and tensors proportional to the weights'
-    ``num_tensors``."""
-    budget = BUILD_BUDGET_PER_TENSOR * num_tensors + BUILD_BUDGET_BASE
+    ``num_tensors`` (the non-empty ones) and never above :data:`BUILD_BUDGET`, whatever the header claims."""
+    budget = min(BUILD_BUDGET_PER_TENSOR * num_tensors + BUILD_BUDGET_BASE, BUILD_BUDGET)
     try:
         with _quiet_libraries(), _build_budget(budget), torch.device("meta"):
             if kind == "diffusers":
@@ -419,7 +463,9 @@ def expected_tensors(cls, kind: str, component: str, config: dict, num_tensors: 
     except _BuildBudgetExceeded:
         raise PipelineLoadError(
             f"Component {component!r}: its config.json builds a {cls.__name__} of more than {budget} modules and "
-            f"tensors, while its weights hold {num_tensors} tensors; the config does not belong to these weights."
+            f"tensors, while its weights hold {num_tensors} tensors with data (allowed: {BUILD_BUDGET_PER_TENSOR} per "
+            f"such tensor plus {BUILD_BUDGET_BASE}, at most {BUILD_BUDGET}); the config does not belong to these "
+            "weights."
         ) from None
     except Exception as exc:  # any error of the model's constructor: the config is not one this class accepts
         raise PipelineLoadError(
@@ -491,25 +537,64 @@ def check_finite_weights(component: str, model) -> None:
         )
 
 
-def _check_component_files(cls, component: str, sub: Path) -> None:
+def check_component_folder(root: Path, sub: Path, component: str) -> None:
+    """Refuse a component folder holding anything the libraries' ``from_pretrained`` should not open: a symlink that
+    leads outside ``root`` (the folder itself, a file, a folder within) or a device, FIFO or socket. The whole
+    folder is walked (links that stay inside are followed, each folder once), so every file Diffusers or
+    transformers may read (configs, weights, shard indexes and shards, tokenizer files) is covered."""
+    what = f"Component {component!r}:"
+    check_in_folder(root, sub, what)
+    seen = set()
+
+    def walk(folder: Path) -> None:
+        real = os.path.realpath(folder)
+        if real in seen:
+            return
+        seen.add(real)
+        try:
+            entries = sorted(entry.name for entry in os.scandir(folder))
+        except OSError as exc:
+            raise PipelineLoadError(f"{what} {folder} cannot be read: {one_line(exc.strerror or exc)}") from None
+        for name in entries:
+            path = folder / name
+            if path.is_symlink():
+                check_in_folder(root, path, what)
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:  # a broken link inside the folder: nothing to read (the library says so if it needs it)
+                continue
+            if stat.S_ISDIR(mode):
+                walk(path)
+            elif not stat.S_ISREG(mode):
+                raise PipelineLoadError(f"{what} {path} is not a regular file (a device, FIFO or socket); a pipeline "
+                                        "folder holds only files and folders, and genzoo does not open it.")
+
+    walk(sub)
+
+
+def _check_component_files(cls, component: str, sub: Path, root: Path | None = None) -> None:
     """The checks of a component's files that need no weights loaded: configs readable and sane, weights present
-    and matching the model the config builds (see :func:`check_config_numbers` and :func:`expected_tensors`)."""
+    and matching the model the config builds (see :func:`check_config_numbers` and :func:`expected_tensors`), and
+    every file inside ``root`` (default: :func:`~genzoo.model_index.folder_root` of the pipeline folder)."""
+    root = folder_root(sub.parent) if root is None else root
+    what = f"Component {component!r}:"
     kind = model_kind(cls)
     if kind is None:
         config_name = getattr(cls, "config_name", None)  # Diffusers' ConfigMixin (schedulers); tokenizers have none
         if isinstance(config_name, str) and config_name:
-            config = read_json_object(sub / config_name, f"Component {component!r}:")
+            config = read_json_object(sub / config_name, what, root)
             check_config_numbers(component, config, CONFIG_NUMBER_FLOOR, config_name)
         return
-    config = read_json_object(sub / "config.json", f"Component {component!r}:")
-    files = weight_files(sub, component, kind)
+    config = read_json_object(sub / "config.json", what, root)
+    files = weight_files(sub, component, kind, root)
     found = {}
     for path in files or ():
-        found.update(read_safetensors_header(path))
+        found.update(read_safetensors_header(path, root))
     total = sum(math.prod(shape) for _, shape in found.values())
     check_config_numbers(component, config, max(total, CONFIG_NUMBER_FLOOR), "config.json")
     if files is not None:
-        compare_weights(cls, component, files, expected_tensors(cls, kind, component, config, len(found)), found)
+        with_data = sum(1 for _, shape in found.values() if math.prod(shape))
+        compare_weights(cls, component, files, expected_tensors(cls, kind, component, config, with_data), found)
 
 
 def check_recorded_components(pipeline_class, model_index: dict, supplied=()) -> None:
@@ -554,15 +639,19 @@ def check_recorded_components(pipeline_class, model_index: dict, supplied=()) ->
 
 
 def load_components(
-    folder: Path, model_index: dict, allow_pickle: bool = False, torch_dtype=None, skip=()
+    folder: Path, model_index: dict, allow_pickle: bool = False, torch_dtype=None, skip=(), root: Path | None = None
 ) -> dict[str, object]:
     """Instantiate every component recorded in ``model_index.json`` (except those in ``skip``).
 
-    Each component is checked before anything large is built or read (its folder and files exist, configs are JSON
-    objects with sane numbers, the weights' tensor names and shapes are those of the model its config describes),
-    loaded, and its weights checked for NaN and inf. Every failure is a one-line :class:`PipelineLoadError` naming
-    the component.
+    Each component is checked before anything large is built or read (its folder and files exist and stay inside
+    ``root``, none is a device or FIFO, configs are JSON objects with sane numbers, the weights' tensor names and
+    shapes are those of the model its config describes), loaded, and its weights checked for NaN and inf. Every
+    failure is a one-line :class:`PipelineLoadError` naming the component. ``root``: the folder that links may lead
+    into, by default :func:`~genzoo.model_index.folder_root` of ``folder`` (``folder`` itself, or the repo's cache
+    folder for a Hub snapshot).
     """
+    folder = Path(folder)
+    root = folder_root(folder) if root is None else root
     components = {}
     for name, (library, class_name) in component_entries(model_index).items():
         if name in skip:
@@ -572,12 +661,14 @@ def load_components(
             continue
         cls = component_class(library, class_name, name)
         sub = folder / name
+        check_in_folder(root, sub, f"Component {name!r}:")  # a link to a folder elsewhere: refused, not followed
         if not sub.is_dir():
             raise PipelineLoadError(
                 f"Component {name!r} ({library}.{class_name} in {MODEL_INDEX}): its folder {sub} is missing."
             )
+        check_component_folder(root, sub, name)
         check_safe_weights(folder, name, allow_pickle)
-        _check_component_files(cls, name, sub)
+        _check_component_files(cls, name, sub, root)
         try:
             component = cls.from_pretrained(folder, subfolder=name, **_weight_kwargs(cls, allow_pickle, torch_dtype))
         except PipelineLoadError:
