@@ -4,12 +4,14 @@
 What a push uploads is the pipeline folder exactly as ``save_pretrained`` wrote it -- ``model_index.json``, one
 folder per component, safetensors weights and the ``genzoo_hub.py`` files that let plain Diffusers load it with
 ``trust_remote_code=True`` -- plus ``README.md`` (the model card), and, when the folder comes from the trainer,
-``samples.png``, ``metrics.json`` and ``recipe.yaml``. Checkpoints, logs and intermediate sample grids stay local.
+``samples.png``, ``metrics.json`` and ``recipe.yaml``. Checkpoints, tracker logs (wherever ``--logging_dir`` put
+them, TensorBoard event files and ``wandb`` folders anywhere; ``include_logs=True`` uploads them), intermediate sample
+grids and hidden files stay local. A push refuses, before any request, a symlink that leads outside the folder and a
+file that holds the token it is about to use or any other secret in play (:mod:`genzoo.secrets`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -18,7 +20,18 @@ from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, Mo
 
 from . import registry
 from .conditioning import conditioning_of
-from .model_index import MODEL_INDEX, PipelineLoadError, component_configs, pipeline_class_name, read_model_index
+from .files import folder_files
+from .model_index import (
+    MODEL_INDEX,
+    PipelineLoadError,
+    component_configs,
+    folder_root,
+    pipeline_class_name,
+    read_json_object,
+    read_model_index,
+    read_yaml_mapping,
+)
+from .secrets import check_files, secrets_in_play
 
 #: Metrics of `genzoo eval` that go into a model card, with their names there.
 EVAL_METRICS = {
@@ -38,34 +51,99 @@ EVAL_METRICS = {
 }
 #: Top-level folders of a training run's output folder that stay local.
 LOCAL_ONLY = ("checkpoints", "logs", "samples")
+#: The project name the trainer gives its trackers (Accelerate's TensorBoard writes into ``<logging_dir>/genzoo``).
+TRACKER_PROJECT = "genzoo"
+#: Folders of Weights & Biases runs, wherever they are.
+WANDB_FOLDER = "wandb"
+#: How TensorBoard names its event files, wherever they are.
+TENSORBOARD_EVENTS = "events.out.tfevents."
 
 
-def files_to_upload(folder: Path) -> list[Path]:
-    """The files a push uploads: every file of the pipeline folder except training state, logs, intermediate sample
-    grids, hidden files and the model card (which is written fresh).
+def tracker_folders(folder: Path) -> set[tuple[str, ...]]:
+    """Where the run that wrote ``folder`` logged (as path parts under ``folder``): its ``logging_dir`` from
+    ``recipe.yaml`` (``logs`` when unknown); the tracker's project folder when ``logging_dir`` is the folder
+    itself. A ``logging_dir`` outside the folder has nothing to exclude."""
+    folder = Path(folder)
+    logging_dir = "logs"
+    try:
+        recipe = _load_yaml(folder / "recipe.yaml")
+    except OSError:  # unreadable, or a link out of the folder (which the upload list refuses by itself)
+        recipe = {}
+    if isinstance(recipe.get("logging_dir"), str) and recipe["logging_dir"].strip():
+        logging_dir = recipe["logging_dir"].strip()
+    found = {("logs",)}
+    path = Path(os.path.normpath(folder / logging_dir))  # an absolute logging_dir stays absolute
+    try:
+        parts = path.relative_to(Path(os.path.normpath(folder))).parts
+    except ValueError:
+        return found
+    found.add(parts + (TRACKER_PROJECT,) if not parts else parts)
+    return found
 
-    Args:
-        folder (Path): a folder written by ``save_pretrained`` or the trainer.
 
-    Returns:
-        The files, sorted.
-    """
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.is_file()
-        and path.relative_to(folder).parts[0] not in LOCAL_ONLY
-        and not path.name.startswith(".")
-        and path.name != "README.md"
+def _is_log(parts: tuple[str, ...], trackers: set[tuple[str, ...]]) -> bool:
+    return (
+        any(parts[: len(t)] == t for t in trackers)
+        or WANDB_FOLDER in parts[:-1]
+        or parts[-1].startswith(TENSORBOARD_EVENTS)
     )
 
 
+def files_to_upload(folder: Path, *, include_logs: bool = False) -> list[Path]:
+    """The files a push uploads: every file of the pipeline folder except training state, tracker logs,
+    intermediate sample grids, hidden files and folders, and the model card (which is written fresh).
+
+    Tracker logs are the run's ``logging_dir`` (read from ``recipe.yaml``; ``logs`` by default), TensorBoard event
+    files (``events.out.tfevents.*``) and ``wandb`` folders, wherever they are.
+
+    Args:
+        folder (Path): a folder written by ``save_pretrained`` or the trainer.
+        include_logs (bool): upload the tracker logs too.
+
+    Returns:
+        The files, sorted.
+
+    Raises:
+        genzoo.files.OutsideFolderError: a symlink in the folder leads outside it (named, with its target).
+    """
+    folder = Path(folder)
+    files = folder_files(folder)  # first: refuses a link leading outside (recipe.yaml too) before anything is read
+    trackers = tracker_folders(folder)
+    local_only = {name for name in LOCAL_ONLY if not (include_logs and name == "logs")}
+    chosen = []
+    for path in files:
+        parts = path.relative_to(folder).parts
+        if parts[0] in local_only or any(p.startswith(".") for p in parts) or parts == ("README.md",):
+            continue
+        if not include_logs and _is_log(parts, trackers):
+            continue
+        chosen.append(path)
+    return chosen
+
+
+def _push_secrets(token: str | None) -> dict[str, str]:
+    """The secrets no uploaded file may hold: the token this push uses (``token``, else the one
+    ``huggingface_hub`` would use) and every other secret in play."""
+    from huggingface_hub import get_token
+
+    used = token if isinstance(token, str) else get_token()
+    secrets = {used.strip(): "the Hub token this push uses"} if used else {}
+    for value, source in secrets_in_play().items():
+        secrets.setdefault(value, source)
+    return secrets
+
+
 def _load_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """The JSON object in ``path`` (a file of a pipeline folder), ``{}`` where there is none; read as
+    :func:`~genzoo.model_index.read_json_object` reads: bounded, and never through a link out of the folder."""
+    path = Path(path)
+    return read_json_object(path, root=folder_root(path.parent)) if path.exists() or path.is_symlink() else {}
 
 
 def _load_yaml(path: Path) -> dict:
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    """The YAML mapping in ``path`` (a recipe), ``{}`` where there is none; bounded, and never through a link out of
+    the folder (:func:`~genzoo.model_index.read_yaml_mapping`)."""
+    return read_yaml_mapping(path, root=folder_root(Path(path).parent))
 
 
 def data_kind(folder: Path) -> str:
@@ -112,9 +190,10 @@ def _usage_call(conditioning: str, id2label: dict | None) -> str:
     if conditioning == "text":
         return 'out = pipe(prompt="a handwritten seven", guidance_scale=2.0, generator=torch.Generator().manual_seed(0))'
     if conditioning == "class":
-        first = next(iter(id2label.values()))
-        return (f'out = pipe(class_labels=["{first}"] * 4, generator=torch.Generator().manual_seed(0))  '
-                f'# label names: {", ".join(list(id2label.values())[:10])}{" ..." if len(id2label) > 10 else ""}')
+        names = [str(name) for name in id2label.values()]  # from the folder: written as data, never as code
+        shown = ", ".join(repr(name) for name in names[:10])
+        return (f"out = pipe(class_labels=[{names[0]!r}] * 4, generator=torch.Generator().manual_seed(0))  "
+                f"# label names: {' '.join(shown.split())}{' ...' if len(names) > 10 else ''}")
     return "out = pipe(batch_size=16, generator=torch.Generator().manual_seed(0))"
 
 
@@ -246,8 +325,12 @@ def push_folder(
     revision: str | None = None,
     create_pr: bool = False,
     license: str = "apache-2.0",
+    include_logs: bool = False,
 ) -> str:
     """Upload a saved pipeline folder (and its model card) to ``repo_id``, in one commit.
+
+    What is uploaded is :func:`files_to_upload`; before any request the push refuses a symlink that leads outside
+    the folder and a file that holds the token it uses or any other secret in play (:mod:`genzoo.secrets`).
 
     Args:
         folder (str | os.PathLike): a folder written by ``save_pretrained`` or the trainer.
@@ -258,24 +341,29 @@ def push_folder(
         revision (str | None): a branch to push to, created from ``main`` if it does not exist yet.
         create_pr (bool): open a pull request instead of committing to the branch.
         license (str): the licence in the model card.
+        include_logs (bool): upload the tracker logs too (``logging_dir``, TensorBoard event files, ``wandb``).
 
     Returns:
         The commit URL.
 
     Raises:
         FileNotFoundError: ``folder`` has no ``model_index.json``.
+        genzoo.files.OutsideFolderError: a symlink in the folder leads outside it.
+        genzoo.secrets.SecretInFileError: a file (named) holds the token or another secret; nothing is uploaded.
     """
     folder = Path(folder)
     if not (folder / MODEL_INDEX).is_file():
         raise FileNotFoundError(f"{folder} has no {MODEL_INDEX}: push a folder written by save_pretrained or the trainer.")
+    files = files_to_upload(folder, include_logs=include_logs)
+    card = str(make_model_card(folder, repo_id, license=license)).encode()
+    check_files([*files, (folder / "README.md (the model card)", card)], _push_secrets(token))
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision not in (None, "main"):
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    card = str(make_model_card(folder, repo_id, license=license)).encode()
     operations = [
         CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
-        for path in files_to_upload(folder)
+        for path in files
     ]
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card))
     info = api.create_commit(
@@ -310,13 +398,23 @@ def push_space(
 
     Raises:
         FileNotFoundError: ``folder`` has no ``app.py`` or ``README.md``.
+        genzoo.files.OutsideFolderError: a symlink in the folder leads outside it.
+        genzoo.secrets.SecretInFileError: a file (named) holds the token or another secret; nothing is uploaded.
     """
     folder = Path(folder)
     if not (folder / "app.py").is_file() or not (folder / "README.md").is_file():
         raise FileNotFoundError(f"{folder} has no app.py and README.md: write a Space with `genzoo space` first.")
+    files = [path for path in folder_files(folder)
+             if not any(p.startswith(".") for p in path.relative_to(folder).parts)
+             and not _is_log(path.relative_to(folder).parts, set())]
+    check_files(files, _push_secrets(token))
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id, repo_type="space", folder_path=folder,
+    operations = [
+        CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
+        for path in files
+    ]
+    info = api.create_commit(repo_id, operations, repo_type="space",
                              commit_message=commit_message or "Upload a genzoo demo Space")
     return str(info)
 
