@@ -55,7 +55,7 @@ def test_digits_metrics(runs):
 def test_genzoo_eval_writes_json_and_feeds_the_model_card(runs, tmp_path, capsys):
     folder = runs / "flow-matching-moons"
     code = main(["eval", str(folder), "--num-samples", "100", "--steps", "3", "--likelihood-steps", "10",
-                 "--out", str(tmp_path / "e.json")])
+                 "--out", str(tmp_path / "e.json"), "--update-card"])
     out, err = capsys.readouterr()
     assert code == 0, err
     printed = json.loads(out)
@@ -84,7 +84,7 @@ def test_conditional_pipelines_are_asked_for_every_digit_and_scored_on_it(runs, 
     vae = evaluate_pipeline(genzoo.load_pipeline(runs / "vae-class"), "digits", num_samples=20, iwae_k=2)
     assert vae["iwae_conditional_on_label"] and np.isfinite(vae["iwae_nll_nats"])
     code = main(["eval", str(runs / "fm-text"), "--num-samples", "20", "--steps", "2", "--guidance-scale", "1.5",
-                 "--out", str(tmp_path / "e.json")])
+                 "--out", str(tmp_path / "e.json"), "--update-card"])
     assert code == 0 and json.loads(capsys.readouterr().out)["guidance_scale"] == 1.5
     card = make_model_card(runs / "fm-text", "user/text")
     assert card.data.pipeline_tag == "text-to-image" and "text-conditional" in card.data.tags
@@ -105,7 +105,8 @@ def test_one_pass_pipelines_record_no_steps_and_refuse_explicit_steps(runs, tmp_
     assert code == 2 and out == "" and len(err.splitlines()) == 1
     assert err.startswith("genzoo: error: --steps 5: VAEPipeline samples in one pass")
     assert not (tmp_path / "e.json").exists() and not (folder / "eval.json").exists()
-    code = main(["eval", str(folder), "--num-samples", "20", "--iwae-k", "2", "--out", str(tmp_path / "e.json")])
+    code = main(["eval", str(folder), "--num-samples", "20", "--iwae-k", "2", "--out", str(tmp_path / "e.json"),
+                 "--update-card"])
     assert code == 0 and json.loads(capsys.readouterr().out)["num_inference_steps"] is None
     assert json.loads((folder / "eval.json").read_text())["num_inference_steps"] is None
 
@@ -127,7 +128,7 @@ def test_a_killed_eval_leaves_the_old_eval_json_whole(runs, tmp_path, capsys, mo
     import os
 
     folder = runs / "ddpm-8gaussians"
-    argv = ["eval", str(folder), "--num-samples", "20", "--steps", "2", "--out", str(tmp_path / "e.json")]
+    argv = ["eval", str(folder), "--num-samples", "20", "--steps", "2", "--update-card", "--out", str(tmp_path / "e.json")]
     assert main(argv) == 0
     capsys.readouterr()
     before = (folder / "eval.json").read_bytes(), (tmp_path / "e.json").read_bytes()

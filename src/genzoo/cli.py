@@ -72,13 +72,25 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help and --version print, then exit 0
         return int(exc.code or 0)
     except (CLIError, *USER_ERRORS) as exc:
-        print(f"genzoo: error: {error_line(exc)}", file=sys.stderr)
+        say(f"error: {error_line(exc)}", argv)
         return EXIT_USAGE
     except RuntimeError as exc:  # training stopped (genzoo.training.TrainingError): not a usage mistake
         if type(exc).__name__ != "TrainingError":
             raise
-        print(f"genzoo: error: {error_line(exc)}", file=sys.stderr)
+        say(f"error: {error_line(exc)}", argv)
         return 1
+    except BaseException as exc:  # a run stopped by SIGTERM or SIGINT (genzoo.training.TrainingInterrupted)
+        if type(exc).__name__ != "TrainingInterrupted":
+            raise
+        say(error_line(exc), argv)
+        return 128 + exc.signum
+
+
+def say(message: str, argv: list[str]) -> None:
+    """``genzoo: <message>`` on stderr, with every secret of the command line and of this process masked."""
+    from .secrets import argv_secrets, redact
+
+    print(f"genzoo: {redact(message, argv_secrets(argv))}", file=sys.stderr)
 
 
 def positive_int(text: str) -> int:
@@ -152,28 +164,66 @@ def accelerate_launch_command(num_processes: int, trainer_args: list[str]) -> li
     ]
 
 
-def run_train(argv: list[str]) -> int:
-    """``genzoo train [--num_processes N] TRAINER_OPTIONS``: in this process, or under `accelerate launch`."""
-    num_processes, rest = 1, []
-    i = 0
+def launch_processes(command: list[str], env: dict[str, str] | None = None) -> int:
+    """Run an :func:`accelerate_launch_command` in this process, which becomes the launcher (torch's elastic agent)
+    of the training processes (with ``env`` added to their environment), and return the run's exit status.
+
+    The launcher is this process, so whatever stops it stops the run: SIGTERM or SIGINT sent to ``genzoo train``
+    (``timeout``, systemd, a cluster scheduler, Ctrl-C) is passed by the agent to every training process, each of
+    which stops at the end of its step (and checkpoints with ``--checkpoint_on_signal``), and the status is
+    ``128 + signal``. A training process that fails ends the others; the status is that of the lowest failed rank (2
+    for a refusal, which its process has already printed as one line), with no launcher traceback.
+    """
+    import logging
+
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from accelerate.utils import patch_environment
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    args = launch_command_parser().parse_args(command[3:])  # after `python -m accelerate.commands.launch`
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # the processes say what went wrong
+    try:
+        with patch_environment(**(env or {})):
+            launch_command(args)
+    except SystemExit as exc:  # the agent was stopped by a signal (its processes first): 128 + signal
+        return exc.code if isinstance(exc.code, int) else 1
+    except ChildFailedError as exc:
+        code = exc.failures[min(exc.failures)].exitcode
+        return code if code > 0 else 128 - code  # a negative code is the signal that ended the process
+    return 0
+
+
+def pop_option(argv: list[str], name: str) -> tuple[str | None, list[str]]:
+    """The value of ``name`` in ``argv`` (``--name V`` or ``--name=V``; the last one given), and ``argv`` without
+    it."""
+    value, rest, i = None, [], 0
     while i < len(argv):
         arg = argv[i]
-        if arg == "--num_processes" or arg.startswith("--num_processes="):
+        if arg == name or arg.startswith(f"{name}="):
             value = arg.partition("=")[2] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
             i += 1 if "=" in arg else 2
-            try:
-                num_processes = positive_int(value)
-            except argparse.ArgumentTypeError as exc:
-                raise CLIError(f"--num_processes: {exc}") from None
             continue
         rest.append(arg)
         i += 1
-    if num_processes > 1:
-        import subprocess
+    return value, rest
 
+
+def run_train(argv: list[str]) -> int:
+    """``genzoo train [--num_processes N] TRAINER_OPTIONS``: in this process, or under `accelerate launch`."""
+    value, rest = pop_option(argv, "--num_processes")
+    try:
+        num_processes = 1 if value is None else positive_int(value)
+    except argparse.ArgumentTypeError as exc:
+        raise CLIError(f"--num_processes: {exc}") from None
+    if num_processes > 1:
+        from .secrets import redact_argv
+
+        # The token goes to the training processes through their environment, not their command lines (which
+        # any user of the machine can list); the line printed here shows none.
+        token, rest = pop_option(rest, "--hub_token")
         command = accelerate_launch_command(num_processes, rest)
-        print("genzoo: running " + " ".join(command[1:]), file=sys.stderr)
-        return subprocess.call(command)
+        print("genzoo: running " + " ".join(redact_argv(command[1:])), file=sys.stderr)
+        return launch_processes(command, env={"HF_TOKEN": token} if token else None)
     from .training import parse_args, train
 
     result = train(parse_args(rest))
@@ -188,7 +238,8 @@ def add_eval_command(subparsers) -> None:
         help="evaluate a pipeline offline (W2, MMD, likelihood on 2-D data; digits-FD, shapes-FD, precision, recall, "
         "prompt faithfulness on digits and shapes)",
         description="Draws seeded samples and compares them with held-out reference data; prints the metrics as "
-        "JSON and writes them to --out (and to PATH/eval.json for a local folder). See docs/evaluation.md.",
+        "JSON and writes them to --out only (PATH/eval.json, which the model card shows, only with --update-card). "
+        "See docs/evaluation.md.",
     )
     parser.add_argument("pretrained", metavar="PATH_OR_REPO_ID")
     parser.add_argument("--dataset", help="reference data: digits, shapes or a 2-D toy (default: what the model trained "
@@ -199,6 +250,9 @@ def add_eval_command(subparsers) -> None:
                         "sample in one pass and take none")
     parser.add_argument("--seed", type=seed_int, default=0, help="seed of the samples (default: 0)")
     parser.add_argument("--out", type=Path, default=Path("eval.json"), help="JSON file to write (default eval.json)")
+    parser.add_argument("--update-card", action="store_true",
+                        help="also write the figures to PATH/eval.json of the local pipeline folder, where its model "
+                        "card (genzoo push) takes them from, replacing what is there")
     parser.add_argument("--likelihood-steps", type=positive_int, default=100, help="RK4 steps for flow likelihoods")
     parser.add_argument("--iwae-k", type=positive_int, default=64, help="importance samples for the VAE NLL bound")
     parser.add_argument("--guidance-scale", type=guidance_float, default=None,
@@ -211,28 +265,24 @@ def add_eval_command(subparsers) -> None:
 def run_eval(args) -> int:
     import json
 
-    import yaml
-
     from .files import atomic_write_text
     from .metrics.evaluate import evaluate_pipeline
+    from .model_index import PipelineLoadError, folder_root, read_yaml_mapping
     from .pipelines.loading import resolve_pretrained_path
 
+    if args.update_card and not Path(args.pretrained).is_dir():
+        raise CLIError(f"--update-card writes PATH/eval.json of a local pipeline folder, and {args.pretrained} is "
+                       "not one; leave --update-card out (the figures go to --out).")
     folder = resolve_pretrained_path(args.pretrained, revision=args.revision, cache_dir=args.cache_dir)
     pipe = load_pipeline(folder)
     check_steps(pipe, args.steps)
     if args.guidance_scale is not None and pipe.conditioning == "none":
         raise CLIError(f"--guidance-scale {args.guidance_scale:g}: {type(pipe).__name__} is unconditional; "
                        "classifier-free guidance needs a class- or text-conditional model.")
-    recipe = {}
-    if (folder / "recipe.yaml").is_file():
-        try:
-            recipe = yaml.safe_load((folder / "recipe.yaml").read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise CLIError(f"{folder / 'recipe.yaml'} is not valid YAML ({error_line(exc)}); fix it, or pass "
-                           "--dataset") from None
-        if not isinstance(recipe, dict):
-            raise CLIError(f"{folder / 'recipe.yaml'} holds a {type(recipe).__name__}, not the trainer's options; "
-                           "fix it, or pass --dataset")
+    try:
+        recipe = read_yaml_mapping(folder / "recipe.yaml", root=folder_root(folder))
+    except PipelineLoadError as exc:
+        raise CLIError(f"{error_line(exc)} Fix it, or pass --dataset.") from None
     dataset = args.dataset or recipe.get("dataset")
     if not dataset:
         raise CLIError("--dataset is needed: the pipeline does not say what it was trained on (no recipe.yaml).")
@@ -244,9 +294,8 @@ def run_eval(args) -> int:
     text = json.dumps(result, indent=2) + "\n"
     # Written beside their final names and renamed: a killed or failed write leaves the old files whole.
     atomic_write_text(args.out, text)
-    local = Path(args.pretrained)
-    if local.is_dir() and (local / "eval.json").resolve() != args.out.resolve():
-        atomic_write_text(local / "eval.json", text)  # the model card reads it
+    if args.update_card and (folder / "eval.json").resolve() != args.out.resolve():
+        atomic_write_text(folder / "eval.json", text)  # the model card reads it
     print(text, end="")
     return 0
 
@@ -257,7 +306,9 @@ def add_push_command(subparsers) -> None:
         "push",
         help="upload a saved pipeline folder to the Hugging Face Hub, with a model card",
         description="Uploads what save_pretrained (or the trainer) wrote, plus a model card, in one commit. "
-        "Training checkpoints, logs and intermediate sample grids stay local.",
+        "Training checkpoints, tracker logs (the run's --logging_dir, TensorBoard event files, wandb folders), "
+        "intermediate sample grids and hidden files stay local. Nothing is uploaded if a file holds the token the "
+        "push uses (or another secret: HF_TOKEN, WANDB_API_KEY, ...) or is a symlink leading outside the folder.",
     )
     parser.add_argument("path", metavar="PATH", help="a folder written by save_pretrained or genzoo train")
     parser.add_argument("repo_id", metavar="REPO_ID", help="namespace/name on the Hub")
@@ -268,6 +319,9 @@ def add_push_command(subparsers) -> None:
     parser.add_argument("--license", default="apache-2.0", help="licence in the model card (default apache-2.0)")
     parser.add_argument("--repo-type", choices=("model", "space"), default="model",
                         help="model (default): a pipeline folder; space: a folder written by `genzoo space`")
+    parser.add_argument("--include-logs", action="store_true",
+                        help="upload the tracker logs too (the run's --logging_dir, TensorBoard event files, wandb "
+                        "folders); files holding a secret are still refused")
     parser.set_defaults(run=run_push)
 
 
@@ -275,41 +329,78 @@ def run_push(args) -> int:
     from huggingface_hub.errors import HfHubHTTPError
 
     from .hub import push_folder, push_space
+    from .secrets import redact, secret_values
 
+    if args.repo_type == "space" and args.include_logs:
+        raise CLIError("--include-logs applies to model repos; a Space folder written by `genzoo space` has no logs.")
     try:
         if args.repo_type == "space":
             url = push_space(args.path, args.repo_id, token=args.token, private=args.private or None,
                              commit_message=args.commit_message)
         else:
             url = push_folder(args.path, args.repo_id, token=args.token, private=args.private or None,
-                              commit_message=args.commit_message, revision=args.revision, license=args.license)
+                              commit_message=args.commit_message, revision=args.revision, license=args.license,
+                              include_logs=args.include_logs)
     except HfHubHTTPError as exc:  # a refused token, a name taken by someone else, ...
-        raise CLIError(f"the Hub refused the push to {args.repo_id}: {exc}") from None
+        raise CLIError(redact(f"the Hub refused the push to {args.repo_id}: {exc}", secret_values(args))) from None
     print(f"Pushed {args.path} to {args.repo_id}: {url}")
     return 0
 
 
 # ------------------------------------------------------------------------------------------------------- demo, space
 def add_demo_command(subparsers) -> None:
+    from .demo import CONCURRENCY_LIMIT, MAX_CACHE_BYTES, MAX_MODEL_BYTES, MAX_SECONDS_PER_REQUEST
+
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+        return value
+
     parser = subparsers.add_parser(
         "demo",
         help="serve a web demo (Gradio) of saved pipelines; needs genzoo[demo]",
         description="Starts a Gradio app: sample any of the given pipelines (seed, samples, steps, solver, class "
         "label, prompt, guidance) next to its model card's figures, or compare every model trained on one data set "
-        "with one seed. Requests are queued; each pipeline is loaded once, when first used.",
+        f"with one seed. Only the given pipelines are served. Requests are queued ({CONCURRENCY_LIMIT} samplings at "
+        "a time, one per model) and bounded (samples, steps, seed, guidance, prompt length, seconds); each pipeline "
+        "is loaded once, when first used. On a --host other than a loopback address it first prints what is "
+        "exposed.",
     )
     parser.add_argument("sources", nargs="*", metavar="PATH_OR_REPO_ID",
                         help="saved pipeline folders or Hub ids (default: every pipeline of the zoo, pipelines/)")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
     parser.add_argument("--port", type=positive_int, default=None,
                         help="port (default: Gradio's, 7860 or the next free)")
+    parser.add_argument("--allow-any-model", action="store_true",
+                        help="also load any pipeline folder or Hub id a visitor types into the model box (off: only "
+                        "the given pipelines)")
+    parser.add_argument("--share-token-with-visitors", action="store_true",
+                        help="with --allow-any-model, fetch visitors' Hub ids with your Hub token (off: anonymously)")
+    parser.add_argument("--max-model-bytes", type=positive_int, default=MAX_MODEL_BYTES,
+                        help=f"with --allow-any-model, the most bytes of files of a typed model (default: "
+                        f"{MAX_MODEL_BYTES})")
+    parser.add_argument("--max-cache-bytes", type=positive_int, default=MAX_CACHE_BYTES,
+                        help=f"with --allow-any-model, the most bytes of weights of typed models kept in memory "
+                        f"(default: {MAX_CACHE_BYTES})")
+    parser.add_argument("--max-seconds-per-request", type=seconds, default=MAX_SECONDS_PER_REQUEST,
+                        help="a request's sampling stops after this many seconds "
+                        f"(default: {MAX_SECONDS_PER_REQUEST:g})")
     parser.set_defaults(run=run_demo)
 
 
 def run_demo(args) -> int:
     from .demo import launch
 
-    launch(args.sources, host=args.host, port=args.port)
+    if args.share_token_with_visitors and not args.allow_any_model:
+        raise CLIError("--share-token-with-visitors needs --allow-any-model (the given pipelines always use your "
+                       "token)")
+    launch(args.sources, host=args.host, port=args.port, allow_any_model=args.allow_any_model,
+           share_token_with_visitors=args.share_token_with_visitors, max_model_bytes=args.max_model_bytes,
+           max_cache_bytes=args.max_cache_bytes, max_seconds_per_request=args.max_seconds_per_request)
     return 0
 
 
@@ -318,12 +409,13 @@ def add_space_command(subparsers) -> None:
         "space",
         help="write a Hugging Face Space (Gradio) that demos a pipeline",
         description="Writes app.py, requirements.txt and a README.md with the Space front matter into OUT_DIR. A Hub "
-        "id is loaded by id when the Space starts; a local folder is copied into the Space. Upload it with "
+        "id is loaded by id when the Space starts; a local folder is copied into the Space (a link in it that leads "
+        "outside it is refused). The Space serves only that model. Upload it with "
         "`genzoo push OUT_DIR USER/NAME --repo-type space`.",
     )
     parser.add_argument("source", metavar="PATH_OR_REPO_ID", help="a save_pretrained folder or a Hub id")
     parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="a new (or empty) folder")
-    parser.add_argument("--title", help="the Space's title (default: genzoo: <name>)")
+    parser.add_argument("--title", help="the Space's title, one line (default: genzoo: <name>)")
     parser.add_argument("--requirement", help="the pip requirement that installs genzoo in the Space "
                         "(default: genzoo[demo]==<this version>; e.g. a git+https:// URL)")
     parser.set_defaults(run=run_space)

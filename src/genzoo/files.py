@@ -37,17 +37,42 @@ def _staging_name(target: Path, kind: str, suffix: str = "") -> Path:
     return target.with_name(f".{target.name}{STAGING_TAG}{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's live process (or not a pid we can ask about): leave its files alone
+    return True
+
+
 def remove_stale_staging(target: Path) -> None:
-    """Remove what a killed write to ``target`` left behind (hidden siblings named after it)."""
+    """Remove what an interrupted write to ``target`` left behind: hidden siblings named after it whose writing
+    process is no longer running (a write in progress in another live process is left alone)."""
     target = Path(target)
     if not target.parent.is_dir():
         return
     for stale in target.parent.glob(f".{target.name}{STAGING_TAG}*"):
+        pid = stale.name[len(f".{target.name}{STAGING_TAG}"):].split("-")
+        if len(pid) > 1 and pid[1].isdigit() and _pid_alive(int(pid[1])):
+            continue
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
         else:
             with contextlib.suppress(OSError):
                 stale.unlink()
+
+
+def make_staging_folder(target, kind: str = "new") -> Path:
+    """A new hidden, empty sibling folder of ``target`` to write into and then rename to ``target``, after removing
+    what interrupted writes to ``target`` left (:func:`remove_stale_staging`)."""
+    target = Path(target)
+    remove_stale_staging(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = _staging_name(target, kind)
+    staging.mkdir()
+    return staging
 
 
 def write_replacing(path, write: Callable[[Path], T]) -> T:
@@ -56,6 +81,7 @@ def write_replacing(path, write: Callable[[Path], T]) -> T:
     ``write`` returns."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(path)
     tmp = _staging_name(path, "file", path.suffix)
     try:
         result = write(tmp)
@@ -82,6 +108,99 @@ def atomic_write_bytes(path, data: bytes) -> Path:
 
 def atomic_write_text(path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ------------------------------------------------------------------------------------------------ owning a folder
+LOCK_FILE = ".genzoo.lock"
+
+
+class FolderInUseError(OSError):
+    """Another live process holds the folder's lock; the message names it (pid, host, since when)."""
+
+
+class FolderLock:
+    """An exclusive advisory lock on a folder, held by this process until :meth:`release` or its exit, whatever
+    the exit: ``flock`` on ``<folder>/.genzoo.lock``, which the system drops when the process ends, also on a
+    ``SIGKILL``, so a lock is never left held by a dead process. The file records the holder (pid, host, start, what
+    it does) and is emptied on release, so a holder that died without releasing is recognised by the next one
+    (:attr:`stale`). The file is never deleted (deleting a lock file lets two processes each lock a different one),
+    and it survives :func:`commit_folder`'s swap as a hard link of the same file.
+    """
+
+    def __init__(self, folder, what: str = "a genzoo run"):
+        self.folder, self.what = Path(folder), what
+        self.path = self.folder / LOCK_FILE
+        self._fd: int | None = None
+        self.stale: dict | None = None  # the record of a holder that died without releasing, once acquired
+
+    @staticmethod
+    def _read(fd: int) -> dict:
+        import json
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            record = json.loads(os.read(fd, 4096).decode("utf-8") or "{}")
+        except (ValueError, UnicodeDecodeError):
+            return {"unreadable": True}
+        return record if isinstance(record, dict) else {"unreadable": True}
+
+    @staticmethod
+    def describe(record: dict) -> str:
+        if record.get("unreadable"):
+            return "an unknown process"
+        return (f"{record.get('what', 'a process')} (pid {record.get('pid')} on {record.get('host')}, since "
+                f"{record.get('started')})")
+
+    def acquire(self) -> FolderLock:
+        """Take the lock, or raise :class:`FolderInUseError` at once naming its holder."""
+        import json
+        import socket
+        import time
+
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no advisory locks to take
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self.describe(self._read(fd))
+            os.close(fd)
+            raise FolderInUseError(
+                f"{self.folder} is in use by {holder}, which holds {self.path}; wait for it to finish or stop it, "
+                "or choose another folder."
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        previous = self._read(fd)
+        self.stale = previous or None
+        record = {"what": self.what, "pid": os.getpid(), "host": socket.gethostname(),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Empty the record and drop the lock (also done by the system when the process ends)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)  # closing the last descriptor drops the flock
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 # ------------------------------------------------------------------------------------ folders that are what they claim
@@ -211,10 +330,7 @@ def commit_folder(
         inside = Path.cwd().relative_to(target.resolve()) if target.exists() else None
     except (ValueError, OSError):
         inside = None
-    remove_stale_staging(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = _staging_name(target, "new")
-    staging.mkdir()
+    staging = make_staging_folder(target)
     try:
         write(staging)
         if target.is_dir():

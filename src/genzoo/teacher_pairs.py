@@ -28,12 +28,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from .files import make_staging_folder
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ def save_pairs(folder, noise: torch.Tensor, sample: torch.Tensor, metadata: dict
     features = datasets.Features({"noise": column, "sample": column})
     table = {name: pa.FixedSizeListArray.from_arrays(pa.array(t.reshape(-1).numpy()), width)
              for name, t in (("noise", noise.float().cpu().contiguous()), ("sample", sample.float().cpu().contiguous()))}
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    staging = make_staging_folder(folder)  # and remove what writers that were killed left beside it
     bars = datasets.is_progress_bar_enabled()
     try:
         datasets.disable_progress_bars()

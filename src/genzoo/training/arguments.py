@@ -22,16 +22,18 @@ from ..checks import is_int
 from ..config import Options, RecipeError, finite_float, option
 from ..data import add_data_arguments
 from ..files import atomic_write_text
+from ..secrets import SECRET_OPTIONS, redact, secret_values
 
 DEFAULT_METHOD = "flow-matching"
 #: Options that describe this invocation rather than the model: left out of the recipe a run writes.
-NOT_IN_RECIPE = ("config", "resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "hub_token",
-                 "hub_private_repo")
+NOT_IN_RECIPE = ("config", "resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id",
+                 "hub_private_repo", *SECRET_OPTIONS)  # a secret (hub_token) is never written
 #: Options a resumed run may change: how long it trains and how it checkpoints, logs and samples along the way.
 #: Any other difference from the checkpoint's recipe changes the model or the data, and the resume is refused.
 RESUME_MAY_CHANGE = (
     "output_dir", "max_train_steps", "num_epochs", "checkpointing_steps", "checkpoints_total_limit", "logger",
     "logging_dir", "save_images_steps", "num_sample_images", "num_inference_steps", "dataloader_num_workers",
+    "checkpoint_on_signal",
 )
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LOGGERS = ("tensorboard", "wandb", "none")
@@ -90,6 +92,9 @@ class TrainerConfig(Options):
     checkpoints_total_limit: int | None = option(None, "keep at most this many checkpoints", minimum=1,
                                                  group=CHECKPOINTS)
     resume_from_checkpoint: str | None = option(None, "'latest' or a checkpoint folder", group=CHECKPOINTS)
+    checkpoint_on_signal: bool = option(False, "on SIGTERM or SIGINT, save a checkpoint of the step the run stops at "
+                                        "before exiting (preemptible clusters); without it the run stops at the end "
+                                        "of its step, keeping the checkpoints it has", group=CHECKPOINTS)
     logger: str = option("tensorboard", "where losses and sample grids are logged", choices=LOGGERS,
                          group=CHECKPOINTS)
     logging_dir: str = option("logs", "relative to output_dir", group=CHECKPOINTS)
@@ -259,10 +264,13 @@ def recipe_of(args) -> dict:
 
 
 def recipe_text(args) -> str:
-    """The recipe as YAML that ``--config`` accepts: training it again reproduces the run."""
+    """The recipe as YAML that ``--config`` accepts: training it again reproduces the run. It holds no secret: the
+    secret options are not options of the model (:data:`NOT_IN_RECIPE`), and a secret in play pasted into another
+    option's value is masked (:func:`genzoo.secrets.redact`)."""
     return (
         "# The options of the genzoo training run that wrote this folder. Reproduce it with\n"
-        "#   genzoo train --config recipe.yaml\n" + yaml.safe_dump(recipe_of(args), sort_keys=True)
+        "#   genzoo train --config recipe.yaml\n" + yaml.safe_dump(redact(recipe_of(args), secret_values(args)),
+                                                                sort_keys=True)
     )
 
 

@@ -42,6 +42,17 @@ class TrainingError(RuntimeError):
     """Training stopped: a non-finite loss or weights, or a method that cannot run. The message says what to do."""
 
 
+class TrainingInterrupted(BaseException):
+    """The run was stopped by a signal (SIGTERM, SIGINT): raised at the end of the step the signal arrived in (or at
+    once while the run is still setting up). A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except
+    Exception`` on the way swallows it; the command line prints its message as one line and exits with
+    ``128 + signum``, the shell's convention for a process ended by a signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
 class CheckpointError(TrainingError, OSError):
     """An output folder or checkpoint that cannot be used as asked: another run's folder, a resume whose recipe
     differs, a damaged, foreign or unsafe checkpoint, a checkpoint that could not be written. Like every
@@ -72,6 +83,16 @@ def list_checkpoints(output_dir) -> list[Path]:
             if (path / TRAINER_STATE).is_file():
                 found.append(path)
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def remove_partial_checkpoints(output_dir) -> None:
+    """Remove the ``checkpoint-<step>.partial`` folders that interrupted checkpoint writes left."""
+    import shutil
+
+    root = Path(output_dir) / CHECKPOINTS
+    if root.is_dir():
+        for stale in root.glob(f"*{PARTIAL}"):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def resolve_resume(output_dir, resume: str | None) -> Path | None:

@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +26,14 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .. import registry
 from ..config import RecipeError
 from ..data import load_training_data
-from ..files import commit_folder
+from ..files import FolderInUseError, FolderLock, commit_folder
 from ..methods.base import RunContext
 from ..visualize import save_samples
 from .arguments import TrainerConfig, finish_args, parse_args, read_saved_recipe, recipe_differences, write_recipe
@@ -42,6 +45,7 @@ from .checkpoints import (
     TRAINER_STATE,
     CheckpointError,
     TrainingError,
+    TrainingInterrupted,
     check_checkpoint,
     checkpoint_dir,
     list_checkpoints,
@@ -49,6 +53,7 @@ from .checkpoints import (
     load_lr_schedulers,
     load_tensors_and_json,
     read_trainer_state,
+    remove_partial_checkpoints,
     resolve_resume,
     save_ema,
     save_lr_schedulers,
@@ -61,6 +66,11 @@ logger = logging.getLogger("genzoo.training")
 FINAL_FILES = (RECIPE, "metrics.json", "samples.png")
 #: Files that describe a saved pipeline and are stale once it is replaced (``genzoo eval`` writes eval.json).
 DESCRIBES_PIPELINE = ("eval.json",)
+#: What a failed save can raise: the file system's errors, torch's (a full disk in ``torch.save`` is a
+#: ``RuntimeError``) and safetensors' (its writer reports a full disk as a ``SafetensorError``).
+SAVE_ERRORS = (OSError, RuntimeError, SafetensorError)
+#: The signals that stop a run cleanly (:meth:`Trainer.stopping_on_signals`).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclass
@@ -172,10 +182,15 @@ class Trainer:
         self.config = TrainerConfig.from_mapping(args)
         self.output_dir = Path(self.config.output_dir)
         self._grid_samples = (None, None)  # (step, samples) of the last sample grid
+        self.lock: FolderLock | None = None  # the output folder's lock, held by the main process
+        self._signal: int | None = None  # a stop signal that arrived while training, handled at the end of the step
+        self._training = False  # False while setting up: a signal then stops the run at once
+        self._checkpointed_step: int | None = None
 
     # -------------------------------------------------------------------------------------------- setup
     def setup(self):
         self._make_accelerator()
+        self._lock_output_dir()
         self.resume = self._claim_output_dir()
         self._load_data()
         self._build_method_and_models()
@@ -190,8 +205,13 @@ class Trainer:
         # Every process makes the folder (idempotent): a method may write into it on its first step, and another
         # process can get there before the main one has made it (the test plugin's --record_batches did).
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        if self.accelerator.is_main_process:
-            tracker_config = {k: v for k, v in vars(self.args).items() if isinstance(v, (int, float, str, bool))}
+        from ..secrets import redact, redact_logs
+        from .arguments import recipe_of
+
+        secrets = redact_logs(self.args).secrets  # no logged line carries --hub_token, $HF_TOKEN, $WANDB_API_KEY...
+        if self.accelerator.is_main_process:  # trackers get the recipe (no secret option), redacted, not the namespace
+            tracker_config = {k: v for k, v in redact(recipe_of(self.args), secrets).items()
+                              if isinstance(v, (int, float, str, bool))}
             self.accelerator.init_trackers("genzoo", config=tracker_config)
 
     def _make_accelerator(self):
@@ -218,6 +238,39 @@ class Trainer:
             logging.getLogger("genzoo").setLevel(logging.WARNING)
         set_seed(config.seed)  # model initialisation: identical on every process
 
+    def _same_on_every_process(self, value):
+        """The main process's ``value`` on every process (a decision only the main process can make)."""
+        if self.accelerator.num_processes == 1:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        box = [value]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
+    def _lock_output_dir(self):
+        """Own ``--output_dir`` for the run's life: the main process takes its :class:`~genzoo.files.FolderLock`
+        (released on any exit, by the system if need be), so a second run, a resume or an overwrite into a folder
+        that a live run holds is refused at once, on every process, before anything in it is read or changed."""
+        refusal = ""
+        if self.accelerator.is_main_process:
+            try:
+                self.lock = FolderLock(self.output_dir, what=f"a genzoo training run ({self.config.method})").acquire()
+            except FolderInUseError as exc:
+                refusal = f"--output_dir {exc}"
+            else:
+                if self.lock.stale:
+                    logger.warning("%s: %s ended without releasing the folder (killed?); this run takes it over.",
+                                   self.output_dir, FolderLock.describe(self.lock.stale))
+        refusal = self._same_on_every_process(refusal)
+        if refusal:
+            raise CheckpointError(refusal)
+
+    def release_output_dir(self):
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
     def _claim_output_dir(self) -> Path | None:
         """The checkpoint to resume, if any, after making sure this run may write into ``--output_dir``.
 
@@ -226,6 +279,8 @@ class Trainer:
         checkpoints, sample grids and logs are removed now and its pipeline stays until the new one replaces it.
         """
         config, out = self.config, self.output_dir
+        if self.accelerator.is_main_process:  # what an interrupted checkpoint write left (the folder is ours now)
+            remove_partial_checkpoints(out)
         resume = resolve_resume(out, config.resume_from_checkpoint)
         if resume is not None:
             self._check_resumable(resume)
@@ -415,9 +470,11 @@ class Trainer:
                 (partial / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
                 shutil.rmtree(final, ignore_errors=True)
                 os.replace(partial, final)  # atomic: a checkpoint is either complete or absent
-        except (OSError, RuntimeError) as exc:  # a full disk surfaces from torch.save as a RuntimeError
+        except BaseException as exc:  # a full disk (OSError, torch's RuntimeError, SafetensorError), a signal
             if accelerator.is_main_process:
                 shutil.rmtree(partial, ignore_errors=True)
+            if not isinstance(exc, SAVE_ERRORS) or isinstance(exc, TrainingError):
+                raise
             kept = list_checkpoints(self.output_dir)
             raise CheckpointError(
                 f"Could not write checkpoint {step} to {final}: {' '.join(str(exc).split())}. Nothing else was "
@@ -427,12 +484,12 @@ class Trainer:
         if accelerator.is_main_process:
             self._prune_checkpoints()
             logger.info("saved checkpoint %s", final)
+        self._checkpointed_step = step
         accelerator.wait_for_everyone()
 
     def _prune_checkpoints(self):
         limit = self.config.checkpoints_total_limit
-        for stale in (self.output_dir / CHECKPOINTS).glob(f"*{PARTIAL}"):
-            shutil.rmtree(stale, ignore_errors=True)
+        remove_partial_checkpoints(self.output_dir)
         if limit is not None:
             for old in list_checkpoints(self.output_dir)[:-limit]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -586,6 +643,66 @@ class Trainer:
             TrainingError: the run stopped (a non-finite loss or weights, an unusable output folder or checkpoint).
         """
         self.wall_start = time.perf_counter()
+        with self.stopping_on_signals():
+            try:
+                return self._run()
+            finally:
+                self.release_output_dir()
+
+    @contextlib.contextmanager
+    def stopping_on_signals(self):
+        """SIGTERM and SIGINT stop the run cleanly: while it sets up, at once (as an exception, so that writes in
+        progress -- a teacher-pair cache -- clean up after themselves); while it trains, at the end of the step the
+        signal arrived in, on every process at the same step, after a checkpoint of that step with
+        ``--checkpoint_on_signal`` (:meth:`stop_if_signalled`). A second SIGINT stops at once; a repeated SIGTERM
+        (a scheduler that signals every process and the launcher too) changes nothing. Installed only in the main
+        thread, where Python delivers signals."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            name = signal.Signals(signum).name
+            if not self._training:
+                raise TrainingInterrupted(f"Stopped by {name} while setting up, before training began; the folder "
+                                          "holds what it held before.", signum)
+            if self._signal is not None and signum == signal.SIGINT:
+                raise TrainingInterrupted(f"Stopped by a second {name} during step {self.global_step + 1}, which was "
+                                          "not saved; the checkpoints are as they were.", signum)
+            if self._signal is None:
+                logger.warning("%s: stopping at the end of this step", name)
+                self._signal = signum
+
+        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def stop_if_signalled(self):
+        """At the end of a step: if a stop signal arrived on any process, every process stops here (after a
+        checkpoint of this step with ``--checkpoint_on_signal``), raising :class:`TrainingInterrupted`."""
+        signum = self._signal or 0
+        if self.accelerator.num_processes > 1:  # agree: each process may have seen the signal at another moment
+            flags = self.accelerator.gather(torch.tensor([signum], device=self.accelerator.device))
+            signum = int(flags.max())
+        if not signum:
+            return
+        if self.config.checkpoint_on_signal and self._checkpointed_step != self.global_step:
+            self.save_checkpoint()
+        checkpoints = list_checkpoints(self.output_dir)
+        if checkpoints:
+            kept = f"the last complete checkpoint is {checkpoints[-1]}; continue with --resume_from_checkpoint latest"
+        else:
+            kept = "no checkpoint was saved yet"
+        if not self.config.checkpoint_on_signal:
+            kept += " (--checkpoint_on_signal saves one at the signal)"
+        self.accelerator.end_training()
+        raise TrainingInterrupted(f"Stopped by {signal.Signals(signum).name} after step {self.global_step} of "
+                                  f"{self.config.max_train_steps}: {kept}.", signum)
+
+    def _run(self) -> TrainResult:
         self.setup()
         config, accelerator = self.config, self.accelerator
         if self.resume is not None:
@@ -615,36 +732,40 @@ class Trainer:
         start_step = self.global_step
         for module in self.phase_modules.values():
             module.train()
-        while self.global_step < config.max_train_steps:
-            self.data.set_epoch(epoch)
-            self.dataloader.set_epoch(epoch)
-            loader = accelerator.skip_first_batches(self.dataloader, skip) if skip else self.dataloader
-            skip = 0
-            pending = []
-            for batch in loader:
-                pending.append(batch)
-                if len(pending) < accumulation:
-                    continue
-                terms = self._update(pending)
+        self._training = True  # from here a signal stops the run at the end of a step
+        try:  # the bar ends its line before whatever stops the run prints its own
+            while self.global_step < config.max_train_steps:
+                self.data.set_epoch(epoch)
+                self.dataloader.set_epoch(epoch)
+                loader = accelerator.skip_first_batches(self.dataloader, skip) if skip else self.dataloader
+                skip = 0
                 pending = []
-                self.global_step += 1
-                recent = (recent + [terms])[-50:]
-                lrs = {f"lr/{g}": s.get_last_lr()[0] for g, s in self.lr_schedulers.items()}
-                logs = {**{f"train/{k}": v for k, v in terms.items()}, **lrs}
-                accelerator.log(logs, step=self.global_step)
-                progress.update(1)
-                progress.set_postfix({k: f"{v:.4g}" for k, v in list(terms.items())[:3]}
-                                     | {"lr": f"{next(iter(lrs.values())):.2e}"})
-                if self.global_step % config.checkpointing_steps == 0 or self.global_step == config.max_train_steps:
-                    self.save_checkpoint()
-                if accelerator.is_main_process and (
-                    self.global_step % config.save_images_steps == 0 or self.global_step == config.max_train_steps
-                ):
-                    self.log_sample_grid()
-                if self.global_step >= config.max_train_steps:
-                    break
-            epoch += 1
-        progress.close()
+                for batch in loader:
+                    pending.append(batch)
+                    if len(pending) < accumulation:
+                        continue
+                    terms = self._update(pending)
+                    pending = []
+                    self.global_step += 1
+                    recent = (recent + [terms])[-50:]
+                    lrs = {f"lr/{g}": s.get_last_lr()[0] for g, s in self.lr_schedulers.items()}
+                    logs = {**{f"train/{k}": v for k, v in terms.items()}, **lrs}
+                    accelerator.log(logs, step=self.global_step)
+                    progress.update(1)
+                    progress.set_postfix({k: f"{v:.4g}" for k, v in list(terms.items())[:3]}
+                                         | {"lr": f"{next(iter(lrs.values())):.2e}"})
+                    if self.global_step % config.checkpointing_steps == 0 or self.global_step == config.max_train_steps:
+                        self.save_checkpoint()
+                    if accelerator.is_main_process and (
+                        self.global_step % config.save_images_steps == 0 or self.global_step == config.max_train_steps
+                    ):
+                        self.log_sample_grid()
+                    self.stop_if_signalled()
+                    if self.global_step >= config.max_train_steps:
+                        break
+                epoch += 1
+        finally:
+            progress.close()
         elapsed = time.perf_counter() - start
         accelerator.wait_for_everyone()
         metrics = self.finish(recent, elapsed, self.global_step - start_step)
@@ -727,7 +848,17 @@ class Trainer:
             (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
         replaced = pipeline_entries(self.output_dir) | set(FINAL_FILES) | set(DESCRIBES_PIPELINE)
-        commit_folder(self.output_dir, write, keep=lambda name: name not in replaced)
+        try:
+            commit_folder(self.output_dir, write, keep=lambda name: name not in replaced)
+        except SAVE_ERRORS as exc:
+            if isinstance(exc, TrainingError):
+                raise
+            kept = list_checkpoints(self.output_dir)
+            raise CheckpointError(
+                f"Could not save the pipeline to {self.output_dir}: {' '.join(str(exc).split())}. The folder is as "
+                f"it was ({f'the last complete checkpoint is {kept[-1]}' if kept else 'no checkpoint was saved'}); "
+                "free space and resume with --resume_from_checkpoint latest."
+            ) from None
         return pipe
 
 
@@ -779,20 +910,47 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``train/train.py`` and ``python -m genzoo.training`` (what ``accelerate launch`` runs).
 
     Bad options, bad data, an occupied output folder and an unusable checkpoint end as one ``error:`` line and exit
-    status 2; a run stopped by a non-finite loss or non-finite weights exits with 1.
+    status 2; a run stopped by a non-finite loss or non-finite weights exits with 1; a run stopped by SIGTERM or
+    SIGINT says at which step and which checkpoint to resume from, and exits with 128 + the signal. In a multi-process
+    run the line is printed once.
 
     Args:
         argv: the command line without the program name (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0, 1 or 2.
+        The exit status: 0, 1 or 2, or 128 + the signal that stopped the run.
     """
     import sys
 
+    from ..checks import error_line
+    from ..secrets import argv_secrets, redact
+
+    def line(message: str) -> str:
+        return f"train.py: {redact(message, argv_secrets(sys.argv[1:] if argv is None else argv))}"
+
     try:
         train(parse_args(argv, prog="train.py"))
+    except TrainingInterrupted as exc:  # every process stopped at the same step: the main process says so
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(line(error_line(exc)), file=sys.stderr, flush=True)
+        return 128 + exc.signum
     except (TrainingError, ValueError, OSError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"train.py: error: {' '.join(str(message).split())}", file=sys.stderr)
+        say_once(line(f"error: {error_line(exc)}"))
         return 2 if isinstance(exc, (ValueError, OSError, KeyError)) else 1
     return 0
+
+
+#: How long a process other than the main one waits before reporting an error of its own (see :func:`say_once`).
+OTHER_PROCESS_GRACE = 3.0
+
+
+def say_once(line: str) -> None:
+    """Print the one line that ends a run, once for the whole run. In a multi-process run every process usually
+    stops on the same refusal at the same moment: the main process says it at once, and the launcher stops the
+    others on the main process's exit while they wait out :data:`OTHER_PROCESS_GRACE`. A process that stops alone
+    (an error of its own) still gets its line out after that wait."""
+    import sys
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        time.sleep(OTHER_PROCESS_GRACE)
+    print(line, file=sys.stderr, flush=True)
