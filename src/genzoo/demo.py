@@ -425,8 +425,10 @@ def _is_hub_id(text: str) -> bool:
 
 
 def _looks_like_a_path(name: str) -> bool:
-    """Hub ids are ``name`` or ``namespace/name``; anything else is meant as a folder."""
-    return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
+    """Hub ids are ``name`` or ``namespace/name``; anything else is meant as a folder (the loader's own rule)."""
+    from .pipelines.loading import looks_like_a_path
+
+    return looks_like_a_path(name)
 
 
 def is_loopback(host: str) -> bool:
@@ -753,8 +755,11 @@ def build_demo(sources: list[str] | None = None, *, title: str = "genzoo", allow
         sources (list[str] | None): saved pipeline folders or Hub ids (default: every pipeline of the zoo); the only
             models served unless ``allow_any_model``.
         title (str): the page's title.
-        allow_any_model, share_token_with_visitors, max_model_bytes, max_cache_bytes, max_seconds_per_request: see
-            :class:`DemoBackend` (any other model off; no operator token for visitors; 200 MB; 2 GB; 60 s).
+        allow_any_model (bool): also load folders and Hub ids visitors type (off); see :class:`DemoBackend`.
+        share_token_with_visitors (bool): fetch visitors' Hub ids with the operator's token (off).
+        max_model_bytes (int): the most bytes of files of a model typed into the box (200 MB).
+        max_cache_bytes (int): the most bytes of weights of typed models kept in memory (2 GB).
+        max_seconds_per_request (float): a request's sampling stops after this many seconds (60).
 
     Returns:
         the app, not yet served; ``app.genzoo`` is its :class:`DemoBackend`.
@@ -843,8 +848,11 @@ def launch(sources: list[str] | None = None, *, host: str = "127.0.0.1", port: i
         port (int | None): the port (default: Gradio's, 7860 or the next free one).
         block (bool): serve until interrupted; ``False`` returns at once with the app running in the background
             (``demo.local_url`` is its address; ``demo.close()`` stops it).
-        allow_any_model, share_token_with_visitors, max_model_bytes, max_cache_bytes, max_seconds_per_request: see
-            :class:`DemoBackend`.
+        allow_any_model (bool): also load folders and Hub ids visitors type (off); see :class:`DemoBackend`.
+        share_token_with_visitors (bool): fetch visitors' Hub ids with the operator's token (off).
+        max_model_bytes (int): the most bytes of files of a model typed into the box (200 MB).
+        max_cache_bytes (int): the most bytes of weights of typed models kept in memory (2 GB).
+        max_seconds_per_request (float): a request's sampling stops after this many seconds (60).
 
     Returns:
         the running app.

@@ -196,6 +196,9 @@ class FolderLock:
         finally:
             os.close(fd)  # closing the last descriptor drops the flock
 
+    def __del__(self) -> None:  # a holder dropped without release (a trainer driven by hand): as the system would
+        self.release()
+
     def __enter__(self) -> FolderLock:
         return self.acquire()
 
@@ -223,10 +226,12 @@ def check_inside(root, path) -> Path:
     return resolved
 
 
-def folder_files(root) -> list[Path]:
-    """Every file under ``root`` (sorted, as paths under ``root``), refusing with :class:`OutsideFolderError` any
-    symlink that leads outside it. Symlinks that stay inside are listed where they are (a folder reached twice is
-    listed once, so a link loop ends), and nothing but regular files is listed (no devices, FIFOs or sockets)."""
+def folder_files(root, under=None, refuse_others: bool = False) -> list[Path]:
+    """Every regular file under ``under`` (default: ``root``; sorted, as paths under it), refusing with
+    :class:`OutsideFolderError` any symlink that leads outside ``root``. Symlinks that stay inside are listed where
+    they are (a folder reached twice is listed once, so a link loop ends). Anything that is neither a folder nor a
+    regular file -- a device, FIFO or socket -- is left out, or with ``refuse_others`` refused with an ``OSError``
+    naming it; a broken link is left out (there is nothing to read)."""
     root = Path(root)
     found, seen = [], set()
 
@@ -241,10 +246,12 @@ def folder_files(root) -> list[Path]:
                 check_inside(root, path)
             if entry.is_dir():  # follows a link that stays inside
                 walk(path)
-            elif entry.is_file():  # False for devices, FIFOs, sockets and broken links
+            elif entry.is_file():
                 found.append(path)
+            elif refuse_others and os.path.exists(path):
+                raise OSError(f"{path} is not a regular file (a device, FIFO or socket); refused unread")
 
-    walk(root)
+    walk(Path(under) if under is not None else root)
     return sorted(found)
 
 

@@ -42,6 +42,7 @@ from huggingface_hub.errors import (
 
 from .. import registry
 from ..checks import describe
+from ..files import folder_files
 from ..model_index import (
     MODEL_INDEX,
     PipelineLoadError,
@@ -97,7 +98,7 @@ def resolve_pretrained_path(
         folder = path
     elif path.exists():
         raise PipelineLoadError(f"{name} is a file; a pipeline is a folder with {MODEL_INDEX} in it.")
-    elif _looks_like_a_path(name):
+    elif looks_like_a_path(name):
         raise PipelineLoadError(f"No such folder: {name}")
     else:
         folder = _download(name, revision, token, cache_dir, local_files_only, allow_pickle)
@@ -114,7 +115,7 @@ def resolve_pretrained_path(
     return folder
 
 
-def _looks_like_a_path(name: str) -> bool:
+def looks_like_a_path(name: str) -> bool:
     """Hub ids are ``name`` or ``namespace/name``; anything else that does not exist is a missing folder."""
     return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
 
@@ -540,36 +541,15 @@ def check_finite_weights(component: str, model) -> None:
 def check_component_folder(root: Path, sub: Path, component: str) -> None:
     """Refuse a component folder holding anything the libraries' ``from_pretrained`` should not open: a symlink that
     leads outside ``root`` (the folder itself, a file, a folder within) or a device, FIFO or socket. The whole
-    folder is walked (links that stay inside are followed, each folder once), so every file Diffusers or
-    transformers may read (configs, weights, shard indexes and shards, tokenizer files) is covered."""
+    folder is walked (:func:`genzoo.files.folder_files`: links that stay inside are followed, each folder once), so
+    every file Diffusers or transformers may read (configs, weights, shard indexes and shards, tokenizer files) is
+    covered."""
     what = f"Component {component!r}:"
     check_in_folder(root, sub, what)
-    seen = set()
-
-    def walk(folder: Path) -> None:
-        real = os.path.realpath(folder)
-        if real in seen:
-            return
-        seen.add(real)
-        try:
-            entries = sorted(entry.name for entry in os.scandir(folder))
-        except OSError as exc:
-            raise PipelineLoadError(f"{what} {folder} cannot be read: {one_line(exc.strerror or exc)}") from None
-        for name in entries:
-            path = folder / name
-            if path.is_symlink():
-                check_in_folder(root, path, what)
-            try:
-                mode = os.stat(path).st_mode
-            except OSError:  # a broken link inside the folder: nothing to read (the library says so if it needs it)
-                continue
-            if stat.S_ISDIR(mode):
-                walk(path)
-            elif not stat.S_ISREG(mode):
-                raise PipelineLoadError(f"{what} {path} is not a regular file (a device, FIFO or socket); a pipeline "
-                                        "folder holds only files and folders, and genzoo does not open it.")
-
-    walk(sub)
+    try:
+        folder_files(root, under=sub, refuse_others=True)
+    except OSError as exc:  # genzoo's own message (the path and where it leads): whole, on one line
+        raise PipelineLoadError(f"{what} {' '.join(str(exc).split())}") from None
 
 
 def _check_component_files(cls, component: str, sub: Path, root: Path | None = None) -> None:
