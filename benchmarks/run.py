@@ -49,9 +49,9 @@ FULL = dict(seeds=(0, 1, 2), image_steps=1000, point_steps=1500, eval_samples=10
                             plain_steps=16, plain_repeats=3, sampling_steps=20, sampling_batch=16),
             latent=dict(resolution=32, budget_seconds=420, batch=32, eval_samples=500, eval_steps=20, probe_steps=15,
                         pixel_widths=(16, 32, 64), latent_widths=(64, 128)))
-QUICK = dict(seeds=(0,), image_steps=20, image_batch=32, point_steps=50, eval_samples=200,
-             nfe=(1, 4, 16), nfe_samples=200, speed_steps=4, batch_sizes=(8, 64),
-             guidance_train_steps=10, guidance_samples=50, guidance_sampling_steps={"ddpm": 4, "flow-matching": 4},
+QUICK = dict(seeds=(0,), image_steps=6, image_batch=32, point_steps=10, eval_samples=100, grid_samples=8,
+             nfe=(1, 4), nfe_samples=100, speed_steps=4, batch_sizes=(8, 64),
+             guidance_train_steps=4, guidance_samples=30, guidance_sampling_steps={"ddpm": 4, "flow-matching": 4},
              sampling_steps=8, point_sets=("moons",), in_process=True, speed_repeats=1,
              few_step=dict(datasets=("moons", "digits"), point_steps=20, image_steps=10, point_pairs=64,
                            image_pairs=64, teacher_steps=2, eval_samples=100, calls=(1, 4)),
@@ -114,14 +114,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def train_command(method, dataset, seed, steps, output_dir, extra=(), sampling_steps=None, image_batch=None):
+def train_command(method, dataset, seed, steps, output_dir, extra=(), sampling_steps=None, image_batch=None,
+                  grid_samples=64):
     """The trainer's command line for one run; ``sampling_steps`` sets the steps of its sample grids (``None``: the
     pipeline's default, as in the full run), ``image_batch`` the batch size on digits (``None``: the trainer's
-    default, 128, as in the full run)."""
+    default, 128, as in the full run), ``grid_samples`` the samples in its grid (64 in the full run)."""
     args = [sys.executable, "-m", "genzoo.training", "--method", method, "--dataset", dataset, "--seed", str(seed),
             "--max_train_steps", str(steps), "--output_dir", str(output_dir), "--logger", "none",
             "--checkpointing_steps", str(10 * steps), "--save_images_steps", str(10 * steps),
-            "--num_sample_images", "64", "--overwrite_output_dir", *extra]  # a rerun replaces its own runs
+            "--num_sample_images", str(grid_samples), "--overwrite_output_dir", *extra]  # a rerun replaces its own
     if sampling_steps is not None:
         args += ["--num_inference_steps", str(sampling_steps)]
     if dataset not in IMAGE_SETS:
@@ -157,7 +158,7 @@ def quality(cfg, work: Path) -> dict:
             for seed in cfg["seeds"]:
                 out = work / f"{method}-{dataset}-{seed}"
                 command = train_command(method, dataset, seed, steps, out, sampling_steps=cfg["sampling_steps"],
-                                        image_batch=cfg.get("image_batch"))
+                                        image_batch=cfg.get("image_batch"), grid_samples=cfg.get("grid_samples", 64))
                 seconds = run_child(command, cfg.get("in_process", False))
                 pipe = genzoo.load_pipeline(out)
                 metrics = evaluate_pipeline(pipe, dataset, num_samples=cfg["eval_samples"], seed=seed, steps=cfg["sampling_steps"],
@@ -296,6 +297,7 @@ def trainer_vs_plain_loop(cfg, work: Path, data=("--dataset", "digits"), batch: 
         g, p = timed(genzoo_steps, 1), timed(plain_steps, 1)
         pairs.append((steps / g, steps / p))
         ratios.append(p / g)
+    trainer.release_output_dir()  # run() releases it; this loop drove the trainer by hand
     reset_accelerate_state()
     genzoo_sps = statistics.median(a for a, _ in pairs)
     plain_sps = statistics.median(b for _, b in pairs)
@@ -618,7 +620,7 @@ def guidance(cfg, work: Path) -> dict:
         seconds = run_child(train_command(method, "digits", 0, cfg["guidance_train_steps"], out,
                                           ["--conditioning", conditioning, *extra],
                                           sampling_steps=cfg["guidance_sampling_steps"][method],
-                                          image_batch=cfg.get("image_batch")),
+                                          image_batch=cfg.get("image_batch"), grid_samples=cfg.get("grid_samples", 64)),
                             cfg.get("in_process", False))
         pipe = genzoo.load_pipeline(out)
         points = []
@@ -798,7 +800,7 @@ def few_step(cfg, work: Path) -> dict:
             """Train ``method`` (seed 0) into work/few-step-NAME-DATASET; its folder and wall-clock seconds."""
             out = work / f"few-step-{name}-{dataset}"
             command = train_command(method, dataset, 0, steps, out, extra, sampling_steps=sampling_steps,
-                                    image_batch=cfg.get("image_batch"))
+                                    image_batch=cfg.get("image_batch"), grid_samples=cfg.get("grid_samples", 64))
             with environment(GENZOO_CACHE=str(cache)):
                 seconds = run_child(command, cfg.get("in_process", False))
             print(f"few-step: trained {name} on {dataset}: {seconds:.0f} s", flush=True)

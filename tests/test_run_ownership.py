@@ -10,6 +10,7 @@ Real processes, real signals: each run here is a subprocess of the test, stopped
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,9 +20,11 @@ from pathlib import Path
 import psutil
 import pytest
 import safetensors
+import torch
 
 from genzoo.cli import main as cli_main
 from genzoo.files import LOCK_FILE, STAGING_TAG, make_staging_folder, remove_stale_staging
+from genzoo.teacher_pairs import save_pairs
 from genzoo.training import list_checkpoints
 from test_training import tiny_args
 
@@ -126,12 +129,20 @@ def in_the_loop(out: Path):
     return lambda: (out / "samples" / "step-000002.png").is_file()
 
 
-def test_sigterm_stops_a_run_at_the_end_of_a_step_with_a_checkpoint_there(tmp_path):
+@pytest.fixture(scope="module")
+def stopped_by_sigterm(tmp_path_factory):
+    """A one-process run stopped by SIGTERM in its training loop: (its folder, exit status, stderr)."""
+    tmp_path = tmp_path_factory.mktemp("sigterm")
     out = tmp_path / "run"
     run = start(tmp_path, ["train", *long_args(out, *AT_SIGNAL)])
     wait_for(in_the_loop(out), run, "a second step")
     run.send_signal(signal.SIGTERM)
     code, err = finish(run)
+    return out, code, err
+
+
+def test_sigterm_stops_a_run_at_the_end_of_a_step_with_a_checkpoint_there(stopped_by_sigterm):
+    out, code, err = stopped_by_sigterm
     line = one_line(err)
     assert code == 128 + signal.SIGTERM, err[-3000:]
     step = int(line.split("genzoo: Stopped by SIGTERM after step ")[1].split()[0])
@@ -153,10 +164,12 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 
 @pytest.mark.slow
-def test_sigterm_to_a_multi_process_run_reaches_every_process_and_a_refused_resume_is_one_line(tmp_path):
+def test_sigterm_to_a_multi_process_run_reaches_every_process_and_a_refused_resume_is_one_line(tmp_path,
+                                                                                                stopped_by_sigterm):
     """`genzoo train --num_processes 2` is the launcher itself: SIGTERM to it (what `timeout` sends) stops both
-    training processes at one step, with one checkpoint and one line; no process is left behind. A resume of that
-    checkpoint with another process count is refused in one line, exit 2, without a launcher traceback."""
+    training processes at one step, with one checkpoint and one line; no process is left behind. A resume with two
+    processes of a checkpoint that one process wrote is refused by both in one line, exit 2, without a launcher
+    traceback."""
     out = tmp_path / "ddp"
     run = start(tmp_path, ["train", "--num_processes", "2", *long_args(out, *AT_SIGNAL)])
     wait_for(in_the_loop(out), run, "a second step")
@@ -173,18 +186,18 @@ def test_sigterm_to_a_multi_process_run_reaches_every_process_and_a_refused_resu
     (checkpoint,) = list_checkpoints(out)
     assert checkpoint.name == f"checkpoint-{step}"
     assert json.loads((checkpoint / "trainer_state.json").read_text())["num_processes"] == 2
-    # The same run resumed with another number of processes: every process refuses, one line is printed.
-    resume = start(tmp_path, ["train", "--num_processes", "3", *long_args(out, "--resume_from_checkpoint", "latest")])
+    # A one-process run resumed with two processes: every process refuses, one line is printed.
+    single = shutil.copytree(stopped_by_sigterm[0], tmp_path / "single")
+    resume = start(tmp_path, ["train", "--num_processes", "2", *long_args(single, "--resume_from_checkpoint", "latest")])
     code, err = finish(resume, timeout=180)
     assert code == 2, err[-3000:]
-    assert "was written by 2 process(es) and this run has 3" in one_line(err)
+    assert "was written by 1 process(es) and this run has 2" in one_line(err)
 
 
-def test_sigterm_while_teacher_pairs_are_written_leaves_no_staging_and_a_killed_writers_staging_is_removed(
-        tmp_path, monkeypatch):
+def test_sigterm_while_teacher_pairs_are_written_leaves_no_staging_and_a_killed_writers_staging_is_removed(tmp_path):
     """A rectified-flow run writing its teacher pairs (the write slowed down here, so that the signal lands in it)
     stops at once on SIGTERM and removes its half-written cache; one killed outright (SIGKILL) leaves the staging
-    folder, which the next run writing the same cache removes."""
+    folder, which the next write of the same cache removes."""
     (tmp_path / "slow_pairs.py").write_text(
         "import time\nimport datasets\n_save = datasets.Dataset.save_to_disk\n\n\n"
         "def save_to_disk(self, path, *args, **kwargs):\n    _save(self, path, *args, **kwargs)\n    time.sleep(120)\n\n\n"
@@ -209,9 +222,10 @@ def test_sigterm_while_teacher_pairs_are_written_leaves_no_staging_and_a_killed_
             assert staging() == [] and list(pairs.iterdir()) == []
         else:
             assert code == -signal.SIGKILL and len(staging()) == 1
-    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "cache"))
-    assert cli_main(["train", *args(tmp_path / "rf-next")]) == 0
-    assert staging() == [] and len(list(pairs.iterdir())) == 1  # the stale staging removed, the cache written
+    (stale,) = staging()  # the next write of the same cache (what the next such run does) removes it
+    key = stale.name[1:].split(STAGING_TAG)[0]
+    save_pairs(pairs / key, torch.zeros(4, 2), torch.ones(4, 2), {"note": "the next run's pairs"})
+    assert staging() == [] and [p.name for p in pairs.iterdir()] == [key]
 
 
 def test_stale_staging_is_removed_only_when_its_writer_is_dead(tmp_path):
@@ -266,8 +280,6 @@ def test_a_full_disk_in_safetensors_writer_is_one_line_and_leaves_no_partial(tmp
 
 # ------------------------------------------------------------------------------------------------ genzoo eval
 def test_genzoo_eval_writes_only_where_out_says(tmp_path, capsys):
-    import shutil
-
     folder = shutil.copytree(TEACHER, tmp_path / "fm")
     published = (folder / "eval.json").read_bytes()
     argv = ["eval", str(folder), "--num-samples", "20", "--steps", "2", "--likelihood-steps", "2"]
