@@ -1,6 +1,7 @@
 """Sharing on the Hub, end to end against the Hub-compatible server of tests/hub_server.py (the `hub` fixture):
 push, load by id with genzoo and with plain Diffusers, revisions, offline use, tokens, model cards, the trainer."""
 
+import ast
 import shutil
 
 import diffusers
@@ -104,6 +105,21 @@ def test_model_card_metadata_and_body(hub, trained):
     files = set(huggingface_hub.list_repo_files("user/fm-card"))
     assert {"samples.png", "metrics.json", "recipe.yaml"} <= files
     assert not any(f.startswith(("checkpoints/", "logs/", "samples/")) for f in files)
+
+
+def test_a_card_writes_only_hub_ids_and_label_names_as_data(trained, tmp_path):
+    """The card's code holds the repo id and a class-conditional model's label names: an id that is not a Hub id is
+    refused, and label names from the folder (anyone's) are written as Python literals, never pasted as code."""
+    from genzoo.hub import _usage_call, make_model_card
+
+    with pytest.raises(ValueError, match="is not a Hub id"):
+        make_model_card(trained, 'user/x"); import os; ("')
+    name = 'seven"]); import os; (["'
+    line = _usage_call("class", {0: name, 1: "one\nimport os"})
+    assert "\n" not in line  # the label names after the code are a one-line comment
+    (statement,) = ast.parse(line).body  # one assignment: nothing else runs
+    labels = {k.arg: k.value for k in statement.value.keywords}["class_labels"]
+    assert ast.literal_eval(labels.left) == [name]
 
 
 def test_image_pipeline_card_has_the_image_task(hub, tmp_path):

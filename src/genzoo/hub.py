@@ -26,6 +26,7 @@ from .model_index import (
     PipelineLoadError,
     component_configs,
     folder_root,
+    one_line,
     pipeline_class_name,
     read_json_object,
     read_model_index,
@@ -231,7 +232,17 @@ def make_model_card(
 
     Returns:
         The card (``str(card)`` is the README.md text).
+
+    Raises:
+        ValueError: ``repo_id`` is not a Hub id (it is written into the card's code; only a valid id is).
     """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise ValueError(f"repo_id {repo_id!r} is not a Hub id: {one_line(exc)}") from None
     folder = Path(folder)
     pipeline = pipeline_class_name(read_model_index(folder))
     metrics = _load_json(folder / "metrics.json")
