@@ -90,6 +90,17 @@ def _is_log(parts: tuple[str, ...], trackers: set[tuple[str, ...]]) -> bool:
     )
 
 
+def _is_hidden(parts: tuple[str, ...]) -> bool:
+    """A hidden file, or a file in a hidden folder (staging folders, locks, caches): never uploaded."""
+    return any(part.startswith(".") for part in parts)
+
+
+def _additions(folder: Path, files: list[Path]) -> list[CommitOperationAdd]:
+    """One commit operation per file, at its path under ``folder``."""
+    return [CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
+            for path in files]
+
+
 def files_to_upload(folder: Path, *, include_logs: bool = False) -> list[Path]:
     """The files a push uploads: every file of the pipeline folder except training state, tracker logs,
     intermediate sample grids, hidden files and folders, and the model card (which is written fresh).
@@ -114,7 +125,7 @@ def files_to_upload(folder: Path, *, include_logs: bool = False) -> list[Path]:
     chosen = []
     for path in files:
         parts = path.relative_to(folder).parts
-        if parts[0] in local_only or any(p.startswith(".") for p in parts) or parts == ("README.md",):
+        if parts[0] in local_only or _is_hidden(parts) or parts == ("README.md",):
             continue
         if not include_logs and _is_log(parts, trackers):
             continue
@@ -372,11 +383,7 @@ def push_folder(
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision not in (None, "main"):
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    operations = [
-        CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
-        for path in files
-    ]
-    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card))
+    operations = [*_additions(folder, files), CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card)]
     info = api.create_commit(
         repo_id,
         operations,
@@ -416,16 +423,11 @@ def push_space(
     if not (folder / "app.py").is_file() or not (folder / "README.md").is_file():
         raise FileNotFoundError(f"{folder} has no app.py and README.md: write a Space with `genzoo space` first.")
     files = [path for path in folder_files(folder)
-             if not any(p.startswith(".") for p in path.relative_to(folder).parts)
-             and not _is_log(path.relative_to(folder).parts, set())]
+             if not _is_hidden(path.relative_to(folder).parts) and not _is_log(path.relative_to(folder).parts, set())]
     check_files(files, _push_secrets(token))
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    operations = [
-        CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
-        for path in files
-    ]
-    info = api.create_commit(repo_id, operations, repo_type="space",
+    info = api.create_commit(repo_id, _additions(folder, files), repo_type="space",
                              commit_message=commit_message or "Upload a genzoo demo Space")
     return str(info)
 
