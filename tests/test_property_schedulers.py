@@ -28,6 +28,8 @@ from genzoo.schedulers import DiffusersFlowMatchAdapter
 from genzoo.schedulers.scheduling_ddpm import BETA_SCHEDULES, DDPM_PREDICTION_TYPES, TIMESTEP_SPACINGS, VARIANCE_TYPES
 from genzoo.schedulers.scheduling_flow_match import FLOW_PREDICTION_TYPES, TIME_SAMPLINGS
 
+pytestmark = pytest.mark.slow
+
 NAN, INF = float("nan"), float("inf")
 FLOW_CLASSES = (genzoo.FlowMatchEulerScheduler, genzoo.FlowMatchHeunScheduler)
 

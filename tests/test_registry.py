@@ -6,8 +6,20 @@ import pytest
 import torch
 
 import genzoo
+import genzoo.schedulers.paths
+from diffusers import SchedulerMixin
 from genzoo import registry
+from genzoo.schedulers.kinds import declared, registered_schedulers, solver_shorthands
 from helpers import write_distribution
+
+
+def exported(module, base) -> dict[str, type]:
+    """The classes derived from ``base`` that ``module`` exports (its ``__all__``), by class name: what genzoo must
+    register, so a new one that is not registered (or the reverse) fails the test below, with no list to keep."""
+    found = {name: getattr(module, name) for name in getattr(module, "__all__", dir(module))}
+    return {name: obj for name, obj in found.items()
+            if isinstance(obj, type) and issubclass(obj, base) and obj is not base}
+
 
 GENZOO_COMPONENTS = {
     "pipeline": {
@@ -17,12 +29,7 @@ GENZOO_COMPONENTS = {
         "GANPipeline": genzoo.GANPipeline,
         "VAEPipeline": genzoo.VAEPipeline,
     },
-    "scheduler": {
-        "DDPMScheduler": genzoo.DDPMScheduler,
-        "FlowMapEulerScheduler": genzoo.FlowMapEulerScheduler,
-        "FlowMatchEulerScheduler": genzoo.FlowMatchEulerScheduler,
-        "FlowMatchHeunScheduler": genzoo.FlowMatchHeunScheduler,
-    },
+    "scheduler": exported(genzoo.schedulers, SchedulerMixin),
     "model": {
         "ConditionalAutoencoderKL": genzoo.ConditionalAutoencoderKL,
         "DCGANDiscriminator": genzoo.DCGANDiscriminator,
@@ -57,6 +64,31 @@ def test_genzoo_components_are_registered_with_their_package(kind):
         assert registry.get(kind, name) is cls
         assert registry.registered_name(cls) == name
         assert registry.find_component_class(name) is cls
+
+
+def test_genzoo_schedulers_declare_what_they_step():
+    """Each registered scheduler declares the model_kind of the pipelines it serves; genzoo's ODE solvers declare their
+    --solver shorthand and every genzoo scheduler its menu label, each its own (so no name list is kept in sync)."""
+    pipeline_kinds = {getattr(registry.get("pipeline", n), "model_kind", None) for n in registry.names("pipeline")}
+    for name, cls in registered_schedulers().items():
+        assert cls.model_kind in pipeline_kinds - {None}, name
+    own = GENZOO_COMPONENTS["scheduler"]
+    assert {name: cls.model_kind for name, cls in own.items()} == {
+        "DDPMScheduler": "diffusion", "FlowMapEulerScheduler": "flow-map", "FlowMatchEulerScheduler": "flow",
+        "FlowMatchHeunScheduler": "flow"}
+    assert solver_shorthands() == {"euler": "FlowMatchEulerScheduler", "heun": "FlowMatchHeunScheduler"}
+    labels = [(cls.model_kind, declared(cls, "solver_label")) for cls in own.values()]
+    assert None not in {label for _, label in labels} and len(set(labels)) == len(labels)
+
+
+def test_paths_are_registered_by_name():
+    """genzoo's probability paths: every ProbabilityPath subclass of genzoo.schedulers.paths, registered once under
+    the name the flow schedulers' ``path`` option and the trainer's ``--path`` take."""
+    own = [e for e in registry.entries("path") if e.package == "genzoo"]
+    assert [e.name for e in own] == ["cosine", "straight"]
+    classes = {registry.get("path", e.name) for e in own}
+    assert classes == set(exported(genzoo.schedulers.paths, genzoo.schedulers.ProbabilityPath).values())
+    assert registry.get("path", "straight") is genzoo.schedulers.StraightPath
 
 
 def test_methods_group_exists_and_kinds_are_checked():

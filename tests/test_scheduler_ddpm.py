@@ -41,6 +41,7 @@ def run_loop(scheduler, num_inference_steps, variance_type, seed=0, shape=(3, 2,
     return sample, torch.stack(originals)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "beta_schedule,variance_type,prediction_type", list(itertools.product(BETA_SCHEDULES, VARIANCE_TYPES, PREDICTIONS))
 )

@@ -114,6 +114,7 @@ TOLERANCE_200 = {"FlowMatchEulerDiscreteScheduler": 3e-2, "DPMSolverMultistepSch
                  "UniPCMultistepScheduler": 1e-3}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shift", [1.0, 3.0])
 @pytest.mark.parametrize("name", FLOW_SCHEDULERS)
 def test_swapped_flow_scheduler_converges_to_the_exact_flow(name, shift):

@@ -1,4 +1,4 @@
-"""The plugin registry: every pipeline, scheduler, model and training method is found through Python
+"""The plugin registry: every pipeline, scheduler, model, training method and data set is found through Python
 entry points, genzoo's own included.
 
 A package adds components by declaring entry points in its metadata, exactly as genzoo does in its ``setup.cfg``:
@@ -12,9 +12,15 @@ A package adds components by declaring entry points in its metadata, exactly as 
         MyModel = my_package.models:MyModel
     genzoo.methods =
         my-method = my_package.methods:MyMethod
+    genzoo.paths =
+        my-path = my_package.paths:MyPath
+    genzoo.datasets =
+        my-data = my_package.data:MY_DATA
 
 For pipelines, schedulers and models the entry-point name is the name genzoo writes into ``model_index.json`` and looks
-classes up by, so use the class name; a method's is its ``--method`` name. A plugin whose import fails is reported (``genzoo list`` shows it with its error) and skipped; it never stops
+classes up by, so use the class name; a method's is its ``--method`` name, a probability path's its ``--path`` name (a
+:class:`genzoo.schedulers.paths.ProbabilityPath` subclass), a data set's its ``--dataset`` name (it names an
+instance of :class:`genzoo.data.DataSet`, not a class). A plugin whose import fails is reported (``genzoo list`` shows it with its error) and skipped; it never stops
 the others from loading.
 """
 
@@ -29,6 +35,8 @@ GROUPS = {
     "scheduler": "genzoo.schedulers",
     "model": "genzoo.models",
     "method": "genzoo.methods",
+    "path": "genzoo.paths",
+    "dataset": "genzoo.datasets",
 }
 
 
@@ -159,7 +167,7 @@ def get(kind: str, name: str):
         name: the registered name, e.g. ``"DDPMPipeline"`` or ``"flow-matching"``.
 
     Returns:
-        (type): the loaded object (a class).
+        (type): the loaded object (a class; for a data set, a ``genzoo.data.DataSet`` instance).
 
     Raises:
         KeyError: for an unknown name (listing the known ones) or a name two packages register.

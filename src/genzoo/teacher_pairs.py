@@ -121,7 +121,7 @@ def check_teacher(teacher, source: str, sample_shape) -> tuple[int, ...]:
 
 def teacher_folder(teacher, source: str | None = None) -> Path:
     """The folder the teacher was loaded from (a Hub id resolved to its snapshot in the local Hub cache)."""
-    from .pipelines.loading import resolve_pretrained_path
+    from .pipelines.resolve import resolve_pretrained_path
 
     source = source or teacher.name_or_path
     return resolve_pretrained_path(source, local_files_only=not Path(source).expanduser().is_dir())

@@ -23,10 +23,15 @@ from diffusers.training_utils import compute_snr
 
 from ..config import RecipeError, option
 from ..pipelines import DDPMPipeline
-from ..schedulers import DDPMScheduler
 from ..schedulers.paths import AffinePath, expand_to
-from ..schedulers.scheduling_ddpm import BETA_SCHEDULES, DDPM_PREDICTION_TYPES, TIMESTEP_SPACINGS, VARIANCE_TYPES
-from .denoising import DenoisingConfig, DenoisingMethod, registered_schedulers
+from ..schedulers.scheduling_ddpm import (
+    BETA_SCHEDULES,
+    DDPM_PREDICTION_TYPES,
+    TIMESTEP_SPACINGS,
+    VARIANCE_TYPES,
+    ddpm_posterior,
+)
+from .denoising import DenoisingConfig, DenoisingMethod, scheduler_choices
 
 #: Variance types the method trains. "learned" (the network outputs the variance itself, Diffusers' convention for
 #: some converted checkpoints) is sampled by the scheduler but not trained: nothing would keep that output positive.
@@ -63,7 +68,8 @@ class DDPMConfig(DenoisingConfig):
     vlb_weight: float = option(0.001, "learned_range: weight lambda of the variational bound in the hybrid loss",
                                minimum=0.0, group=SCHEDULE)
     scheduler: str | None = option(None, "the saved pipeline's sampler, a registered DDPM scheduler (default "
-                                   "DDPMScheduler)", choices=registered_schedulers(DDPMScheduler), group=SCHEDULE)
+                                   "DDPMScheduler)", choices=scheduler_choices(DDPMPipeline.model_kind),
+                                   group=SCHEDULE)
 
     def check(self):
         if self.rescale_betas_zero_snr and self.prediction_type == "epsilon":
@@ -165,24 +171,25 @@ class DDPMMethod(DenoisingMethod):
         return per_entry.flatten(1).mean(dim=1) / math.log(2)
 
     def _posterior_table(self, device) -> dict:
-        """Per-timestep coefficients of the posterior ``q(x_{t-1} | x_t, x_0)``: its mean ``coef_x0 * x_0 +
-        coef_xt * x_t``, its log-variance (at ``t = 0``, where it is 0, the value at ``t = 1``, as Improved DDPM
-        does) and ``log beta_t``, the other end of the learned range."""
+        """Per-timestep coefficients of the posterior ``q(x_{t-1} | x_t, x_0)``
+        (:func:`~genzoo.schedulers.scheduling_ddpm.ddpm_posterior`, the math ``DDPMScheduler.step`` samples with, in
+        float64 over the whole chain): its mean ``coef_x0 * x_0 + coef_xt * x_t``, its log-variance (at ``t = 0``,
+        where it is 0, the value at ``t = 1``, as Improved DDPM does) and ``log beta_t``, the other end of the learned
+        range."""
         if getattr(self, "_table_device", None) != device:
             alpha_bar = self.training_scheduler.alphas_cumprod.double()
             alpha_bar_prev = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
-            beta = 1 - alpha_bar / alpha_bar_prev
-            posterior_var = beta * (1 - alpha_bar_prev) / (1 - alpha_bar)
-            if len(posterior_var) > 1:
-                posterior_var = torch.cat([posterior_var[1:2], posterior_var[1:]])
+            posterior = ddpm_posterior(alpha_bar, alpha_bar_prev)
+            if len(alpha_bar) > 1:
+                posterior_var = torch.cat([posterior.variance[1:2], posterior.variance[1:]])
             else:  # a one-step chain has no t = 1
-                posterior_var = beta.clone()
+                posterior_var = posterior.beta.clone()
             table = {
                 "alpha_bar": alpha_bar,
-                "coef_x0": alpha_bar_prev.sqrt() * beta / (1 - alpha_bar),
-                "coef_xt": (1 - beta).sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar),
+                "coef_x0": posterior.coef_x0,
+                "coef_xt": posterior.coef_xt,
                 "posterior_log_var": posterior_var.clamp(min=1e-20).log(),
-                "log_beta": beta.clamp(min=1e-20).log(),
+                "log_beta": posterior.beta.clamp(min=1e-20).log(),
             }
             self._table = {name: value.float().to(device) for name, value in table.items()}
             self._table_device = device

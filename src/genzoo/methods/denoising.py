@@ -19,6 +19,7 @@ from .. import registry
 from ..conditioning import drop_labels, null_label_id, set_id2label
 from ..config import option
 from ..models import MLPDenoiser
+from ..schedulers.kinds import registered_schedulers
 from .base import Method, MethodConfig, randn_like
 
 EMPTY_PROMPT = ""  # the "no text" of classifier-free guidance, as in Stable Diffusion
@@ -45,9 +46,10 @@ class DenoisingConfig(MethodConfig):
                              metavar="PATH_OR_REPO_ID", group=LATENT)
 
 
-def registered_schedulers(base: type):
-    """Choices of a ``scheduler`` option: the registered schedulers (genzoo's and plugins') derived from ``base``."""
-    return lambda: registry.subclass_names("scheduler", base)
+def scheduler_choices(model_kind: str):
+    """Choices of a ``scheduler`` option: the registered schedulers (genzoo's and plugins') that declare (or inherit)
+    ``model_kind``, the kind of model output the method's pipeline samples -- evaluated when the parser is built."""
+    return lambda: list(registered_schedulers(model_kind))
 
 
 class DenoisingMethod(Method):
@@ -125,7 +127,7 @@ class DenoisingMethod(Method):
         """The shape of what the denoiser generates: the data's, or with ``--vae`` its latents'."""
         if self.config.vae is None:
             return tuple(self.data.sample_shape)
-        from ..latents import latent_shape, load_latent_vae
+        from .latents import latent_shape, load_latent_vae
 
         if self.latent_vae is None:
             self.latent_vae = load_latent_vae(self.config.vae, self.context.device, tuple(self.data.sample_shape))
@@ -207,10 +209,10 @@ class DenoisingMethod(Method):
 
     def prepare_training(self) -> None:
         """With ``--vae``: encode the data (once, if it has no random augmentation) and measure the latents' scale
-        (:class:`genzoo.latents.LatentEncoder`)."""
+        (:class:`genzoo.methods.latents.LatentEncoder`)."""
         if self.config.vae is None:
             return
-        from ..latents import LatentEncoder
+        from .latents import LatentEncoder
 
         cache = getattr(self.data.dataset, "augmentation_free", lambda: False)()
         self.latent_encoder = LatentEncoder(self.latent_vae, self.data.dataset, self.data.sample_shape,

@@ -1,5 +1,7 @@
 """Flow matching (Lipman et al. 2022): regress the straight-line velocity x_1 - x_0 at a time drawn by
 ``--time_sampling``; the saved pipeline integrates it with the chosen flow-matching scheduler (an ODE solver).
+``--path`` trains on another registered probability path instead (``cosine``, a plugin's): the saved scheduler's
+config carries it, so sampling, evaluation and the demo use it with every genzoo solver.
 
 ``--coupling ot`` pairs each batch's noise with its data by the exact minibatch optimal-transport plan (Tong et al.
 2023; :mod:`genzoo.couplings`) instead of as drawn; ``--ot_scope`` says whether the plan is solved per process or over
@@ -14,13 +16,18 @@ from typing import ClassVar
 from ..config import RecipeError, option
 from ..couplings import COUPLINGS, OT_SCOPES, couple
 from ..pipelines import FlowMatchingPipeline
-from ..schedulers import FlowMatchEulerScheduler
+from ..schedulers.kinds import solver_shorthands
+from ..schedulers.paths import path_names
 from ..schedulers.scheduling_flow_match import FLOW_PREDICTION_TYPES, TIME_SAMPLINGS
-from .denoising import DenoisingConfig, DenoisingMethod, registered_schedulers
+from .denoising import DenoisingConfig, DenoisingMethod, scheduler_choices
 
-#: ``--solver`` shorthands for the registered schedulers of genzoo's two ODE solvers.
-SOLVERS = {"euler": "FlowMatchEulerScheduler", "heun": "FlowMatchHeunScheduler"}
 PATH = "flow-matching: path and solver"
+
+
+def solvers() -> dict[str, str]:
+    """``--solver`` shorthands: each registered scheduler's declared ``solver_name`` -> its registered name
+    (genzoo's: ``euler`` = FlowMatchEulerScheduler, ``heun`` = FlowMatchHeunScheduler; a plugin's solver too)."""
+    return solver_shorthands()
 
 
 @dataclass
@@ -59,17 +66,23 @@ def path_scheduler_kwargs(config: FlowPathConfig) -> dict:
 class FlowMatchingConfig(FlowPathConfig):
     prediction_type: str | None = option(None, "what the model predicts: the velocity (default) or x_1 (sample)",
                                          choices=FLOW_PREDICTION_TYPES, group=PATH)
+    path: str | None = option(None, "the probability path x_t = alpha_t x_1 + sigma_t x_0 trained on and sampled "
+                              "along, a registered one: straight (x_t = (1 - t) x_0 + t x_1) or cosine (alpha_t = "
+                              "sin(pi t / 2), sigma_t = cos(pi t / 2)); default: the scheduler's, straight",
+                              choices=path_names, group=PATH)
     scheduler: str | None = option(None, "the saved pipeline's ODE solver, a registered flow-matching scheduler "
                                    "(default FlowMatchEulerScheduler)",
-                                   choices=registered_schedulers(FlowMatchEulerScheduler), group=PATH)
-    solver: str | None = option(None, "shorthand for --scheduler: euler = FlowMatchEulerScheduler, heun = "
-                                "FlowMatchHeunScheduler", choices=tuple(SOLVERS), group=PATH)
+                                   choices=scheduler_choices(FlowMatchingPipeline.model_kind), group=PATH)
+    solver: str | None = option(None, "shorthand for --scheduler, a solver's declared short name: euler = "
+                                "FlowMatchEulerScheduler, heun = FlowMatchHeunScheduler",
+                                choices=lambda: list(solvers()), group=PATH)
 
     def check(self):
         super().check()
-        if self.solver and self.scheduler and SOLVERS[self.solver] != self.scheduler:
+        shorthands = solvers()
+        if self.solver and self.scheduler and shorthands[self.solver] != self.scheduler:
             raise RecipeError(
-                f"--solver {self.solver} means --scheduler {SOLVERS[self.solver]}, but --scheduler is "
+                f"--solver {self.solver} means --scheduler {shorthands[self.solver]}, but --scheduler is "
                 f"{self.scheduler}; give one of them."
             )
 
@@ -92,10 +105,11 @@ class FlowMatchingMethod(DenoisingMethod):
     pipeline_class = FlowMatchingPipeline
 
     def scheduler_name(self) -> str:
-        return self.config.scheduler or SOLVERS.get(self.config.solver) or self.default_scheduler
+        return self.config.scheduler or solvers().get(self.config.solver) or self.default_scheduler
 
     def scheduler_kwargs(self):
-        return {**path_scheduler_kwargs(self.config), "prediction_type": self.config.prediction_type}
+        return {**path_scheduler_kwargs(self.config), "prediction_type": self.config.prediction_type,
+                "path": self.config.path}
 
     # ------------------------------------------------------------------ coupling
     def couple(self, noise, x, batch):

@@ -96,13 +96,15 @@ class RectifiedFlowConfig(FlowMatchingConfig):
                 "scheduler": self.scheduler not in (None, FlowMapEulerScheduler.__name__),
                 "solver": self.solver is not None,
                 "time_sampling": self.time_sampling != "uniform",
+                "path": self.path not in (None, "straight"),
             }
             for name, conflict in conflicts.items():
                 if conflict:
                     raise RecipeError(
                         f"--{name} {getattr(self, name)} with --distill_steps: the distilled model predicts the "
-                        "velocity at the times of the K-step grid and is saved with FlowMapEulerScheduler; leave "
-                        "--prediction_type, --scheduler, --solver and --time_sampling at their defaults."
+                        "velocity of the straight line between each pair at the times of the K-step grid and is saved "
+                        "with FlowMapEulerScheduler; leave --prediction_type, --scheduler, --solver, --time_sampling "
+                        "and --path at their defaults."
                     )
 
 

@@ -12,12 +12,14 @@ model output                ``v = x_data - x_noise``       ``-v = x_noise - x_da
 
 :class:`DiffusersFlowMatchAdapter` builds a Diffusers scheduler on exactly genzoo's grid (with ``shift=1`` and
 explicit ``sigmas``, so the shift is applied once, by genzoo) and converts time inputs and model outputs, so
-either model can be sampled by either scheduler.
+either model can be sampled by either scheduler. :func:`diffusers_scheduler` builds Diffusers' other solvers for a
+genzoo model. Both know only the straight path: a genzoo scheduler on another ``path`` is refused with a
+``ValueError``. (How a pipeline drives a Diffusers scheduler through its sampling loop is in
+:mod:`genzoo.pipelines.drivers`.)
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 
@@ -25,7 +27,9 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from ..checks import describe
-from .paths import AffinePath, as_timestep_tensor, check_tensor
+from .checks import as_timestep_tensor, check_tensor
+from .kinds import registered_schedulers
+from .paths import DEFAULT_PATH
 from .scheduling_flow_match import FlowMatchEulerScheduler
 
 
@@ -51,7 +55,8 @@ class DiffusersFlowMatchAdapter:
         scheduler: the genzoo flow-matching scheduler (or a subclass) whose grid and time units to convert.
 
     Raises:
-        ValueError: if ``scheduler`` is not a ``FlowMatchEulerScheduler``.
+        ValueError: if ``scheduler`` is not a ``FlowMatchEulerScheduler``, or is on another path than the straight one
+            (Diffusers' flow schedulers know only that one).
     """
 
     def __init__(self, scheduler: FlowMatchEulerScheduler):
@@ -60,6 +65,7 @@ class DiffusersFlowMatchAdapter:
                 "DiffusersFlowMatchAdapter needs a genzoo FlowMatchEulerScheduler (or a subclass), got "
                 f"{describe(scheduler)} (type {type(scheduler).__name__})."
             )
+        check_straight_path(scheduler.config, "DiffusersFlowMatchAdapter")
         self.scheduler = scheduler
         self.num_train_timesteps = scheduler.config.num_train_timesteps
 
@@ -151,15 +157,26 @@ class DiffusersFlowMatchAdapter:
 # Diffusers' schedulers placed on genzoo pipelines (``pipe.scheduler = SomeScheduler.from_config(...)``)
 # ---------------------------------------------------------------------------------------------------------------
 
-#: genzoo's flow-matching scheduler classes, by the ``_class_name`` their configs record.
-GENZOO_FLOW_CLASS_NAMES = ("FlowMatchEulerScheduler", "FlowMatchHeunScheduler", "FlowMapEulerScheduler")
 #: Diffusers' multistep schedulers with a flow mode (``use_flow_sigmas``) that genzoo's tests sample with.
 FLOW_MODE_EXAMPLES = "DPMSolverMultistepScheduler or UniPCMultistepScheduler"
 
 
-def is_diffusers_scheduler(scheduler) -> bool:
-    """Whether ``scheduler`` is one of Diffusers' own classes (not genzoo's, not a plugin's)."""
-    return type(scheduler).__module__.startswith("diffusers.")
+def genzoo_flow_class_names() -> list[str]:
+    """The registered schedulers of flow-matching models (``model_kind`` ``"flow"`` or ``"flow-map"``, plugins'
+    included), by the ``_class_name`` their configs record."""
+    return [name for kind in ("flow", "flow-map") for name in registered_schedulers(kind)]
+
+
+def check_straight_path(config, what: str) -> None:
+    """A ``ValueError`` naming ``what`` unless the flow-matching config is on the straight path (the only one
+    Diffusers' flow schedulers know: their sigma runs the straight line ``x = sigma * noise + (1 - sigma) * data``)."""
+    path = config.get("path", DEFAULT_PATH)
+    if path != DEFAULT_PATH:
+        raise ValueError(
+            f"{what}: this flow-matching model is on the path {path!r}, and Diffusers' flow schedulers know only the "
+            f"straight one ({DEFAULT_PATH!r}); sample it with genzoo's own flow schedulers (FlowMatchEulerScheduler, "
+            "FlowMatchHeunScheduler), which take its path from the config."
+        )
 
 
 def is_diffusers_flow_class(scheduler_or_class) -> bool:
@@ -178,27 +195,7 @@ def has_flow_mode(scheduler_or_class) -> bool:
     return "use_flow_sigmas" in inspect.signature(cls.__init__).parameters
 
 
-def in_flow_mode(scheduler) -> bool:
-    """A Diffusers scheduler set up for flow matching: a flow-only class, or a multistep one with
-    ``use_flow_sigmas=True`` and ``prediction_type`` ``flow_prediction`` (or ``sample``, for an x1-predicting model)."""
-    if is_diffusers_flow_class(scheduler):
-        return True
-    config = scheduler.config
-    return bool(config.get("use_flow_sigmas")) and config.get("prediction_type") in ("flow_prediction", "sample")
-
-
-@functools.cache
-def _step_takes_generator(cls: type) -> bool:
-    parameters = inspect.signature(cls.step).parameters
-    return "generator" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-
-
-def step_takes_generator(scheduler) -> bool:
-    """Whether ``scheduler.step`` accepts ``generator=`` (UniPC's does not); inspected once per class."""
-    return _step_takes_generator(type(scheduler))
-
-
-def _flow_settings(config) -> tuple[float, str]:
+def flow_settings(config) -> tuple[float, str]:
     """``(shift, model prediction)`` of a flow-matching model from its scheduler's config: a genzoo config, or one
     a Diffusers scheduler built from it (which keeps genzoo's keys) or by :func:`diffusers_scheduler`."""
     if config.get("use_flow_sigmas") and "flow_shift" in config:
@@ -211,7 +208,7 @@ def _flow_settings(config) -> tuple[float, str]:
 
 def _is_flow_config(config) -> bool:
     return (
-        config.get("_class_name") in GENZOO_FLOW_CLASS_NAMES
+        config.get("_class_name") in genzoo_flow_class_names()
         or "scale_timesteps" in config
         or (bool(config.get("use_flow_sigmas")) and config.get("prediction_type") in ("flow_prediction", "sample"))
         or config.get("_class_name", "").startswith("FlowMatch")
@@ -247,7 +244,8 @@ def diffusers_scheduler(scheduler_class, source, **kwargs):
 
     Raises:
         ValueError: if ``scheduler_class`` cannot sample this model (no flow mode, a flow scheduler for a DDPM
-            model, a velocity-only scheduler for a model that predicts the data).
+            model, a velocity-only scheduler for a model that predicts the data, a flow model on another path than
+            the straight one).
     """
     if not isinstance(scheduler_class, type) or not hasattr(scheduler_class, "from_config"):
         raise ValueError(f"scheduler_class must be a scheduler class, got {describe(scheduler_class)}.")
@@ -263,7 +261,8 @@ def diffusers_scheduler(scheduler_class, source, **kwargs):
         if is_diffusers_flow_class(scheduler_class):
             raise ValueError(f"{name} is a flow-matching scheduler; this model's scheduler is not ({config.get('_class_name')}).")
         return scheduler_class.from_config(config, **kwargs)
-    shift, prediction = _flow_settings(config)
+    check_straight_path(config, f"diffusers_scheduler({name}, ...)")
+    shift, prediction = flow_settings(config)
     if is_diffusers_flow_class(scheduler_class):
         if prediction != "velocity":
             raise ValueError(f"{name} needs a velocity model; this flow-matching model predicts the {prediction}: use {FLOW_MODE_EXAMPLES}.")
@@ -273,150 +272,3 @@ def diffusers_scheduler(scheduler_class, source, **kwargs):
     flow = {"use_flow_sigmas": True, "flow_shift": shift,
             "prediction_type": "flow_prediction" if prediction == "velocity" else "sample"}
     return scheduler_class.from_config(config, **{**flow, **kwargs})
-
-
-class SchedulerDriver:
-    """How a genzoo denoising loop drives its scheduler: the starting noise scale, the model's time input, the
-    conversion of the model's output, and ``step``. This one drives a scheduler that speaks the model's own
-    convention (genzoo's, a plugin's, or Diffusers' DDIM / DPM-Solver / UniPC on a DDPM model) and only leaves
-    ``generator`` out of ``step`` where the scheduler's ``step`` takes none."""
-
-    def __init__(self, scheduler):
-        self.scheduler = scheduler
-        self.init_noise_sigma = getattr(scheduler, "init_noise_sigma", 1.0)
-        self._pass_generator = step_takes_generator(scheduler)
-
-    def begin(self) -> None:
-        """Called once after ``set_timesteps``."""
-
-    def scale_model_input(self, sample, timestep):
-        scale = getattr(self.scheduler, "scale_model_input", None)
-        return sample if scale is None else scale(sample, timestep)
-
-    def model_timestep(self, index: int, timestep):
-        return timestep
-
-    def scheduler_output(self, model_output, sample, index: int):
-        return model_output
-
-    def step(self, model_output, timestep, sample, generator=None):
-        extra = {"generator": generator} if self._pass_generator else {}
-        return self.scheduler.step(model_output, timestep, sample, **extra).prev_sample
-
-
-class DiffusersFlowDriver(SchedulerDriver):
-    """A Diffusers flow scheduler on a genzoo flow-matching model (see the table at the top of this module): the
-    model is fed genzoo's time ``(1 - sigma) * time_scale`` (from the scheduler's float ``sigmas`` where they line up
-    with its timesteps, since DPM-Solver and UniPC round their timesteps to integers), and its velocity ``v`` is handed
-    over as ``-v`` (or, for an x1-predicting model, as ``-v = (x - x1) / sigma`` for the flow-only classes)."""
-
-    def __init__(self, scheduler):
-        super().__init__(scheduler)
-        config = scheduler.config
-        self.num_train_timesteps = float(config.get("num_train_timesteps", 1000))
-        self.time_scale = self.num_train_timesteps if config.get("scale_timesteps", True) else 1.0
-        _, self.prediction = _flow_settings(config)
-        if is_diffusers_flow_class(scheduler):
-            self.convert = "negate" if self.prediction == "velocity" else "sample_to_flow"
-        else:  # flow mode: prediction_type is flow_prediction (-v) or sample (x1, Diffusers' "x0")
-            self.convert = "negate" if config.get("prediction_type") == "flow_prediction" else "none"
-        self._sigmas = None
-
-    def begin(self) -> None:
-        timesteps = self.scheduler.timesteps.detach().float().cpu()
-        sigmas = getattr(self.scheduler, "sigmas", None)
-        self._sigmas = None
-        if isinstance(sigmas, torch.Tensor) and len(sigmas) == len(timesteps) + 1:
-            sigmas = sigmas.detach().double().cpu()
-            if bool(((sigmas[:-1] * self.num_train_timesteps - timesteps).abs() <= 1.0 + 1e-6 * self.num_train_timesteps).all()):
-                self._sigmas = sigmas.tolist()
-
-    def _sigma(self, index: int, timestep) -> float:
-        if self._sigmas is not None:
-            return self._sigmas[index]
-        return float(timestep) / self.num_train_timesteps
-
-    def model_timestep(self, index: int, timestep):
-        t = (1.0 - self._sigma(index, timestep)) * self.time_scale
-        device = timestep.device if isinstance(timestep, torch.Tensor) else None
-        return torch.tensor(t, dtype=torch.float32, device=device)
-
-    def scheduler_output(self, model_output, sample, index: int):
-        if self.convert == "negate":
-            return -model_output
-        if self.convert == "sample_to_flow":
-            sigma = self._sigma(index, self.scheduler.timesteps[index])
-            return (sample - model_output) / sigma
-        return model_output
-
-
-class ClippedDiffusionDriver(SchedulerDriver):
-    """A Diffusers solver without ``clip_sample`` (DPM-Solver, UniPC) on a DDPM model whose config asks for it: the
-    data estimate implied by the model's output is clipped to ``[-clip_sample_range, clip_sample_range]``, as
-    ``DDIMScheduler`` and genzoo's ``DDPMScheduler`` do, and the output is rewritten to match. Without it a short-
-    trained model's errors at high noise, amplified up to ``1 / sqrt(alpha_bar)`` into its data estimate, throw a
-    deterministic solver's samples far off (docs/few-step.md). Entries whose estimate lies inside the range keep the
-    model's output exactly; extra output channels (a learned variance) are passed through."""
-
-    def __init__(self, scheduler):
-        super().__init__(scheduler)
-        config = scheduler.config
-        self.bound = float(config.get("clip_sample_range", 1.0))
-        self.prediction = config.get("prediction_type", "epsilon")
-
-    def scheduler_output(self, model_output, sample, index: int):
-        channels = sample.shape[1]
-        out, extra = model_output[:, :channels], model_output[:, channels:]
-        t = int(self.scheduler.timesteps[index])
-        ab = self.scheduler.alphas_cumprod[t].to(device=sample.device, dtype=torch.float64)
-        path = AffinePath(alpha=ab.sqrt(), sigma=(1 - ab).sqrt())
-        x = sample.double()
-        x0 = path.data_from(out.double(), x, self.prediction)
-        clipped = x0.clamp(-self.bound, self.bound)
-        new = path.target(clipped, (x - path.alpha * clipped) / path.sigma, self.prediction)
-        out = torch.where(clipped == x0, out, new.to(out.dtype))
-        return torch.cat([out, extra], dim=1) if extra.shape[1] else out
-
-
-@functools.cache
-def _clips_natively(cls: type) -> bool:
-    """Whether the scheduler class has its own ``clip_sample`` (DDIM does; DPM-Solver and UniPC do not)."""
-    return "clip_sample" in inspect.signature(cls.__init__).parameters
-
-
-def scheduler_driver(scheduler, model_kind: str | None, pipeline_name: str = "this pipeline") -> SchedulerDriver:
-    """The :class:`SchedulerDriver` for ``scheduler`` on a model of ``model_kind`` (``"flow"``, ``"diffusion"`` or
-    ``None``: no check). A Diffusers scheduler that would sample the model in the wrong convention is a one-line
-    ``ValueError`` saying what to do instead."""
-    if model_kind is None or not is_diffusers_scheduler(scheduler):
-        return SchedulerDriver(scheduler)
-    name = type(scheduler).__name__
-    if model_kind == "flow-map":
-        raise ValueError(
-            f"{name} cannot sample {pipeline_name}: a flow map jumps between two times that the model is fed, which "
-            "Diffusers' solvers do not do; use genzoo.FlowMapEulerScheduler.from_config(pipe.scheduler.config)."
-        )
-    flow = in_flow_mode(scheduler)
-    if model_kind == "flow":
-        if flow:
-            return DiffusersFlowDriver(scheduler)
-        config = scheduler.config
-        if has_flow_mode(scheduler):
-            raise ValueError(
-                f"{name} is not set up for flow matching (use_flow_sigmas={config.get('use_flow_sigmas')!r}, "
-                f"prediction_type={config.get('prediction_type')!r}), so it would sample this flow-matching model "
-                f"wrongly: build it with pipe.scheduler = genzoo.schedulers.diffusers_scheduler({name}, pipe)."
-            )
-        raise ValueError(
-            f"{name} has no flow-matching mode and cannot sample {pipeline_name}'s velocity model: use "
-            f"FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config) or "
-            f"genzoo.schedulers.diffusers_scheduler({FLOW_MODE_EXAMPLES.replace(' or ', ' | ')}, pipe)."
-        )
-    if flow and model_kind == "diffusion":
-        raise ValueError(
-            f"{name} is set up for flow matching, but {pipeline_name}'s model is a diffusion (DDPM) model: build the "
-            f"scheduler with {name}.from_config(ddpm_scheduler.config) (use_flow_sigmas=False)."
-        )
-    if model_kind == "diffusion" and scheduler.config.get("clip_sample") and not _clips_natively(type(scheduler)):
-        return ClippedDiffusionDriver(scheduler)
-    return SchedulerDriver(scheduler)

@@ -1,4 +1,4 @@
-"""The Gaussian probability path shared by every genzoo scheduler.
+"""Gaussian probability paths: the math under every genzoo scheduler, and the extension point for new paths.
 
 Both diffusion-type methods in genzoo noise data along one *affine* path::
 
@@ -6,37 +6,30 @@ Both diffusion-type methods in genzoo noise data along one *affine* path::
 
 - DDPM walks it on a discrete grid with ``alpha = sqrt(alpha_bar_t)`` and
   ``sigma = sqrt(1 - alpha_bar_t)``;
-- flow matching walks it in continuous time ``t in [0, 1]`` with ``alpha = t`` and
-  ``sigma = 1 - t`` (noise at ``t = 0``, data at ``t = 1``), so ``d_alpha = 1`` and
-  ``d_sigma = -1``.
+- flow matching walks it in continuous time ``t in [0, 1]`` (noise at ``t = 0``, data at ``t = 1``) along a
+  :class:`ProbabilityPath`: the straight one, ``alpha = t`` and ``sigma = 1 - t`` (so ``d_alpha = 1`` and
+  ``d_sigma = -1``), by default; any registered path (``genzoo.paths`` entry points, e.g. ``cosine``) through the
+  flow schedulers' ``path`` option.
 
 Everything a scheduler needs from a model output -- the data estimate, the noise estimate,
 the velocity ``dx_t/dt`` -- follows from ``alpha``, ``sigma`` and, for velocities, their
-time derivatives. This module holds those conversions once, so the two schedulers do not
-each carry their own copy.
+time derivatives. This module holds those conversions once (:class:`AffinePath`), so the schedulers do not
+each carry their own copy. The checks of the schedulers' arguments are in :mod:`genzoo.schedulers.checks`.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-
-from ..checks import check_choice  # noqa: F401  (re-exported for the schedulers)
-from ..checks import describe, is_real
 
 #: What a model may be trained to predict, with Diffusers' names where Diffusers has one.
 #: ``velocity`` is the flow-matching target ``dx_t/dt = d_alpha * data + d_sigma * noise``;
 #: ``v_prediction`` is the (different) diffusion "v" of Salimans & Ho, ``alpha * noise - sigma * data``.
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "velocity")
-
-#: The most training timesteps (and, for flow matching, sampling steps) a scheduler takes: every one of them is held
-#: in memory, and no published schedule comes near it.
-MAX_TIMESTEPS = 1_000_000
+#: The path of the flow schedulers unless their ``path`` option names another.
+DEFAULT_PATH = "straight"
 
 
 def expand_to(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -111,211 +104,161 @@ def _unknown(prediction_type: str) -> ValueError:
     return ValueError(f"Unknown prediction_type={prediction_type!r}; allowed: {', '.join(PREDICTION_TYPES)}.")
 
 
-def check_tensor(name: str, value) -> torch.Tensor:
-    """``value`` must be a floating-point ``torch.Tensor`` (what a model outputs and a scheduler steps)."""
-    if not isinstance(value, torch.Tensor):
+# ------------------------------------------------------------------------------------------------ continuous paths
+class ProbabilityPath:
+    """A Gaussian path in flow time ``t in [0, 1]``: ``x_t = alpha(t) * data + sigma(t) * noise``, pure noise at
+    ``t = 0`` (``alpha = 0``, ``sigma = 1``) and the data at ``t = 1`` (``alpha = 1``, ``sigma = 0``).
+
+    A new path is a subclass that gives :meth:`alpha`, :meth:`sigma` and their time derivatives :meth:`d_alpha`,
+    :meth:`d_sigma`, registered under the ``genzoo.paths`` entry-point group by its name (genzoo's own: ``straight``
+    and ``cosine``); every flow solver then trains and samples on it through its ``path`` option, and the trainer's
+    ``--path``. Each of the four takes ``t`` as a tensor (coefficients that broadcast against the samples) or as a
+    Python float (one time of a sampling grid, kept in float64); :func:`math_of` picks ``torch`` or ``math`` for it.
+    """
+
+    def alpha(self, t):
+        """The data's coefficient at ``t`` (0 at ``t = 0``, 1 at ``t = 1``)."""
+        raise NotImplementedError
+
+    def sigma(self, t):
+        """The noise's coefficient at ``t`` (1 at ``t = 0``, 0 at ``t = 1``)."""
+        raise NotImplementedError
+
+    def d_alpha(self, t):
+        """``d alpha / dt`` at ``t``."""
+        raise NotImplementedError
+
+    def d_sigma(self, t):
+        """``d sigma / dt`` at ``t``."""
+        raise NotImplementedError
+
+    def at(self, t) -> AffinePath:
+        """The path's coefficients and their derivatives at flow time ``t`` (a tensor that broadcasts against the
+        samples -- build it with :func:`expand_to` -- or a Python float).
+
+        Args:
+            t (float | torch.Tensor): flow time(s) in [0, 1].
+
+        Returns:
+            The ``AffinePath`` at ``t``: ``add_noise`` is its ``sample``, ``training_target`` its ``target``.
+        """
+        return AffinePath(alpha=self.alpha(t), sigma=self.sigma(t), d_alpha=self.d_alpha(t), d_sigma=self.d_sigma(t))
+
+    def velocity(self, model_output: torch.Tensor, x_t: torch.Tensor, t, prediction_type: str) -> torch.Tensor:
+        """The velocity ``dx_t/dt`` at ``x_t`` implied by a model's output (itself, for a ``velocity`` model): what an
+        ODE solver integrates.
+
+        Args:
+            model_output: the model's output at ``x_t``.
+            x_t: the point on the path.
+            t (float | torch.Tensor): its flow time.
+            prediction_type: what the model predicts (``velocity`` or ``sample``).
+
+        Returns:
+            The velocity, of the shape of ``x_t``.
+        """
+        if prediction_type == "velocity":
+            return model_output
+        return self.at(t).velocity_from(model_output, x_t, prediction_type)
+
+    def data_estimate(self, velocity: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
+        """The data the velocity at ``x_t`` points to, ``E[x_1 | x_t]`` when ``velocity`` is the true one (a step's
+        ``pred_original_sample``): ``x_t = alpha * x_1 + sigma * x_0`` and ``v = d_alpha * x_1 + d_sigma * x_0``
+        solved for ``x_1``.
+
+        Args:
+            velocity: the velocity at ``x_t``.
+            x_t: the point on the path.
+            t (float | torch.Tensor): its flow time.
+
+        Returns:
+            The data estimate, of the shape of ``x_t``.
+        """
+        return self.at(t).data_from(velocity, x_t, "velocity")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def math_of(t):
+    """``torch`` for a tensor ``t``, ``math`` for a Python number: the functions (``sin``, ``cos``, ...) to apply."""
+    return torch if isinstance(t, torch.Tensor) else math
+
+
+def _ones(t):
+    """1 in the form of ``t``: a tensor of ones like it, or the float 1.0."""
+    return torch.ones_like(t) if isinstance(t, torch.Tensor) else 1.0
+
+
+class StraightPath(ProbabilityPath):
+    """Flow matching's straight line (Lipman et al. 2022; Liu et al. 2022): ``alpha = t``, ``sigma = 1 - t``, so the
+    velocity ``x_1 - x_0`` is the same at every time. Registered as ``straight``, the default."""
+
+    def alpha(self, t):
+        return t
+
+    def sigma(self, t):
+        return 1 - t
+
+    def d_alpha(self, t):
+        return _ones(t)
+
+    def d_sigma(self, t):
+        return -_ones(t)
+
+    def data_estimate(self, velocity, x_t, t):
+        # The closed form x_t + (1 - t) v (one Euler step to t = 1): what genzoo and Diffusers have always computed.
+        return torch.add(x_t, velocity, alpha=1 - t)
+
+
+class CosinePath(ProbabilityPath):
+    """The cosine (trigonometric, variance-preserving) path: ``alpha = sin(pi t / 2)``, ``sigma = cos(pi t / 2)``,
+    so ``alpha^2 + sigma^2 = 1`` at every time (the noise-to-data interpolant of Albergo & Vanden-Eijnden 2023).
+    Registered as ``cosine``."""
+
+    def alpha(self, t):
+        return math_of(t).sin(math.pi / 2 * t)
+
+    def sigma(self, t):
+        return math_of(t).cos(math.pi / 2 * t)
+
+    def d_alpha(self, t):
+        return math.pi / 2 * math_of(t).cos(math.pi / 2 * t)
+
+    def d_sigma(self, t):
+        return -math.pi / 2 * math_of(t).sin(math.pi / 2 * t)
+
+
+def path_names() -> list[str]:
+    """The names of the registered probability paths (``genzoo.paths`` entry points, plugins' included), sorted."""
+    from .. import registry
+
+    return registry.names("path")
+
+
+def get_path(name: str) -> ProbabilityPath:
+    """The registered probability path ``name``, built.
+
+    Args:
+        name: a registered path name, e.g. ``"straight"`` or ``"cosine"``.
+
+    Returns:
+        The path object.
+
+    Raises:
+        ValueError: naming ``name`` and the registered paths, if it is not one of them.
+    """
+    from .. import registry
+    from ..checks import describe
+
+    names = path_names()
+    if not isinstance(name, str) or name not in names:
         raise ValueError(
-            f"{name} must be a floating-point torch.Tensor, got {describe(value)} (type {type(value).__name__})."
+            f"Unknown path={describe(name)}; allowed: {', '.join(map(repr, names))} (the registered probability "
+            "paths; a package adds one under the 'genzoo.paths' entry-point group)."
         )
-    if not value.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point torch.Tensor, got a tensor of dtype {value.dtype}.")
-    return value
-
-
-def check_same_shape(model_output: torch.Tensor, sample: torch.Tensor, allowed_channels=None) -> None:
-    """``step`` inputs must agree in shape (``allowed_channels`` lists extra widths of dim 1 to accept)."""
-    if model_output.shape == sample.shape:
-        return
-    if (
-        allowed_channels
-        and model_output.ndim == sample.ndim
-        and model_output.shape[0] == sample.shape[0]
-        and model_output.shape[2:] == sample.shape[2:]
-        and model_output.shape[1] in allowed_channels
-    ):
-        return
-    raise ValueError(
-        f"model_output has shape {tuple(model_output.shape)} but sample has shape {tuple(sample.shape)}; "
-        "they must match" + (f" (or have {allowed_channels} channels in dim 1)" if allowed_channels else "") + "."
-    )
-
-
-def check_step_inputs(model_output, sample, min_ndim: int = 0, learned_variance: bool = False) -> None:
-    """What every ``step`` needs of its tensors: both floating-point tensors on one device, a non-empty sample with at
-    least ``min_ndim`` dimensions, and the same shape (for a learned variance: twice the sample's channels in dim 1).
-    Finiteness is checked with the outputs, in one synchronisation (:func:`check_step_finite`)."""
-    check_tensor("model_output", model_output)
-    check_tensor("sample", sample)
-    if model_output.device != sample.device:
-        raise ValueError(f"model_output is on {model_output.device} but sample is on {sample.device}; they must match.")
-    if sample.ndim < max(min_ndim, 2 if learned_variance else 0) or sample.numel() == 0:
-        need = max(min_ndim, 2 if learned_variance else 0)
-        raise ValueError(
-            f"sample must be a non-empty tensor with at least {need} dimension(s) (batch first"
-            + (", channels second for a learned variance" if learned_variance else "")
-            + f"), got shape {tuple(sample.shape)}."
-        )
-    check_same_shape(model_output, sample, allowed_channels=[2 * sample.shape[1]] if learned_variance else None)
-
-
-def check_generator(generator, batch_size: int) -> None:
-    """``None``, a ``torch.Generator`` or a list of one per sample (Diffusers' ``randn_tensor`` convention)."""
-    if generator is None or isinstance(generator, torch.Generator):
-        return
-    if isinstance(generator, list) and all(isinstance(g, torch.Generator) for g in generator):
-        if len(generator) in (1, batch_size):
-            return
-        raise ValueError(
-            f"generator is a list of {len(generator)} generators; give one, or one per sample ({batch_size})."
-        )
-    raise ValueError(
-        f"generator must be None, a torch.Generator or a list of them, got {describe(generator)} "
-        f"(type {type(generator).__name__})."
-    )
-
-
-def check_device(device):
-    """``device`` as ``set_timesteps`` takes it (``None``, a string such as ``'cpu'``, a ``torch.device``, a CUDA
-    index), checked to name a device: a ``ValueError`` instead of torch's ``RuntimeError``/``TypeError``."""
-    if device is None:
-        return None
-    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
-        raise ValueError(f"device must be None, a string such as 'cpu' or a torch.device, got {describe(device)}.")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"device={describe(device)} is not a device torch knows: {first_line}") from None
-
-
-def move_to_device(tensor: torch.Tensor, device) -> torch.Tensor:
-    """``tensor.to(device)`` with a one-line ``ValueError`` when the device is not available here."""
-    try:
-        return tensor.to(device)
-    except (RuntimeError, AssertionError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"device={describe(device)} is not available: {first_line}") from None
-
-
-def as_number_array(name: str, values, wanted: str) -> np.ndarray:
-    """``values`` -- a list, tuple or other iterable of real numbers (or one-element tensors), a numpy array or a
-    tensor -- as a float64 numpy array (any shape; huge integers become inf). Anything else (strings, bools, None,
-    nested lists of unequal length, a single number) is a one-line ``ValueError`` saying ``name`` must be ``wanted``.
-    The caller checks the shape, finiteness and range, with its own words."""
-
-    def fail(note: str = ""):
-        raise ValueError(f"{name} must be {wanted}, got {describe(values)}{note}.")
-
-    if isinstance(values, torch.Tensor):
-        if values.dtype == torch.bool or values.is_complex():
-            fail(f" (a tensor of dtype {values.dtype})")
-        return values.detach().to("cpu", torch.float64).numpy()
-    if isinstance(values, np.ndarray):
-        if values.dtype.kind not in "iuf":
-            fail(f" (an array of dtype {values.dtype})")
-        with np.errstate(over="ignore"):
-            return values.astype(np.float64)
-    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
-        fail(f" (type {type(values).__name__})")
-
-    def number(item):
-        if isinstance(item, torch.Tensor):
-            if item.numel() == 1 and item.dtype != torch.bool and not item.is_complex():
-                return float(item)
-        elif isinstance(item, np.ndarray):
-            return as_number_array(name, item, wanted).tolist()
-        elif is_real(item):
-            return _float(item)
-        elif isinstance(item, (list, tuple)):
-            return [number(i) for i in item]
-        fail(f": {describe(item)} is not a number")
-
-    items = [number(item) for item in values]
-    try:
-        return np.asarray(items, dtype=np.float64)
-    except ValueError:  # nested lists of unequal lengths
-        fail(" (a ragged nesting of lists)")
-
-
-def _float(value) -> float:
-    """A real number as a float; integers too large for one become +-inf (and fail the finiteness checks)."""
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
-
-
-def as_timestep_tensor(name: str, timesteps) -> torch.Tensor:
-    """Training timesteps as a non-empty tensor of real numbers (a number, a list, a numpy array or a tensor);
-    bools, complex numbers and anything else are a one-line ``ValueError``."""
-    if isinstance(timesteps, torch.Tensor):
-        t = timesteps
-    elif is_real(timesteps):
-        value = timesteps
-        if isinstance(value, numbers.Integral) and -(2**63) <= value < 2**63:
-            t = torch.tensor(int(value))
-        else:
-            t = torch.tensor(_float(value), dtype=torch.float64)
-    else:
-        t = torch.from_numpy(as_number_array(name, timesteps, "a number or a tensor of numbers"))
-    if t.dtype == torch.bool or t.is_complex():
-        raise ValueError(f"{name} must be a number or a tensor of real numbers, got a tensor of dtype {t.dtype}.")
-    if t.numel() == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); give one timestep, or one per sample.")
-    return t
-
-
-def check_batch_timesteps(timesteps: torch.Tensor, like: torch.Tensor, name: str = "timesteps") -> None:
-    """``timesteps`` holds one value for the whole batch or one per sample of ``like`` (``like.shape[0]``)."""
-    n = timesteps.numel()
-    if n == 1 or (like.ndim >= 1 and n == like.shape[0]):
-        return
-    raise ValueError(
-        f"{name} has {n} values for samples of shape {tuple(like.shape)}; give one timestep, or one per sample "
-        f"({like.shape[0] if like.ndim else 1})."
-    )
-
-
-def check_training_inputs(original_samples, noise) -> None:
-    """``add_noise``/``training_target`` take two floating-point tensors of one shape on one device."""
-    check_tensor("original_samples", original_samples)
-    check_tensor("noise", noise)
-    if noise.shape != original_samples.shape:
-        raise ValueError(
-            f"noise has shape {tuple(noise.shape)} but original_samples has shape {tuple(original_samples.shape)}; "
-            "they must match."
-        )
-    if noise.device != original_samples.device:
-        raise ValueError(
-            f"noise is on {noise.device} but original_samples is on {original_samples.device}; they must match."
-        )
-
-
-def finite_flags(*tensors: torch.Tensor) -> list[torch.Tensor]:
-    """``torch.isfinite(t).all()`` of each tensor, not yet read: callers stack them with other statistics so that the
-    whole validation costs one device synchronisation."""
-    return [torch.isfinite(t).all() for t in tensors]
-
-
-def check_step_finite(owner: str, timestep, model_output, sample, *outputs) -> None:
-    """After a ``step``: a ``ValueError`` if the model output or the sample holds NaN/inf (checked, not propagated:
-    a clamp could hide it), or if finite inputs still gave a non-finite output (overflow). One synchronisation."""
-    flags = torch.stack(finite_flags(model_output, sample, *outputs)).tolist()
-    if all(flags):
-        return
-    where = f"{owner}.step at timestep {_show_timestep(timestep)}"
-    if not flags[0]:
-        raise ValueError(f"{where}: model_output contains NaN or inf; the model diverged or its input was invalid.")
-    if not flags[1]:
-        raise ValueError(f"{where}: sample contains NaN or inf.")
-    biggest = max(float(model_output.abs().max()), float(sample.abs().max()))
-    raise ValueError(
-        f"{where}: finite inputs (largest magnitude {biggest:.3g}) gave a non-finite result; they are too large "
-        f"for this step's {outputs[0].dtype} arithmetic."
-    )
-
-
-def _show_timestep(timestep) -> str:
-    if isinstance(timestep, torch.Tensor) and timestep.numel() == 1:
-        timestep = timestep.item()
-    return f"{timestep:g}" if isinstance(timestep, float) else describe(timestep)
+    path = registry.get("path", name)
+    path = path() if isinstance(path, type) else path
+    if not isinstance(path, ProbabilityPath):
+        raise ValueError(f"The registered path {name!r} is a {type(path).__name__}, not a genzoo ProbabilityPath.")
+    return path

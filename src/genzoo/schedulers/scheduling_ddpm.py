@@ -23,22 +23,21 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..checks import check_bool, check_int, check_number, check_str_choice, describe, is_real
-from .paths import (
+from .checks import (
     MAX_TIMESTEPS,
-    AffinePath,
     as_number_array,
     as_timestep_tensor,
     check_batch_timesteps,
     check_device,
     check_generator,
-    check_step_finite,
     check_step_inputs,
     check_tensor,
     check_training_inputs,
-    expand_to,
+    finish_step,
     finite_flags,
     move_to_device,
 )
+from .paths import AffinePath, expand_to
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
@@ -57,6 +56,42 @@ class DDPMSchedulerOutput(BaseOutput):
 
     prev_sample: torch.Tensor
     pred_original_sample: torch.Tensor | None = None
+
+
+@dataclass
+class DDPMPosterior:
+    """The Gaussian posterior ``q(x_{t'} | x_t, x_0)`` of a step from ``t`` to an earlier ``t'`` of the chain (eqs. 6-7
+    of Ho et al.): mean ``coef_x0 * x_0 + coef_xt * x_t``, variance ``variance`` (beta~, clamped to >= 1e-20 for
+    its logarithm), and the step's own ``beta = 1 - alpha_bar_t / alpha_bar_t'`` (the other fixed variance)."""
+
+    coef_x0: torch.Tensor
+    coef_xt: torch.Tensor
+    variance: torch.Tensor
+    beta: torch.Tensor
+
+
+def ddpm_posterior(alpha_bar_t: torch.Tensor, alpha_bar_prev: torch.Tensor) -> DDPMPosterior:
+    """The posterior of the step between cumulative alphas ``alpha_bar_t`` and ``alpha_bar_prev`` (1 after the last
+    step): the one home of this math, used by :meth:`DDPMScheduler.step` (one step, in float32, Diffusers'
+    arithmetic to the bit) and by the DDPM method's variational bound (every step of the chain at once).
+
+    Args:
+        alpha_bar_t: ``alpha_bar`` at the current timestep(s).
+        alpha_bar_prev: ``alpha_bar`` at the timestep(s) the step goes to, of the same shape.
+
+    Returns:
+        The :class:`DDPMPosterior`, elementwise.
+    """
+    beta_prod_t = 1 - alpha_bar_t
+    beta_prod_t_prev = 1 - alpha_bar_prev
+    current_alpha_t = alpha_bar_t / alpha_bar_prev
+    current_beta_t = 1 - current_alpha_t  # the effective beta of this (possibly skipping) step
+    return DDPMPosterior(
+        coef_x0=(alpha_bar_prev**0.5 * current_beta_t) / beta_prod_t,
+        coef_xt=current_alpha_t**0.5 * beta_prod_t_prev / beta_prod_t,
+        variance=torch.clamp(beta_prod_t_prev / beta_prod_t * current_beta_t, min=1e-20),
+        beta=current_beta_t,
+    )
 
 
 class DDPMScheduler(SchedulerMixin, ConfigMixin):
@@ -117,6 +152,10 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
     order = 1
+    #: What the model this scheduler steps predicts: noise, x_0 or v of a diffusion (the pipelines' ``model_kind``).
+    model_kind = "diffusion"
+    #: How a menu of samplers (the demo's) shows it.
+    solver_label = "DDPM (genzoo)"
 
     @register_to_config
     def __init__(
@@ -493,17 +532,14 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
 
     def _variance(
         self,
-        alpha_prod_t: torch.Tensor,
-        alpha_prod_t_prev: torch.Tensor,
+        posterior: DDPMPosterior,
         predicted_variance: torch.Tensor | None,
         variance_type: str,
     ) -> torch.Tensor:
-        """The variance (sigma^2) of the reverse step between two cumulative alphas; see :meth:`_get_variance`."""
-        current_beta_t = 1 - alpha_prod_t / alpha_prod_t_prev
-        # The posterior variance beta~_t of q(x_{t'} | x_t, x_0), eq. (7) of Ho et al.; clamped for its logarithm.
-        posterior = torch.clamp((1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * current_beta_t, min=1e-20)
+        """The variance (sigma^2) of the reverse step with this posterior; see :meth:`_get_variance`."""
+        current_beta_t = posterior.beta
         if variance_type in ("fixed_small", "fixed_small_log"):
-            return posterior
+            return posterior.variance
         if variance_type in ("fixed_large", "fixed_large_log"):
             return current_beta_t
         if predicted_variance is None:
@@ -512,7 +548,7 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
             variance = predicted_variance
         else:  # learned_range: interpolate between the two fixed choices in log space (Improved DDPM).
             frac = (predicted_variance + 1) / 2
-            variance = torch.exp(frac * torch.log(current_beta_t) + (1 - frac) * torch.log(posterior))
+            variance = torch.exp(frac * torch.log(current_beta_t) + (1 - frac) * torch.log(posterior.variance))
         # A negative variance (learned) or an exponent that overflows (learned_range far outside [-1, 1]) would make
         # the step NaN or inf from a finite model output; Diffusers returns that, genzoo says so.
         low, high, ok = torch.stack(
@@ -550,7 +586,8 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         t = self._timestep_value(t)
         prev_t = int(self.previous_timestep(t))
         alpha_prod_t_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.one
-        return self._variance(self.alphas_cumprod[t], alpha_prod_t_prev, predicted_variance, variance_type)
+        return self._variance(ddpm_posterior(self.alphas_cumprod[t], alpha_prod_t_prev), predicted_variance,
+                              variance_type)
 
     def step(
         self,
@@ -596,12 +633,9 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
 
         alpha_prod_t = self.alphas_cumprod[t]
         alpha_prod_t_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.one
-        beta_prod_t = 1 - alpha_prod_t
-        beta_prod_t_prev = 1 - alpha_prod_t_prev
-        current_alpha_t = alpha_prod_t / alpha_prod_t_prev
-        current_beta_t = 1 - current_alpha_t  # the effective beta of this (possibly skipping) step
+        posterior = ddpm_posterior(alpha_prod_t, alpha_prod_t_prev)
 
-        path = AffinePath(alpha=alpha_prod_t**0.5, sigma=beta_prod_t**0.5)
+        path = AffinePath(alpha=alpha_prod_t**0.5, sigma=(1 - alpha_prod_t) ** 0.5)
         pred_original_sample = path.data_from(model_output, sample, self.config.prediction_type)
         if self.config.thresholding:
             pred_original_sample = self._threshold_sample(pred_original_sample)
@@ -610,19 +644,15 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
             pred_original_sample = pred_original_sample.clamp(-r, r)
 
         # Mean of the posterior q(x_{t'} | x_t, x_0), eq. (7) of Ho et al.
-        pred_original_sample_coeff = (alpha_prod_t_prev**0.5 * current_beta_t) / beta_prod_t
-        current_sample_coeff = current_alpha_t**0.5 * beta_prod_t_prev / beta_prod_t
-        prev_sample = pred_original_sample_coeff * pred_original_sample + current_sample_coeff * sample
+        prev_sample = posterior.coef_x0 * pred_original_sample + posterior.coef_xt * sample
 
         if t > 0:
             noise = randn_tensor(model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype)
-            variance = self._variance(alpha_prod_t, alpha_prod_t_prev, predicted_variance, self.config.variance_type)
+            variance = self._variance(posterior, predicted_variance, self.config.variance_type)
             prev_sample = prev_sample + variance**0.5 * noise
 
-        check_step_finite(type(self).__name__, t, full_model_output, sample, prev_sample, pred_original_sample)
-        if not return_dict:
-            return (prev_sample, pred_original_sample)
-        return DDPMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+        return finish_step(DDPMSchedulerOutput, type(self).__name__, t, full_model_output, sample, prev_sample,
+                           pred_original_sample, return_dict)
 
     def _threshold_sample(self, sample: torch.Tensor) -> torch.Tensor:
         """Dynamic thresholding (Imagen): clamp each sample to its ``dynamic_thresholding_ratio`` quantile of

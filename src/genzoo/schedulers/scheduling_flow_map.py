@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .paths import check_step_finite, check_step_inputs
+from .checks import check_step_inputs, finish_step
 from .scheduling_flow_match import FlowMatchEulerScheduler, FlowMatchSchedulerOutput, upcast
 
 
@@ -29,12 +29,17 @@ class FlowMapEulerScheduler(FlowMatchEulerScheduler):
 
     Configured like ``FlowMatchEulerScheduler`` (whose arguments it takes): with ``prediction_type='velocity'``
     the model's output is the average velocity over ``[t, r]``; with ``'sample'`` it is the data ``x_1``, whose
-    velocity ``(x_1 - x_t) / (1 - t)`` is then used for the jump (exact for one jump to the data). On a grid
+    velocity at ``t`` on the path (``(x_1 - x_t) / (1 - t)`` on the straight one) is then used for the jump (exact
+    for one jump to the data on the straight path). On a grid
     ``t_0 < ... < t_N = 1`` from ``set_timesteps``, ``timesteps[k]`` is the model's first time input and
     ``r_timesteps[k]`` its second (both in model units); ``step`` called in a loop over ``timesteps`` walks the grid
     exactly as the Euler scheduler does (the arithmetic of a step is the same: only what the model was trained to
     predict differs).
     """
+
+    model_kind = "flow-map"
+    solver_name = None  # no --solver shorthand: a flow map is not an ODE solver of a velocity model
+    solver_label = "Euler (genzoo)"
 
     def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None) -> None:
         super().set_timesteps(num_inference_steps=num_inference_steps, device=device, timesteps=timesteps)
@@ -54,8 +59,9 @@ class FlowMapEulerScheduler(FlowMatchEulerScheduler):
         Without ``r_timestep`` this is the next step of the grid, located and advanced as in
         ``FlowMatchEulerScheduler.step``. With one, the jump is a pure function of the two times (any-step
         sampling; ``r_timestep`` must lie in ``[timestep, num_train_timesteps]`` and the grid position is left as
-        it was). ``pred_original_sample`` is the data estimate ``x_t + (1 - t) u`` (the jump to ``r = 1`` if the
-        model's average velocity held to the end; exact for a one-step jump).
+        it was). ``pred_original_sample`` is the path's data estimate from ``u`` taken as the velocity at ``t``
+        (its ``data_estimate``): on the straight path ``x_t + (1 - t) u``, the jump to ``r = 1`` if the model's
+        average velocity held to the end (exact for a one-step jump).
 
         Args:
             model_output: the model's average velocity over ``[t, r]`` (or its data estimate, for
@@ -88,11 +94,9 @@ class FlowMapEulerScheduler(FlowMatchEulerScheduler):
         x = upcast(sample)
         u = self._velocity(upcast(model_output), x, t)
         prev_sample = torch.add(x, u, alpha=r - t)
-        pred_original_sample = torch.add(x, u, alpha=1 - t)
-        check_step_finite(type(self).__name__, timestep, model_output, sample, prev_sample, pred_original_sample)
+        pred_original_sample = self.probability_path.data_estimate(u, x, t)
+        result = finish_step(FlowMatchSchedulerOutput, type(self).__name__, timestep, model_output, sample,
+                             prev_sample, pred_original_sample, return_dict, dtype=sample.dtype)
         if i is not None:
             self._step_index = i + 1
-        prev_sample, pred_original_sample = prev_sample.to(sample.dtype), pred_original_sample.to(sample.dtype)
-        if not return_dict:
-            return (prev_sample, pred_original_sample)
-        return FlowMatchSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+        return result

@@ -3,9 +3,15 @@
 The textbook convention, used throughout genzoo:
 
 - time ``t in [0, 1]``; ``x_0 ~ N(0, I)`` is the noise and ``x_1`` the data;
-- the straight path ``x_t = (1 - t) * x_0 + t * x_1``;
-- the model learns the velocity ``v(x_t, t) ~ x_1 - x_0``;
+- the straight path ``x_t = (1 - t) * x_0 + t * x_1`` (or any registered
+  :class:`~genzoo.schedulers.paths.ProbabilityPath` ``x_t = alpha_t * x_1 + sigma_t * x_0``, named by the ``path``
+  option);
+- the model learns the velocity ``v(x_t, t) ~ x_1 - x_0`` (on another path: ``d_alpha_t * x_1 + d_sigma_t * x_0``);
 - sampling integrates ``dx/dt = v(x, t)`` from ``t = 0`` to ``t = 1``.
+
+The path and the solver are apart: the path object gives ``add_noise``, ``training_target`` and the conversions of a
+model output to a velocity and a data estimate; the solver (Euler here, Heun and the flow map's jump in their modules)
+only integrates the velocity, so every solver works on every path.
 
 ``diffusers.FlowMatchEulerDiscreteScheduler`` runs the same path backwards (``sigma = 1 - t``, and its
 model predicts ``x_0 - x_1 = -v``); :mod:`genzoo.schedulers.diffusers_interop` converts (and
@@ -30,21 +36,20 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
 from ..checks import check_bool, check_int, check_number, check_str_choice, describe, is_real
-from .paths import (
+from .checks import (
     MAX_TIMESTEPS,
-    AffinePath,
     as_number_array,
     as_timestep_tensor,
     check_batch_timesteps,
     check_device,
-    check_step_finite,
     check_step_inputs,
     check_tensor,
     check_training_inputs,
-    expand_to,
+    finish_step,
     finite_flags,
     move_to_device,
 )
+from .paths import DEFAULT_PATH, AffinePath, expand_to, get_path
 
 TIME_SAMPLINGS = ("uniform", "logit_normal")
 FLOW_PREDICTION_TYPES = ("velocity", "sample")
@@ -53,7 +58,7 @@ FLOW_PREDICTION_TYPES = ("velocity", "sample")
 @dataclass
 class FlowMatchSchedulerOutput(BaseOutput):
     """``prev_sample`` is the state at the next grid time (the next model input);
-    ``pred_original_sample`` is the data estimate ``x_t + (1 - t) * v`` at the current time."""
+    ``pred_original_sample`` is the data estimate at the current time (``x_t + (1 - t) * v`` on the straight path)."""
 
     prev_sample: torch.Tensor
     pred_original_sample: torch.Tensor | None = None
@@ -82,14 +87,8 @@ def upcast(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
-def straight_path(t: torch.Tensor) -> AffinePath:
-    """The flow-matching path at flow time ``t``: ``alpha = t``, ``sigma = 1 - t`` and their derivatives 1, -1."""
-    one = torch.ones_like(t)
-    return AffinePath(alpha=t, sigma=1 - t, d_alpha=one, d_sigma=-one)
-
-
 class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
-    """Euler integration of a flow-matching velocity field, plus the training side of its straight path.
+    """Euler integration of a flow-matching velocity field, plus the training side of its probability path.
 
     Args:
         num_train_timesteps: the scale between flow time and the model's time input (see ``scale_timesteps``).
@@ -100,19 +99,29 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         logit_mean: mean of the normal whose sigmoid is the logit-normal training time.
         logit_std: standard deviation of that normal.
         prediction_type: ``velocity`` (the model predicts ``x_1 - x_0``) or ``sample`` (it predicts ``x_1``).
+        path: the probability path, a registered name (``genzoo.paths`` entry points): ``straight`` (the default,
+            ``x_t = (1 - t) x_0 + t x_1``) or ``cosine`` (``x_t = cos(pi t / 2) x_0 + sin(pi t / 2) x_1``), or a
+            plugin's. Training and sampling both go through it; Diffusers' flow schedulers know only the straight
+            one.
 
     Raises:
         ValueError: one line naming the argument, its value and what is allowed (``from_config`` and
             ``from_pretrained`` go through the same checks): ``num_train_timesteps`` an integer in [1, 1000000];
             ``scale_timesteps`` ``True``/``False``; ``shift`` a finite number > 0 (whose grid must stay strictly
-            increasing in float64); ``logit_mean`` finite; ``logit_std`` finite and > 0; the strings one of their
-            choices. ``set_timesteps``, ``step``, ``add_noise`` and ``training_target`` check their arguments;
+            increasing in float64); ``logit_mean`` finite; ``logit_std`` finite and > 0; ``path`` a registered
+            path; the strings one of their choices. ``set_timesteps``, ``step``, ``add_noise`` and ``training_target`` check their arguments;
             ``step`` refuses a model output or sample holding NaN/inf (one ``isfinite`` reduction, read with the
             outputs' in one synchronisation).
     """
 
     _compatibles: list[str] = []
     order = 1
+    #: What the model this scheduler steps predicts: a velocity (the ``model_kind`` of the pipelines it serves).
+    model_kind = "flow"
+    #: The trainer's ``--solver`` shorthand for this solver (declared by each solver class itself).
+    solver_name = "euler"
+    #: How a menu of samplers (the demo's) shows it.
+    solver_label = "Euler (genzoo)"
 
     @register_to_config
     def __init__(
@@ -124,7 +133,10 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         logit_mean: float = 0.0,
         logit_std: float = 1.0,
         prediction_type: str = "velocity",
+        path: str = DEFAULT_PATH,
     ):
+        #: The :class:`~genzoo.schedulers.paths.ProbabilityPath` named by ``path``.
+        self.probability_path = get_path(path)
         check_str_choice("time_sampling", time_sampling, TIME_SAMPLINGS)
         check_str_choice("prediction_type", prediction_type, FLOW_PREDICTION_TYPES)
         check_number("shift", shift, 0, rule="a positive number")
@@ -210,25 +222,27 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         return move_to_device(t, device) if device is not None else t
 
     def path(self, timesteps, like: torch.Tensor) -> AffinePath:
-        """``alpha = t``, ``sigma = 1 - t``, ``d_alpha = 1``, ``d_sigma = -1`` at ``timesteps`` (model units).
+        """The path's ``alpha``, ``sigma``, ``d_alpha``, ``d_sigma`` at ``timesteps`` (model units); on the straight
+        path ``t``, ``1 - t``, 1 and -1.
 
         Args:
             timesteps (float | torch.Tensor): times in model units, one or one per sample of ``like``.
             like: a batch of samples; the coefficients broadcast against it.
 
         Returns:
-            The ``AffinePath`` of ``x_t = t * x_1 + (1 - t) * x_0``.
+            The ``AffinePath`` of ``x_t = alpha_t * x_1 + sigma_t * x_0``.
         """
         check_tensor("like", like)
-        return straight_path(expand_to(self._flow_time(timesteps, like), like))
+        return self.probability_path.at(expand_to(self._flow_time(timesteps, like), like))
 
     def _checked_path(self, original_samples, noise, timesteps) -> AffinePath:
         check_training_inputs(original_samples, noise)
         t = self._flow_time(timesteps, original_samples, dict(original_samples=original_samples, noise=noise))
-        return straight_path(expand_to(t, original_samples))
+        return self.probability_path.at(expand_to(t, original_samples))
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps) -> torch.Tensor:
-        """``x_t = (1 - t) * noise + t * original_samples`` (the data is x_1, the noise x_0).
+        """``x_t = alpha_t * original_samples + sigma_t * noise`` (the data is x_1, the noise x_0): on the straight
+        path ``(1 - t) * noise + t * original_samples``.
 
         Args:
             original_samples: the data x_1, a finite floating-point tensor, batch first.
@@ -241,7 +255,8 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         return self._checked_path(original_samples, noise, timesteps).sample(original_samples, noise)
 
     def training_target(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps) -> torch.Tensor:
-        """``x_1 - x_0`` for ``prediction_type='velocity'``, ``x_1`` for ``'sample'``.
+        """The velocity ``d_alpha_t * x_1 + d_sigma_t * x_0`` (``x_1 - x_0`` on the straight path) for
+        ``prediction_type='velocity'``, ``x_1`` for ``'sample'``.
 
         Args:
             original_samples: the data x_1, as for ``add_noise``.
@@ -381,13 +396,10 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         return index
 
     def _velocity(self, model_output: torch.Tensor, sample: torch.Tensor, t: float) -> torch.Tensor:
-        """The velocity at flow time ``t`` implied by the model output (itself, for ``velocity`` models)."""
-        if self.config.prediction_type == "velocity":
-            return model_output
-        # t and 1 - t as Python floats (float64): a grid time just below 1 would round to 1 in float32 and make
-        # 1 - t, which the conversion divides by, zero.
-        path = AffinePath(alpha=t, sigma=1.0 - t, d_alpha=1.0, d_sigma=-1.0)
-        return path.velocity_from(model_output, sample, self.config.prediction_type)
+        """The velocity at flow time ``t`` implied by the model output (itself, for ``velocity`` models). ``t`` is a
+        Python float (float64): a grid time just below 1 would round to 1 in float32 and make ``sigma_t``, which the
+        conversion divides by, zero."""
+        return self.probability_path.velocity(model_output, sample, t, self.config.prediction_type)
 
     def step(
         self,
@@ -421,14 +433,11 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
         t, t_next = self._grid[i], self._grid[i + 1]
         v = self._velocity(out, x, t)
         prev_sample = torch.add(x, v, alpha=t_next - t)
-        pred_original_sample = torch.add(x, v, alpha=1 - t)
-        check_step_finite(type(self).__name__, timestep, model_output, sample, prev_sample, pred_original_sample)
+        pred_original_sample = self.probability_path.data_estimate(v, x, t)
+        result = finish_step(FlowMatchSchedulerOutput, type(self).__name__, timestep, model_output, sample,
+                             prev_sample, pred_original_sample, return_dict, dtype=sample.dtype)
         self._step_index = i + 1
-        if prev_sample.dtype != sample.dtype:
-            prev_sample, pred_original_sample = prev_sample.to(sample.dtype), pred_original_sample.to(sample.dtype)
-        if not return_dict:
-            return (prev_sample, pred_original_sample)
-        return FlowMatchSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+        return result
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps

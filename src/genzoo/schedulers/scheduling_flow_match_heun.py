@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .paths import check_step_finite
+from .checks import finish_step
 from .scheduling_flow_match import FlowMatchEulerScheduler, FlowMatchSchedulerOutput, upcast
 
 
@@ -23,6 +23,8 @@ class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
     """
 
     order = 2
+    solver_name = "heun"
+    solver_label = "Heun (genzoo)"
 
     def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None) -> None:
         super().set_timesteps(num_inference_steps=num_inference_steps, device=device, timesteps=timesteps)
@@ -76,7 +78,7 @@ class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
             t, t_next = self._grid[k], self._grid[k + 1]
             v = self._velocity(out, x, t)
             prev_sample = torch.add(x, v, alpha=t_next - t)
-            pred_original_sample = torch.add(x, v, alpha=1 - t)
+            pred_original_sample = self.probability_path.data_estimate(v, x, t)
             is_last = i == len(self.timesteps) - 1
             state = None if is_last else (x, v)
         else:  # corrector at t_{k}, closing interval [t_{k-1}, t_k]
@@ -91,13 +93,10 @@ class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
             t_prev, t = self._grid[k - 1], self._grid[k]
             v = self._velocity(out, x, t)
             prev_sample = torch.add(x_start, v_start + v, alpha=0.5 * (t - t_prev))
-            pred_original_sample = torch.add(x, v, alpha=1 - t)
+            pred_original_sample = self.probability_path.data_estimate(v, x, t)
             state = None
-        check_step_finite(type(self).__name__, timestep, model_output, sample, prev_sample, pred_original_sample)
+        result = finish_step(FlowMatchSchedulerOutput, type(self).__name__, timestep, model_output, sample,
+                             prev_sample, pred_original_sample, return_dict, dtype=sample.dtype)
         self._predictor_state = state
         self._step_index = i + 1
-        if prev_sample.dtype != sample.dtype:
-            prev_sample, pred_original_sample = prev_sample.to(sample.dtype), pred_original_sample.to(sample.dtype)
-        if not return_dict:
-            return (prev_sample, pred_original_sample)
-        return FlowMatchSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+        return result

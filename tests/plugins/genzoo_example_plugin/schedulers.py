@@ -18,6 +18,7 @@ class ShiftedFlowScheduler(FlowMatchEulerScheduler):
         logit_mean: float = 0.0,
         logit_std: float = 1.0,
         prediction_type: str = "velocity",
+        path: str = "straight",
     ):
         super().__init__(
             num_train_timesteps=num_train_timesteps,
@@ -27,4 +28,5 @@ class ShiftedFlowScheduler(FlowMatchEulerScheduler):
             logit_mean=logit_mean,
             logit_std=logit_std,
             prediction_type=prediction_type,
+            path=path,
         )
