@@ -24,18 +24,19 @@ from pathlib import Path
 import yaml
 
 from genzoo import registry
+from genzoo.data import get_dataset, registered_datasets
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-#: Evaluation settings of the zoo: what the cards report and what tests/test_zoo.py re-measures.
-EVAL_SAMPLES = {"digits": 500, "moons": 1000, "shapes": 500}
+#: The data set of each kind on which the zoo holds every genzoo method that trains on that kind (``data_kinds``).
+#: The card evaluation of a zoo pipeline uses its data set's ``eval_samples`` (what tests/test_zoo.py re-measures);
+#: where that is too slow for the test suite to repeat on every run, the suite repeats the same evaluation with the
+#: data set's ``check_samples`` instead, against its ``check_metrics`` stored under "check" in eval.json
+#: (write_check).
+ZOO_DATASETS = {"image": "digits", "vector": "moons"}
 #: Sampling steps of a card's evaluation where not the pipeline's default. DDPM on digits: 100 of the 1000 ancestral
 #: steps draw digits at least as close to the data (digits-FD 12.9 against 19.1 with all 1000, 500 samples, seed 0)
 #: in a tenth of the time, and the test suite re-measures every card.
-#: Data sets whose card evaluation is too slow for the test suite to repeat on every run: the suite repeats the same
-#: evaluation with this many samples instead, against the figures stored under "check" in eval.json (write_check).
-CHECK_SAMPLES = {"shapes": 100}
-CHECK_METRICS = ("shapes_fd", "precision", "recall")
 EVAL_STEPS = {"ddpm-digits": 100, "flow-matching-shapes": 20, "latent-flow-matching-shapes": 20}
 #: What a card says about its pipeline beyond the method, data and numbers (the shapes pipelines' roles).
 ABOUT = {
@@ -104,7 +105,7 @@ def build(name: str, train: bool = True) -> None:
              "--output_dir", str(run_dir.relative_to(ROOT))])
     train_minutes = (time.perf_counter() - start) / 60
     dataset = recipe["dataset"]
-    evaluate(run_dir, run_dir / "eval.json", EVAL_SAMPLES[dataset], EVAL_STEPS.get(name), seed=0)
+    evaluate(run_dir, run_dir / "eval.json", get_dataset(dataset).eval_samples, EVAL_STEPS.get(name), seed=0)
 
     from genzoo.hub import files_to_upload
 
@@ -123,18 +124,19 @@ def build(name: str, train: bool = True) -> None:
 
 
 def write_check(name: str) -> None:
-    """Add to ``pipelines/<name>/eval.json`` the figures of the card's evaluation repeated with ``CHECK_SAMPLES``
-    samples (same seed and steps), where the data set has one; tests/test_zoo.py re-measures those."""
+    """Add to ``pipelines/<name>/eval.json`` the figures of the card's evaluation repeated with the data set's
+    ``check_samples`` samples (same seed and steps), where it has them; tests/test_zoo.py re-measures those."""
     folder = HERE / name
     evaluation = json.loads((folder / "eval.json").read_text())
-    dataset = evaluation["dataset"]
-    if dataset not in CHECK_SAMPLES:
+    data = get_dataset(evaluation["dataset"])
+    if data.check_samples is None:
         return
     out = ROOT / "runs" / "zoo" / f"{name}-check.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    evaluate(folder, out, CHECK_SAMPLES[dataset], evaluation["num_inference_steps"], evaluation["seed"])
+    evaluate(folder, out, data.check_samples, evaluation["num_inference_steps"], evaluation["seed"])
     check = json.loads(out.read_text())
-    evaluation["check"] = {key: check[key] for key in ("num_samples", "num_inference_steps", "seed", *CHECK_METRICS)}
+    evaluation["check"] = {key: check[key]
+                           for key in ("num_samples", "num_inference_steps", "seed", *data.check_metrics)}
     (folder / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
 
 
@@ -174,10 +176,13 @@ TABLE_START, TABLE_END = "<!-- zoo table: written by pipelines/build.py -->", "<
 
 def zoo_table() -> str:
     """The markdown tables of docs/zoo.md: every registered method that has a zoo pipeline, side by side on each
-    data set, from the folders' eval.json and metrics.json."""
+    registered data set that has one (its ``summary_metrics`` as columns), from the folders' eval.json and
+    metrics.json."""
     lines = []
-    for dataset, columns in (("digits", ("digits_fd", "precision", "recall", "coverage")), ("moons", ("w2", "mmd2_rbf")),
-                             ("shapes", ("shapes_fd", "precision", "recall", "class_accuracy", "faithfulness_all"))):
+    for dataset, data in registered_datasets().items():
+        if not any(HERE.glob(f"*-{dataset}/eval.json")):
+            continue
+        columns = data.summary_metrics
         lines += [f"**{dataset}**", "",
                   "| pipeline | " + " | ".join(columns) + " | model calls / sample | MiB | train minutes (2-core CPU) |",
                   "|---|" + "---|" * (len(columns) + 3)]

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from genzoo.data import (
-    BUILTIN_DATASETS,
-    TOY_DATASETS,
     DataError,
     TrainingData,
     add_data_arguments,
+    dataset_names,
     digit_captions,
     digits_dataset,
     load_training_data,
+    registered_datasets,
     toy_dataset,
     toy_points,
 )
@@ -130,7 +130,11 @@ def test_digits_upscaled(resolution):
 
 
 # ------------------------------------------------------------------------------------------------------ toys
-@pytest.mark.parametrize("name", TOY_DATASETS)
+def test_every_registered_2d_set_has_documented_statistics():
+    assert set(dataset_names("vector")) == set(TOY_STATS)
+
+
+@pytest.mark.parametrize("name", dataset_names("vector"))
 def test_toy_points_seeded_with_documented_statistics(name):
     points = toy_points(name, 10000, np.random.default_rng(0))
     assert points.shape == (10000, 2) and points.dtype == np.float32
@@ -450,7 +454,16 @@ def test_names_that_resolve_to_nothing():
         load("--dataset", "8gaussian")
     with pytest.raises(DataError, match="'someone/no-such-dataset'.*Hub could not be reached.*HF_HUB_OFFLINE"):
         load("--dataset", "someone/no-such-dataset")
-    assert set(BUILTIN_DATASETS) == {"digits", "shapes", *TOY_DATASETS}
+
+
+@pytest.mark.parametrize("name", dataset_names())
+def test_every_registered_data_set_trains_as_it_declares(name):
+    """--dataset NAME gives the rows the registered data set declares: its kind, its sample shape, from "builtin"."""
+    declared = registered_datasets()[name]
+    data = load("--dataset", name, "--num_samples", 16, "--max_train_samples", 16)
+    assert (data.kind, data.sample_shape, data.name, data.source) == (
+        declared.data_kind, declared.sample_shape, name, "builtin")
+    assert declared.data_kind in ("image", "vector") and len(data.dataset) == 16
 
 
 @pytest.mark.parametrize(
@@ -541,6 +554,7 @@ def test_digit_captions_name_their_digit():
         digit_captions(10)
 
 
+@pytest.mark.slow
 def test_digits_captions_are_fixed_per_row_and_use_every_phrasing():
     from genzoo.data.builtin import digits_captions
 

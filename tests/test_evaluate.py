@@ -4,12 +4,14 @@ import json
 
 import numpy as np
 import pytest
-from test_training import run_training
 
 import genzoo
 from genzoo.cli import main
 from genzoo.hub import make_model_card
 from genzoo.metrics.evaluate import evaluate_pipeline
+from genzoo.testing import run_training
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,18 @@ import diffusers
 import huggingface_hub
 import pytest
 import torch
-from helpers import FAMILIES, samples_of, tiny_pipeline
+from helpers import FAMILIES, samples_of, text_pipeline, tiny_pipeline
 from huggingface_hub import ModelCard
 from huggingface_hub.errors import HfHubHTTPError
-from test_conditional_denoising import text_pipeline
-from test_training import run_training
 
 import genzoo
 from genzoo.cli import main
 from genzoo.conditioning import set_id2label
 from genzoo.hub import conditioning_of_folder
 from genzoo.pipelines.loading import PipelineLoadError
+from genzoo.testing import run_training
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

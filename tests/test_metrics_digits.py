@@ -19,10 +19,11 @@ from genzoo.metrics.digits import (
     digits_reference_features,
     digits_reference_images,
     evaluate_digits,
-    frechet_distance,
     load_digits_classifier,
-    precision_recall,
 )
+from genzoo.metrics.features import frechet_distance, precision_recall
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +144,11 @@ def test_train_test_floor_is_small_and_noise_is_far():
     assert result["digits_fd"] > 100 * floor and result["precision"] < 0.05 and result["recall"] < 0.05
     real = evaluate_digits(digits_arrays("train")[0][:, :, :, None])
     assert real["digits_fd"] == pytest.approx(floor, rel=1e-5) and real["digits_fd_floor"] == floor
+    # the registered data set's real-data floor is that measurement; smaller real sets score higher
+    from genzoo.data import get_dataset
+
+    assert get_dataset("digits").real_data_floor(1437)["digits_fd"] == pytest.approx(real["digits_fd"], rel=1e-5)
+    assert get_dataset("digits").real_data_floor(360, seed=1)["digits_fd"] > 1.5 * floor
     assert real["precision"] > 0.9 and real["recall"] > 0.9 and real["coverage"] == 1.0
     assert real["class_entropy"] > 0.99 * math.log(10)
 

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 import genzoo
-from genzoo.metrics.likelihood import flow_log_likelihood
+from genzoo.metrics import flow_log_likelihood
 from genzoo.metrics.point_clouds import MMD_BANDWIDTHS, mmd_rbf, wasserstein2
-from genzoo.metrics.vae_nll import iwae_nll
+from genzoo.metrics import iwae_nll
 from genzoo.models.mlp_vae import DiagonalGaussianDistributionND
 
 from helpers import tiny_autoencoder
@@ -331,3 +331,17 @@ def test_iwae_rejects_bad_arguments():
         iwae_nll(vae, x, recon_loss="l1")
     with pytest.raises(ValueError, match="k must"):
         iwae_nll(vae, x, k=0)
+
+
+def test_the_real_data_floor_of_a_point_set_is_real_points_against_its_reference():
+    """Two independent 1000-point draws of the true moons are about 0.11 apart in W2 (docs/few-step.md): what a
+    perfect model scores against the held-out reference of evaluate_pipeline."""
+    from genzoo.data import get_dataset
+    from genzoo.data.sets import REFERENCE_SEED_OFFSET
+
+    moons = get_dataset("moons")
+    floor = moons.real_data_floor(1000, seed=0)
+    assert 0.08 < floor["w2"] < 0.16 and abs(floor["mmd2_rbf"]) < 0.01 and floor["num_samples"] == 1000
+    real = moons.points(1000, np.random.default_rng(0)).astype(np.float64)
+    reference = moons.points(1000, np.random.default_rng(REFERENCE_SEED_OFFSET)).astype(np.float64)
+    assert floor["w2"] == wasserstein2(real, reference) and np.array_equal(moons.reference(1000, 0), reference)

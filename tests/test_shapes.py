@@ -28,6 +28,7 @@ from genzoo.data.shapes import (
 from genzoo.data.training_data import DataError
 from genzoo.metrics import shapes as S
 from genzoo.metrics.evaluate import evaluate_pipeline
+from genzoo.metrics.features import frechet_distance
 from genzoo.metrics.shapes import (
     evaluate_shapes,
     object_statistics,
@@ -38,6 +39,8 @@ from genzoo.metrics.shapes import (
     shapes_features,
     shapes_reference_features,
 )
+
+pytestmark = pytest.mark.slow
 
 LOW = 8  # the cheapest resolution: attributes are the same at every resolution
 
@@ -179,9 +182,12 @@ def test_shapes_fd_floor_real_data_and_noise():
     floor = shapes_fd_floor(16)
     train = shapes_reference_features("train", 16)
     assert train.shape == (10_000, S.FEATURE_DIM)
-    assert floor == pytest.approx(S.frechet_distance(train, shapes_reference_features("test", 16)))
+    assert floor == pytest.approx(frechet_distance(train, shapes_reference_features("test", 16)))
     assert 0 < floor < 30
     real = evaluate_shapes(shapes_split("train", 16).pixels[:2000])  # 2000 real images: a little above the floor
+    from genzoo.data import get_dataset
+
+    assert get_dataset("shapes").real_data_floor(2000, resolution=16) == real
     assert floor < real["shapes_fd"] < 2.5 * floor and real["shapes_fd_floor"] == floor
     assert real["resolution"] == 16 and real["reference_size"] == 2000 and real["num_samples"] == 2000
     assert real["precision"] > 0.9 and real["recall"] > 0.9

@@ -242,8 +242,9 @@ def add_eval_command(subparsers) -> None:
         "See docs/evaluation.md.",
     )
     parser.add_argument("pretrained", metavar="PATH_OR_REPO_ID")
-    parser.add_argument("--dataset", help="reference data: digits, shapes or a 2-D toy (default: what the model trained "
-                        "on, from the folder's recipe.yaml)")
+    parser.add_argument("--dataset", help="reference data: a registered data set, e.g. digits, shapes or a 2-D toy "
+                        "(`genzoo list --kind dataset`; default: what the model trained on, from the folder's "
+                        "recipe.yaml)")
     parser.add_argument("--num-samples", type=positive_int, default=1000, help="samples drawn (default 1000)")
     parser.add_argument("--steps", type=positive_int, default=None,
                         help="num_inference_steps of DDPM and flow matching (default: the pipeline's); GANs and VAEs "
@@ -268,7 +269,7 @@ def run_eval(args) -> int:
     from .files import atomic_write_text
     from .metrics.evaluate import evaluate_pipeline
     from .model_index import PipelineLoadError, folder_root, read_yaml_mapping
-    from .pipelines.loading import resolve_pretrained_path
+    from .pipelines.resolve import resolve_pretrained_path
 
     if args.update_card and not Path(args.pretrained).is_dir():
         raise CLIError(f"--update-card writes PATH/eval.json of a local pipeline folder, and {args.pretrained} is "

@@ -34,21 +34,11 @@ from .model_index import (
 )
 from .secrets import check_files, secrets_in_play
 
-#: Metrics of `genzoo eval` that go into a model card, with their names there.
-EVAL_METRICS = {
-    "w2": "W2 to held-out data (exact OT)",
-    "mmd2_rbf": "MMD^2, RBF kernels",
+#: Metrics of `genzoo eval` that come from what a pipeline declares (its likelihoods), whatever the data set, with
+#: their names in a model card; each data set adds its own (``DataSet.card_metrics``): :func:`eval_metrics`.
+PIPELINE_METRICS = {
     "nll_nats": "NLL of held-out data (nats, exact flow likelihood)",
     "iwae_nll_nats": "NLL bound of held-out data (nats, IWAE)",
-    "digits_fd": "digits-FD (not Inception FID)",
-    "precision": "precision (k-NN manifolds)",
-    "recall": "recall (k-NN manifolds)",
-    "coverage": "class coverage",
-    "class_entropy": "class entropy (nats)",
-    "class_accuracy": "accuracy on the asked-for class (the data set's classifier)",
-    "shapes_fd": "shapes-FD (shapes classifier; not Inception FID)",
-    "faithfulness_all": "prompt faithfulness: every named attribute of every asked shape, nothing extra",
-    "unseen_faithfulness_all": "prompt faithfulness on held-out shape-colour compositions",
 }
 #: Top-level folders of a training run's output folder that stay local.
 LOCAL_ONLY = ("checkpoints", "logs", "samples")
@@ -158,20 +148,55 @@ def _load_yaml(path: Path) -> dict:
     return read_yaml_mapping(path, root=folder_root(Path(path).parent))
 
 
+def eval_metrics(dataset: str | None = None) -> dict[str, str]:
+    """Metrics of `genzoo eval` that go into a model card, with their names there: :data:`PIPELINE_METRICS` and the
+    registered data set ``dataset``'s ``card_metrics`` (``None``, or a data set no package registers: those of every
+    registered data set)."""
+    from .data.sets import get_dataset, registered_datasets
+
+    data = get_dataset(dataset) if dataset else None
+    sets = [data] if data is not None else list(registered_datasets().values())
+    metrics = dict(PIPELINE_METRICS)
+    for data in sets:
+        for name, label in data.card_metrics.items():
+            metrics.setdefault(name, label)
+    return metrics
+
+
+def _pipeline_class(folder: Path):
+    """The registered pipeline class that ``folder``'s ``model_index.json`` names."""
+    name = pipeline_class_name(read_model_index(folder))
+    try:
+        return registry.get("pipeline", name)
+    except KeyError as exc:
+        raise PipelineLoadError(f"{folder}: {exc.args[0]}") from None
+
+
 def data_kind(folder: Path) -> str:
-    """What a saved pipeline generates, from its components' configs.
+    """What a saved pipeline generates, as its classes declare it: the ``data_kind`` of the class of the component
+    that draws the samples (the pipeline class's ``main_component``, else its ``labelled_component``), read from the
+    folder without loading it. A model class that declares none (Diffusers' ``UNet2DModel``, ``AutoencoderKL``) or
+    is not registered makes images.
 
     Args:
         folder (Path): a saved pipeline folder.
 
     Returns:
-        ``"vector"`` when the pipeline's main model is one of the MLP family, else ``"image"``.
+        ``"image"`` or ``"vector"``.
+
+    Raises:
+        PipelineLoadError: ``model_index.json`` names a pipeline class that is not registered.
     """
-    for component in ("unet", "generator", "vae"):
-        config = _load_json(Path(folder) / component / "config.json")
-        if config:
-            return "vector" if str(config.get("_class_name", "")).startswith("MLP") else "image"
-    return "image"
+    pipeline_class = _pipeline_class(Path(folder))
+    component = getattr(pipeline_class, "main_component", None) or getattr(pipeline_class, "labelled_component", None)
+    if not component:
+        return "image"
+    class_name = str(_load_json(Path(folder) / component / "config.json").get("_class_name", ""))
+    try:
+        model_class = registry.find_component_class(class_name)
+    except KeyError:  # Diffusers' own models, which genzoo does not register
+        return "image"
+    return getattr(model_class, "data_kind", "image")
 
 
 def conditioning_of_folder(folder: Path) -> tuple[str, dict[int, str] | None]:
@@ -189,11 +214,7 @@ def conditioning_of_folder(folder: Path) -> tuple[str, dict[int, str] | None]:
         PipelineLoadError: ``model_index.json`` names a pipeline class that is not registered.
     """
     model_index = read_model_index(folder)
-    name = pipeline_class_name(model_index)
-    try:
-        pipeline_class = registry.get("pipeline", name)
-    except KeyError as exc:
-        raise PipelineLoadError(f"{folder}: {exc.args[0]}") from None
+    pipeline_class = _pipeline_class(folder)
     labelled_component = getattr(pipeline_class, "labelled_component", None)
     return conditioning_of(component_configs(folder, model_index), labelled_component)
 
@@ -210,8 +231,9 @@ def _usage_call(conditioning: str, id2label: dict | None) -> str:
 
 
 def _evaluation_section(evaluation: dict, repo_id: str) -> str:
-    rows = [f"| {EVAL_METRICS[name]} | {value:.4g} |" for name, value in evaluation.items()
-            if name in EVAL_METRICS and isinstance(value, (int, float))]
+    labels = eval_metrics(evaluation.get("dataset"))
+    rows = [f"| {labels[name]} | {value:.4g} |" for name, value in evaluation.items()
+            if name in labels and isinstance(value, (int, float))]
     if not rows:
         return ""
     command = f"genzoo eval {repo_id} --dataset {evaluation.get('dataset')} --num-samples {evaluation.get('num_samples')}"
@@ -273,10 +295,11 @@ def make_model_card(
         for name, value in sorted(metrics.get("final_losses", {}).items())
     ]
     evaluation = _load_json(folder / "eval.json")  # written by `genzoo eval`, when it ran
+    labels = eval_metrics(evaluation.get("dataset"))
     for name, value in sorted(evaluation.items()):
-        if name in EVAL_METRICS and isinstance(value, (int, float)):
+        if name in labels and isinstance(value, (int, float)):
             eval_results.append(EvalResult(task_type=task, dataset_type=dataset, dataset_name=dataset,
-                                           metric_type=name, metric_name=EVAL_METRICS[name],
+                                           metric_type=name, metric_name=labels[name],
                                            metric_value=round(float(value), 6)))
     data = ModelCardData(
         library_name="diffusers",

@@ -1,5 +1,7 @@
 """The built-in data sets: scikit-learn's handwritten digits and six 2-D toy distributions (the colour ``shapes``
-are in :mod:`.shapes`).
+are in :mod:`.shapes`), each registered (``setup.cfg``'s ``genzoo.datasets``) as the :class:`~.sets.DataSet`
+instance defined beside its data: :data:`DIGITS`, :data:`MOONS`, :data:`EIGHT_GAUSSIANS`, :data:`CHECKERBOARD`,
+:data:`SWISSROLL`, :data:`CIRCLES`, :data:`SPIRALS`.
 
 The toys follow the definitions of the FFJORD toy-data code (Grathwohl et al. 2019, ``toy_data.py``), which the flow
 matching papers (Lipman et al. 2023) and torchcfm reuse, so numbers measured on them compare with published ones. The
@@ -11,10 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import check_positive_int
-
-TOY_DATASETS = ("moons", "8gaussians", "checkerboard", "swissroll", "circles", "spirals")
-BUILTIN_DATASETS = ("digits", "shapes") + TOY_DATASETS
+from .sets import DataSet, PointDataSet, point_rows
 
 DIGITS_NUM_CLASSES = 10
 DIGITS_SPLITS = ("train", "test", "all")
@@ -146,6 +145,79 @@ def digits_dataset(split: str = "train"):
     return _digits[split]
 
 
+class DigitsDataSet(DataSet):
+    """``--dataset digits``: the 1437 "train" digits (8x8 grayscale, labels, captions); evaluated by the shipped
+    digits classifier (:mod:`genzoo.metrics.digits`) against the 360 held-out "test" digits."""
+
+    name = "digits"
+    data_kind = "image"
+    sample_shape = (1, 8, 8)
+    description = "scikit-learn's handwritten digits, 8x8 grayscale, 10 classes, with captions"
+    card_metrics = {
+        "digits_fd": "digits-FD (not Inception FID)",
+        "precision": "precision (k-NN manifolds)",
+        "recall": "recall (k-NN manifolds)",
+        "coverage": "class coverage",
+        "class_entropy": "class entropy (nats)",
+        "class_accuracy": "accuracy on the asked-for class (the data set's classifier)",
+    }
+    summary_metrics = ("digits_fd", "precision", "recall", "coverage")
+    headline_metrics = {"digits_fd": "lower", "coverage": "higher"}
+    eval_samples = 500
+
+    def rows(self, opts, seed: int):
+        if opts.num_samples is not None:  # a recipe shared by toys and images may set it: not an error
+            from .training_data import logger
+
+            logger.warning(
+                "--num_samples applies to the 2-D toy data sets only; ignored for %r (--max_train_samples caps rows)",
+                self.name,
+            )
+        return digits_dataset()
+
+    def reference(self, num_samples: int, seed: int = 0, resolution: int = 8):
+        """The first ``num_samples`` of the 360 held-out "test" digits (all of them at most), float32 (N, 1, R, R) in
+        [-1, 1], resized to ``resolution`` as the training data is."""
+        from ..metrics.digits import digits_reference_images
+
+        return digits_reference_images("test", resolution)[:num_samples]
+
+    def evaluate(self, pipe, samples, options) -> dict:
+        """digits-FD, precision, recall, class coverage and entropy (and, for conditional pipelines, the accuracy on
+        the asked-for digit); the IWAE bound of the held-out digits for pipelines that declare ``nll_bound``."""
+        import torch
+
+        from ..metrics.digits import digits_reference_images, evaluate_digits
+        from ..metrics.evaluate import asked_labels, declares, iwae_bound
+
+        conditioning = pipe.conditioning
+        asked = None
+        if conditioning != "none":
+            asked = asked_labels(options.num_samples, len(pipe.id2label) if conditioning == "class" else 10)
+        result = evaluate_digits(samples, reference="test", seed=options.seed, asked_labels=asked)
+        if options.likelihood and declares(pipe, "nll_bound"):
+            held_out = digits_reference_images(resolution=samples.shape[1])
+            labels = None
+            if conditioning == "class":  # a conditional VAE bounds -log p(x | y) with the held-out digits' own labels
+                labels = torch.from_numpy(digits_arrays("test")[1])
+            result.update(iwae_bound(pipe, held_out, options.iwae_k, options.seed, options.recon_loss, labels))
+        return result
+
+    def real_data_floor(self, num_samples: int, seed: int = 0, resolution: int = 8) -> dict:
+        """The digits metrics of ``num_samples`` real "train" digits (a seeded subset; all 1437 at most) at
+        ``resolution`` against the "test" split: all of them score digits-FD about ``digits_fd_floor`` (8.6 at 8x8),
+        360 of them 20-27."""
+        from ..metrics.digits import digits_reference_images, evaluate_digits
+
+        real = digits_reference_images("train", resolution)
+        if num_samples < len(real):
+            real = real[np.sort(np.random.default_rng(seed).choice(len(real), num_samples, replace=False))]
+        return evaluate_digits(real, reference="test", seed=seed, value_range=(-1.0, 1.0))
+
+
+DIGITS = DigitsDataSet()
+
+
 # ---------------------------------------------------------------------------------------------------------- toys
 def _sklearn_seed(rng: np.random.Generator) -> int:
     return int(rng.integers(2**31))
@@ -195,33 +267,33 @@ def _spirals(n, rng):
     return x + rng.standard_normal(x.shape) * 0.1
 
 
-_TOYS = {
-    "moons": _moons,
-    "8gaussians": _8gaussians,
-    "checkerboard": _checkerboard,
-    "swissroll": _swissroll,
-    "circles": _circles,
-    "spirals": _spirals,
-}
+MOONS = PointDataSet("moons", _moons, "two interleaved half circles (scikit-learn's make_moons, noise 0.1)")
+EIGHT_GAUSSIANS = PointDataSet("8gaussians", _8gaussians, "eight Gaussians on a circle of radius 4 / 1.414")
+CHECKERBOARD = PointDataSet("checkerboard", _checkerboard, "uniform on the black squares of a 4x4 checkerboard")
+SWISSROLL = PointDataSet("swissroll", _swissroll, "a 2-D swiss roll (scikit-learn's make_swiss_roll, noise 1)")
+CIRCLES = PointDataSet("circles", _circles, "two concentric circles (scikit-learn's make_circles)")
+SPIRALS = PointDataSet("spirals", _spirals, "two interleaved spirals (FFJORD's 2spirals)")
+
+
+def point_set(name: str) -> PointDataSet:
+    """The registered point data set ``name`` (a toy, or a plugin's :class:`~.sets.PointDataSet`)."""
+    from .sets import get_dataset, registered_datasets
+    from .training_data import DataError
+
+    data = get_dataset(name)
+    if not isinstance(data, PointDataSet):
+        toys = [n for n, data in registered_datasets().items() if isinstance(data, PointDataSet)]
+        raise DataError(f"unknown toy data set {name!r}; the toys are {', '.join(toys)}")
+    return data
 
 
 def toy_points(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` points of the 2-D toy ``name`` (one of ``TOY_DATASETS``) as a float32 array of shape (n, 2), shuffled,
-    every random draw taken from ``rng``."""
-    from .training_data import DataError
-
-    if name not in _TOYS:
-        raise DataError(f"unknown toy data set {name!r}; the toys are {', '.join(TOY_DATASETS)}")
-    check_positive_int("the number of toy points", n, error=DataError)
-    points = _TOYS[name](int(n), rng)
-    return np.asarray(points[rng.permutation(len(points))[:n]], dtype=np.float32)
+    """``n`` points of the 2-D toy ``name`` (a registered :class:`~.sets.PointDataSet`: ``dataset_names("vector")``)
+    as a float32 array of shape (n, 2), shuffled, every random draw taken from ``rng``."""
+    return point_set(name).points(n, rng)
 
 
 def toy_dataset(name: str, num_samples: int = 10000, seed: int | None = 0):
     """The toy ``name`` as a ``datasets.Dataset`` with one column ``x`` of float32 pairs, generated with
     ``numpy.random.default_rng(seed)`` (``None`` counts as 0: the data is always reproducible)."""
-    import datasets
-
-    points = toy_points(name, num_samples, np.random.default_rng(0 if seed is None else seed))
-    features = datasets.Features({"x": datasets.List(datasets.Value("float32"), length=2)})
-    return datasets.Dataset.from_dict({"x": points}, features=features)
+    return point_rows(toy_points(name, num_samples, np.random.default_rng(0 if seed is None else seed)))

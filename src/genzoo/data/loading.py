@@ -1,7 +1,8 @@
 """From command-line options to :class:`TrainingData`: resolve ``--dataset``, check the data, build the torch dataset.
 
 ``--dataset`` resolves, in this order, to
-  1. a built-in name (``BUILTIN_DATASETS``),
+  1. a registered data set (``dataset_names()``: the built-ins and plugins' ``genzoo.datasets`` entry points),
+     whose :meth:`~.sets.DataSet.rows` gives the rows,
   2. an existing local folder: one written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk`` (its "train"
      split) is read with ``datasets.load_from_disk``, any other folder with ``load_dataset("imagefolder", ...)``,
   3. a Hub dataset id, read with ``load_dataset(id, dataset_config_name, cache_dir=..., split="train")``.
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import check_positive_int
-from .builtin import BUILTIN_DATASETS, TOY_DATASETS, digits_dataset, toy_dataset
+from .sets import dataset_names, get_dataset
 from .training_data import (
     DataError,
     ImageDataset,
@@ -51,7 +52,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
     g.add_argument(
         "--dataset", default=DEFAULT_DATASET,
-        help=f"a built-in data set ({', '.join(BUILTIN_DATASETS)}), a local folder (of images, or written by "
+        help=f"a registered data set ({', '.join(dataset_names())}), a local folder (of images, or written by "
         f"save_to_disk) or a Hub dataset id (default: {DEFAULT_DATASET})",
     )
     g.add_argument("--dataset_name", default=None, help="Diffusers' name for --dataset: a Hub dataset id or a path")
@@ -119,21 +120,16 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
     _check_options(opts, seed)
     name = _dataset_name(opts)
 
-    if name in TOY_DATASETS:
-        num_samples = DEFAULT_NUM_SAMPLES if opts.num_samples is None else opts.num_samples
-        hf, source = toy_dataset(name, num_samples, seed), "builtin"
-    elif name == "shapes":
-        from .shapes import DEFAULT_SHAPES_RESOLUTION, shapes_dataset
-
-        resolution = DEFAULT_SHAPES_RESOLUTION if opts.resolution is None else opts.resolution
-        hf, source = shapes_dataset("train", resolution, opts.num_samples), "builtin"
+    registered = get_dataset(name)
+    if registered is not None:
+        hf, source = registered.rows(opts, seed), "builtin"
     else:
         if opts.num_samples is not None:  # a recipe shared by toys and images may set it: not an error
             logger.warning(
                 "--num_samples applies to the 2-D toy data sets only; ignored for %r (--max_train_samples caps rows)",
                 name,
             )
-        hf, source = (digits_dataset(), "builtin") if name == "digits" else _load_external(name, opts)
+        hf, source = _load_external(name, opts)
 
     if opts.max_train_samples is not None and opts.max_train_samples < len(hf):
         hf = hf.select(range(opts.max_train_samples))
@@ -277,14 +273,14 @@ def _load_external(name: str, opts):
     if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or not _HUB_ID.match(name):
         raise DataError(
             f"no such folder: {name!r} (looked in {os.getcwd()}); --dataset takes a built-in name "
-            f"({', '.join(BUILTIN_DATASETS)}), an existing local folder, or a Hub dataset id like 'namespace/name'"
+            f"({', '.join(dataset_names())}), an existing local folder, or a Hub dataset id like 'namespace/name'"
         )
     if "/" not in name:
-        close = difflib.get_close_matches(name.lower(), BUILTIN_DATASETS, n=1, cutoff=0.8)
+        close = difflib.get_close_matches(name.lower(), dataset_names(), n=1, cutoff=0.8)
         if close:
             raise DataError(
                 f"unknown data set {name!r}: did you mean {close[0]!r}? The built-in data sets are "
-                f"{', '.join(BUILTIN_DATASETS)}; anything else is a local folder or a Hub dataset id"
+                f"{', '.join(dataset_names())}; anything else is a local folder or a Hub dataset id"
             )
     return _load_hub(name, opts), "hub"
 
@@ -311,12 +307,12 @@ def _load_hub(name: str, opts):
             else "check the network connection"
         )
         raise DataError(
-            f"{name!r} is not a built-in data set ({', '.join(BUILTIN_DATASETS)}) nor a local folder, and the "
+            f"{name!r} is not a built-in data set ({', '.join(dataset_names())}) nor a local folder, and the "
             f"Hugging Face Hub could not be reached to load it as a Hub dataset: {offline}"
         ) from err
     except datasets.exceptions.DatasetNotFoundError as err:
         raise DataError(
-            f"{name!r} is not a built-in data set ({', '.join(BUILTIN_DATASETS)}), a local folder, nor a Hub dataset "
+            f"{name!r} is not a built-in data set ({', '.join(dataset_names())}), a local folder, nor a Hub dataset "
             f"this account can read: {err}"
         ) from err
     except Exception as err:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .sets import DataSet
+
 SHAPES = ("circle", "square", "triangle", "cross")
 COLOURS = ("red", "green", "blue", "yellow")
 SIZES = ("small", "large")
@@ -246,3 +248,97 @@ def _shapes_dataset(split: str, resolution: int, num_samples: int):
         },
         features=features,
     )
+
+
+# ------------------------------------------------------------------------------------------ the registration
+class ShapesDataSet(DataSet):
+    """``--dataset shapes``: the "train" split (10,000 images, ``--num_samples`` sets it) at ``--resolution`` (32
+    by default), with labels and captions; evaluated by the shipped shapes classifier (:mod:`genzoo.metrics.shapes`)
+    against the held-out "test" split, and text-conditional models also on the "unseen" compositions."""
+
+    name = "shapes"
+    data_kind = "image"
+    sample_shape = (3, DEFAULT_SHAPES_RESOLUTION, DEFAULT_SHAPES_RESOLUTION)
+    description = "one or two coloured shapes per image, 32x32 RGB, 4 classes, with compositional captions"
+    card_metrics = {
+        "shapes_fd": "shapes-FD (shapes classifier; not Inception FID)",
+        "precision": "precision (k-NN manifolds)",
+        "recall": "recall (k-NN manifolds)",
+        "class_accuracy": "accuracy on the asked-for class (the data set's classifier)",
+        "faithfulness_all": "prompt faithfulness: every named attribute of every asked shape, nothing extra",
+        "unseen_faithfulness_all": "prompt faithfulness on held-out shape-colour compositions",
+    }
+    summary_metrics = ("shapes_fd", "precision", "recall", "class_accuracy", "faithfulness_all")
+    headline_metrics = {"shapes_fd": "lower", "precision": "higher"}
+    eval_samples = 500
+    check_samples = 100
+    check_metrics = ("shapes_fd", "precision", "recall")
+    #: Text-conditional models are also asked for held-out compositions: this many samples per 4 samples of the
+    #: main draw (at least 2), from the seed ``seed + unseen_seed_offset``.
+    unseen_share = 0.25
+    unseen_seed_offset = 10_000
+
+    def rows(self, opts, seed: int):
+        resolution = DEFAULT_SHAPES_RESOLUTION if opts.resolution is None else opts.resolution
+        return shapes_dataset("train", resolution, opts.num_samples)
+
+    def reference(self, num_samples: int, seed: int = 0, resolution: int = DEFAULT_SHAPES_RESOLUTION):
+        """The first ``num_samples`` images of the held-out "test" split (2,000 at most) rendered at ``resolution``,
+        uint8 (N, R, R, 3)."""
+        return shapes_split("test", resolution).pixels[:num_samples]
+
+    def check_pipeline(self, pipe) -> None:
+        if pipe.conditioning == "class" and [str(name) for name in pipe.id2label.values()] != list(SHAPES):
+            raise ValueError(f"{type(pipe).__name__} is conditioned on the classes {list(pipe.id2label.values())}, not "
+                             f"on the shapes ({', '.join(SHAPES)}): was it trained with --dataset shapes?")
+
+    def refuses(self, pipe, samples) -> str | None:
+        if samples.ndim != 2 and samples.shape[-1] != 3:
+            return (f"{type(pipe).__name__} makes grayscale images, and the shapes classifier reads colour: 'shapes' "
+                    "needs RGB samples")
+        return super().refuses(pipe, samples)
+
+    def prompts(self, pipe, num_samples: int) -> list[str] | None:
+        """Captions (every attribute named) of the "test" split's images, in order."""
+        from ..metrics.shapes import shapes_prompts
+
+        return shapes_prompts(num_samples, "test")[0]
+
+    def evaluate(self, pipe, samples, options) -> dict:
+        """shapes-FD, precision, recall and attribute statistics; the accuracy on the asked-for shape (class
+        conditioning) or the prompt faithfulness on "test" captions and, in a second, smaller draw, on "unseen" ones
+        (``unseen_*``; text conditioning); the IWAE bound of held-out images for pipelines that declare
+        ``nll_bound``."""
+        import torch
+
+        from ..metrics.evaluate import asked_labels, declares, draw_samples, iwae_bound
+        from ..metrics.shapes import evaluate_shapes, predict_slots, prompt_faithfulness, shapes_prompts
+
+        conditioning = pipe.conditioning
+        labels = asked_labels(options.num_samples, len(pipe.id2label)) if conditioning == "class" else None
+        asked = shapes_prompts(options.num_samples, "test")[1] if conditioning == "text" else None
+        result = evaluate_shapes(samples, reference="test", seed=options.seed, asked_labels=labels,
+                                 asked_objects=asked)
+        if conditioning == "text":  # held-out compositions: prompts of the "unseen" split
+            n = max(2, int(round(options.num_samples * self.unseen_share)))
+            prompts, unseen_asked = shapes_prompts(n, "unseen")
+            unseen = draw_samples(pipe, n, options.steps, options.seed + self.unseen_seed_offset,
+                                  guidance_scale=options.guidance_scale, prompts=prompts)
+            faithfulness = prompt_faithfulness(predict_slots(unseen), unseen_asked)
+            result.update({f"unseen_{key}": value for key, value in faithfulness.items()})
+        if options.likelihood and declares(pipe, "nll_bound"):
+            data = shapes_split("test", samples.shape[1], options.likelihood_points)  # at the samples' resolution
+            held_out = torch.from_numpy(data.pixels.astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2).contiguous()
+            labels = torch.from_numpy(data.labels.copy()) if conditioning == "class" else None
+            result.update(iwae_bound(pipe, held_out, options.iwae_k, options.seed, options.recon_loss, labels))
+        return result
+
+    def real_data_floor(self, num_samples: int, seed: int = 0, resolution: int = DEFAULT_SHAPES_RESOLUTION) -> dict:
+        """The shapes metrics of the first ``num_samples`` real "train" images rendered at ``resolution`` against the
+        "test" split: 2,000 of them score a little above ``shapes_fd_floor`` (all 10,000 against the 2,000)."""
+        from ..metrics.shapes import evaluate_shapes
+
+        return evaluate_shapes(shapes_split("train", resolution, num_samples).pixels, reference="test", seed=seed)
+
+
+SHAPES_DATA = ShapesDataSet()

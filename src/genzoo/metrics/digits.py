@@ -37,13 +37,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .features import frechet_distance, image_batch, load_weights, precision_recall_at_equal_size
 
 NUM_CLASSES = 10
 FEATURE_DIM = 64
@@ -52,8 +53,6 @@ WEIGHTS_PATH = Path(__file__).with_name("digits_classifier.safetensors")
 SIDECAR_PATH = Path(__file__).with_name("digits_classifier.json")
 #: A class counts as covered by ``coverage`` when at least this fraction of the samples is predicted as it.
 COVERAGE_MIN_FRACTION = 0.01
-#: Added to both covariances' diagonals when sqrt(S_a S_b) is singular (sqrtm warns or gives non-finite values).
-FD_EPS = 1e-6
 
 __all__ = [
     "COVERAGE_MIN_FRACTION",
@@ -68,10 +67,7 @@ __all__ = [
     "digits_reference_features",
     "digits_reference_images",
     "evaluate_digits",
-    "frechet_distance",
-    "image_batch",
     "load_digits_classifier",
-    "precision_recall",
     "to_classifier_input",
     "weights_sha256",
 ]
@@ -110,20 +106,6 @@ class DigitsClassifier(nn.Module):
         return self.forward_features(x)[1]
 
 
-def load_weights(model: nn.Module, path: Path, what: str) -> nn.Module:
-    """``model`` with the safetensors weights at ``path``, in eval mode, without gradients; a missing file names the
-    command that trains ``what`` (``"digits"`` or ``"shapes"``)."""
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no {what} classifier weights at {path}; train them with "
-            f"`python -m genzoo.metrics.train_{what}_classifier`"
-        )
-    model.load_state_dict(load_file(str(path)))
-    return model.eval().requires_grad_(False)
-
-
 def load_digits_classifier(path: str | Path | None = None) -> DigitsClassifier:
     """The shipped classifier (or the safetensors file at ``path``), on CPU, in eval mode, without gradients."""
     return load_weights(DigitsClassifier(), WEIGHTS_PATH if path is None else Path(path), "digits")
@@ -144,73 +126,6 @@ def weights_sha256(path: str | Path | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------ inputs
-def image_batch(images, value_range=(0.0, 1.0), color: bool = False, stacklevel: int = 2) -> torch.Tensor:
-    """Images in any of the accepted layouts (module docstring) -> float64 (B, C, H, W) in [0, 1] on CPU, the input
-    checks shared by the shipped classifiers (digits here, :mod:`.shapes`). ``color=False``: C = 1 (three channels
-    averaged, PIL images converted to "L"); ``color=True``: C = 3 (PIL images converted to "RGB"; one-channel
-    images raise, since colour cannot be read from them).
-
-    numpy / torch: (B, H, W), (B, H, W, C) or (B, C, H, W) with C 1 or 3 (a 4-D array whose last axis is 1 or 3 is
-    read as channels-last, else as channels-first); a list of PIL images; uint8 data is 0..255. ``value_range``
-    (low, high) is the range of float data: (0, 1) for pipeline outputs (default), (-1, 1) for model-space samples.
-    Values are clipped to it; values far outside it (by more than 5 % of its width) raise, and so do NaNs.
-    """
-    if isinstance(images, (list, tuple)):
-        if not images:
-            raise ValueError("no images given")
-        mode = "RGB" if color else "L"
-        images = np.stack([np.asarray(image.convert(mode) if hasattr(image, "convert") else image) for image in images])
-    if isinstance(images, np.ndarray):
-        array = np.ascontiguousarray(images)
-        x = torch.from_numpy(array if array.flags.writeable else array.copy())  # read-only arrays: torch warns
-        channels_last_first = True
-    elif isinstance(images, torch.Tensor):
-        x = images.detach().cpu()
-        channels_last_first = False
-    else:
-        raise TypeError(f"images must be a numpy array, a torch tensor or a list of PIL images, got {type(images)}")
-    if x.dtype == torch.uint8:
-        x, value_range = x.float(), (0.0, 255.0)
-    if not x.is_floating_point():
-        raise TypeError(f"images must be float or uint8, got {x.dtype}")
-    x = x.double()
-    if x.ndim == 3:
-        x = x[:, None]
-    elif x.ndim == 4:
-        last, second = x.shape[-1] in (1, 3), x.shape[1] in (1, 3)
-        if last and (channels_last_first or not second):
-            x = x.permute(0, 3, 1, 2)
-        elif not second:
-            raise ValueError(f"images of shape {tuple(images.shape)}: need 1 or 3 channels, first or last")
-    else:
-        raise ValueError(f"images must be a batch (B, H, W), (B, H, W, C) or (B, C, H, W); got shape {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise ValueError("no images given")
-    if not torch.isfinite(x).all():
-        raise ValueError("images contain NaN or infinite values")
-    if color and x.shape[1] != 3:
-        raise ValueError(f"images of shape {tuple(images.shape)} have one channel: need 3 (RGB) to read colours")
-    if not color and x.shape[1] == 3:
-        x = x.mean(1, keepdim=True)
-    low, high = (float(v) for v in value_range)
-    if not high > low:
-        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}")
-    x = (x - low) / (high - low)  # [0, 1]
-    if x.min() < -0.05 or x.max() > 1.05:
-        hint = " (negative values: pass value_range=(-1, 1) for images in [-1, 1])" if x.min() < -0.05 else ""
-        raise ValueError(
-            f"images range over [{x.min() * (high - low) + low:.3g}, {x.max() * (high - low) + low:.3g}], "
-            f"far outside value_range={(low, high)}{hint}"
-        )
-    if low < 0 and x.shape[0] >= 8 and x.min() >= 0.5:
-        warnings.warn(
-            f"value_range={(low, high)} but no value is below 0: images in [0, 1] (pipeline outputs) need the "
-            "default value_range=(0, 1)",
-            stacklevel=stacklevel + 1,
-        )
-    return x.clamp(0, 1)
-
-
 def to_classifier_input(images, value_range=(0.0, 1.0), resize: bool = True) -> torch.Tensor:
     """Images in any of the accepted layouts (module docstring, :func:`image_batch`) -> float32 (B, 1, 8, 8) in
     [-1, 1] on CPU (with ``resize=False``: (B, 1, H, W), not reduced to 8x8)."""
@@ -280,85 +195,6 @@ def digits_fd_floor(resolution: int = IMAGE_SIZE) -> float:
 
 
 # ------------------------------------------------------------------------------------------------------ metrics
-def _as_2d(x, name) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or len(x) < 2:
-        raise ValueError(f"{name} must be a 2-D array (N >= 2, D), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return x
-
-
-def frechet_distance(feat_a, feat_b, eps: float = FD_EPS) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (rows are samples):
-    ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 sqrt(S_a S_b)), with unbiased covariances (N - 1).
-
-    sqrt is ``scipy.linalg.sqrtm``, of which the real part is kept (rounding makes tiny imaginary parts). When the
-    product is singular (sqrtm warns or returns non-finite values), ``eps * I`` (1e-6) is added to both covariances
-    and it is computed again, as pytorch-fid does. (The shipped classifier's features have full-rank covariances on
-    digits, so this only happens for degenerate inputs, e.g. fewer samples than 64 or identical images.) The result
-    is clipped at 0 (rounding can make FD(x, x) -1e-12)."""
-    from scipy import linalg
-
-    a, b = _as_2d(feat_a, "feat_a"), _as_2d(feat_b, "feat_b")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feature dimensions differ: {a.shape[1]} and {b.shape[1]}")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(s_a @ s_b)
-    if not np.isfinite(covmean).all() or any(issubclass(w.category, linalg.LinAlgWarning) for w in caught):
-        offset = np.eye(len(s_a)) * eps
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", linalg.LinAlgWarning)
-            covmean = linalg.sqrtm((s_a + offset) @ (s_b + offset))
-    diff = mu_a - mu_b
-    fd = diff @ diff + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(np.real(covmean))
-    return float(max(fd, 0.0))
-
-
-def _pairwise(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    from scipy.spatial.distance import cdist
-
-    return cdist(x, y)
-
-
-def _knn_radii(x: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
-    """Distance from each row of x to its k-th nearest neighbour in x, itself not counted."""
-    radii = np.empty(len(x))
-    for start in range(0, len(x), chunk):
-        d = _pairwise(x[start : start + chunk], x)
-        radii[start : start + chunk] = np.partition(d, k, axis=1)[:, k]  # column 0 of the sorted row is itself
-    return radii
-
-
-def _inside(queries: np.ndarray, points: np.ndarray, radii: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """For each query: is it within radii[j] of some points[j]?"""
-    inside = np.empty(len(queries), dtype=bool)
-    for start in range(0, len(queries), chunk):
-        inside[start : start + chunk] = (_pairwise(queries[start : start + chunk], points) <= radii[None]).any(1)
-    return inside
-
-
-def precision_recall(real_feats, fake_feats, k: int = 5) -> tuple[float, float]:
-    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN manifolds.
-
-    The real manifold is the union of balls around each real feature with radius the distance to its k-th nearest
-    real neighbour (itself excluded); likewise the fake manifold. precision = fraction of fake samples inside the real
-    manifold; recall = fraction of real samples inside the fake manifold. Both depend on the two set sizes (a larger
-    set has smaller radii), so compare at equal sizes: :func:`evaluate_digits` subsamples the larger set to the
-    smaller one's size."""
-    real, fake = _as_2d(real_feats, "real_feats"), _as_2d(fake_feats, "fake_feats")
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"feature dimensions differ: {real.shape[1]} and {fake.shape[1]}")
-    if not 1 <= k < min(len(real), len(fake)):
-        raise ValueError(f"k must be in 1..{min(len(real), len(fake)) - 1} for these set sizes, got {k}")
-    precision = _inside(fake, real, _knn_radii(real, k)).mean()
-    recall = _inside(real, fake, _knn_radii(fake, k)).mean()
-    return float(precision), float(recall)
-
-
 def class_histogram(logits_or_probs) -> np.ndarray:
     """Counts (int64, (10,)) of the predicted classes: the argmax of each row of (N, 10) logits or probabilities,
     or a 1-D array of integer predicted labels."""
@@ -400,9 +236,9 @@ def evaluate_digits(
 
     - ``digits_fd``: FD between the features of all ``images`` and of the reference (not FID -- module docstring);
       ``digits_fd_floor``: the same between the real train and test splits at that resolution, for scale;
-    - ``precision``, ``recall``: :func:`precision_recall` with ``k``, at equal sizes -- the larger of the two sets is
-      subsampled (without replacement, ``numpy.random.default_rng(seed)``) to the smaller's size, which is
-      ``precision_recall_size``;
+    - ``precision``, ``recall``: :func:`~genzoo.metrics.features.precision_recall` with ``k``, at equal sizes -- the
+      larger of the two sets is subsampled (without replacement, ``numpy.random.default_rng(seed)``) to the
+      smaller's size, which is ``precision_recall_size``;
     - ``coverage``, ``class_entropy``, ``class_histogram`` (10 ints) of the predicted classes of ``images``;
     - ``num_samples``, ``reference_size``, ``resolution`` (of the images; the reference is resized to it);
     - with ``asked_labels`` (the digit each image was asked to be, for conditional models): ``class_accuracy``, the
@@ -412,14 +248,7 @@ def evaluate_digits(
     resolution = int(x.shape[-1]) if x.shape[-1] == x.shape[-2] else IMAGE_SIZE
     features, logits = digits_features(x, value_range=(-1.0, 1.0))
     ref = digits_reference_features(reference, resolution)
-    n = min(len(features), len(ref))
-    rng = np.random.default_rng(seed)
-
-    def subsample(x):
-        return x if len(x) == n else x[np.sort(rng.choice(len(x), n, replace=False))]
-
-    pr_ref, pr_fake = subsample(ref), subsample(features)
-    precision, recall = precision_recall(pr_ref, pr_fake, k=k)
+    precision, recall, n = precision_recall_at_equal_size(ref, features, k=k, seed=seed)
     histogram = class_histogram(logits)
     accuracy = {}
     if asked_labels is not None:

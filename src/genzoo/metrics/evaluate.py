@@ -1,8 +1,12 @@
 """Evaluate a pipeline offline: draw seeded samples and compare them with reference data that no model trained on.
 
+The data set decides what is measured: ``evaluate_pipeline(pipe, name)`` draws the samples and hands them to the
+registered data set ``name`` (:class:`genzoo.data.DataSet`, ``genzoo.datasets`` entry points), whose ``evaluate``
+scores them. The built-ins:
+
 - 2-D toy data: exact W2 and RBF-kernel MMD^2 against a fresh draw from the true distribution (a different seed from
-  any training draw); for flow matching also the exact log-likelihood of held-out points; for VAEs the
-  importance-weighted bound on the negative log-likelihood.
+  any training draw); for pipelines with an exact likelihood (flow matching) also the log-likelihood of held-out
+  points; for those with a likelihood bound (VAEs) the importance-weighted bound on the negative log-likelihood.
 - digits: digits-FD, precision, recall, class coverage and entropy from a small classifier's features, against the
   held-out test split (never used for training the classifier or, through ``--dataset digits``, any model); for VAEs
   also the importance-weighted NLL bound of the held-out digits.
@@ -11,30 +15,38 @@
   hold what was asked (class accuracy; for text, prompt faithfulness on "test" prompts and on "unseen" ones: held-out
   compositions); for VAEs the importance-weighted NLL bound of held-out images.
 
+What a pipeline can be scored on beyond its samples, it declares (a plugin pipeline family gets the same metrics by
+declaring the same): ``exact_log_likelihood(x, num_steps)`` (:func:`flow_nll`, ``nll_nats``) and
+``nll_bound(x, k, generator, recon_loss, class_labels)`` (:func:`iwae_bound`, ``iwae_nll_nats``).
+
 Everything is seeded and deterministic on CPU. See docs/evaluation.md for each metric's definition and limits.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..data import TOY_DATASETS, toy_points
-from ..pipelines import FlowMatchingPipeline, VAEPipeline
 from ..pipelines.base import VectorPipelineOutput
 
-#: The reference draw of a toy set uses this seed offset, so it never coincides with a training draw (seed 0, 1, ...).
-REFERENCE_SEED_OFFSET = 10_000
-DIGITS = "digits"
-SHAPES = "shapes"
-#: The image data sets with a shipped classifier (the data sets ``evaluate_pipeline`` takes for image pipelines).
-IMAGE_DATASETS = (DIGITS, SHAPES)
-#: Text-conditional models on shapes are also asked for held-out compositions: this many samples per 4 samples of the
-#: main draw (at least 2), from the seed ``seed + UNSEEN_SEED_OFFSET``.
-UNSEEN_SHARE = 0.25
-UNSEEN_SEED_OFFSET = 10_000
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """The settings of one evaluation, as a data set's ``evaluate`` receives them (see :func:`evaluate_pipeline`;
+    ``guidance_scale`` is the one sampled with: the pipeline's default when none was given)."""
+
+    num_samples: int
+    steps: int | None
+    seed: int
+    guidance_scale: float | None
+    likelihood: bool
+    likelihood_points: int
+    likelihood_steps: int
+    iwae_k: int
+    recon_loss: str
 
 
 def sampling_steps(pipe, steps: int | None) -> int | None:
@@ -100,12 +112,6 @@ def draw_samples(pipe, num_samples: int, steps: int | None, seed: int, chunk: in
     return np.concatenate(parts)
 
 
-def reference_points(dataset: str, num_samples: int, seed: int) -> np.ndarray:
-    if dataset not in TOY_DATASETS:
-        raise ValueError(f"No reference distribution for vector data set {dataset!r}; built-in: {', '.join(TOY_DATASETS)}.")
-    return toy_points(dataset, num_samples, np.random.default_rng(seed + REFERENCE_SEED_OFFSET)).astype(np.float64)
-
-
 def evaluate_pipeline(
     pipe,
     dataset: str,
@@ -126,20 +132,22 @@ def evaluate_pipeline(
     every class in turn with ``guidance_scale`` (default: the pipeline's); on the digits their ``class_accuracy`` is
     the fraction of samples the classifier assigns to the asked-for digit.
 
-    2-D data sets get ``w2`` and ``mmd2_rbf`` against held-out points (and ``nll_nats`` for flow matching, the IWAE
-    bound for a VAE); ``digits`` gets digits-FD, precision, recall, class coverage and entropy from the shipped
+    The registered data set ``dataset`` scores the samples (its ``evaluate``): 2-D data sets give ``w2`` and
+    ``mmd2_rbf`` against held-out points (and ``nll_nats`` for pipelines with an exact likelihood, the IWAE bound for
+    those with a bound); ``digits`` gives digits-FD, precision, recall, class coverage and entropy from the shipped
     digits classifier; ``shapes`` the same from the shapes classifier.
 
     On the shapes (``.shapes``) class-conditional pipelines are asked for the four shapes in turn and
     ``class_accuracy`` is the fraction of samples in which some detected object has the asked shape; text-conditional
     ones are prompted with captions (every attribute named, ``FULL_TEMPLATE``) of the "test" split's images in
-    order, scored by prompt faithfulness (``faithfulness_*``), and, in a second, smaller draw (``UNSEEN_SHARE`` of
-    ``num_samples``, seed ``seed + UNSEEN_SEED_OFFSET``), with captions of the "unseen" split's images, which hold
+    order, scored by prompt faithfulness (``faithfulness_*``), and, in a second, smaller draw (``unseen_share`` of
+    ``num_samples``, seed ``seed + unseen_seed_offset``), with captions of the "unseen" split's images, which hold
     held-out (shape, colour) pairs: the same faithfulness keys, prefixed ``unseen_``.
 
     Args:
         pipe (GenzooPipeline): the pipeline to evaluate.
-        dataset: the reference data: ``digits``, ``shapes`` or a built-in 2-D set (``moons``, ...).
+        dataset: the reference data: a registered data set (``genzoo.data.dataset_names()``: ``digits``, ``shapes``,
+            a 2-D set such as ``moons``, or a plugin's).
         num_samples: samples to draw (at least 2).
         steps: sampling steps (default: the pipeline's).
         seed: seeds the samples and the reference draw.
@@ -157,22 +165,17 @@ def evaluate_pipeline(
     Raises:
         ValueError: fewer than 2 samples, or a data set the pipeline's samples cannot be compared with.
     """
-    from .point_clouds import MMD_BANDWIDTHS, mmd_rbf, wasserstein2
+    from ..data.sets import get_dataset
 
     if num_samples < 2:
         raise ValueError(f"num_samples must be at least 2, got {num_samples}.")
     conditioning = pipe.conditioning
-    prompts = asked = None
-    if dataset == SHAPES and conditioning == "class":
-        from ..data.shapes import SHAPES as SHAPE_NAMES
-
-        if [str(name) for name in pipe.id2label.values()] != list(SHAPE_NAMES):
-            raise ValueError(f"{type(pipe).__name__} is conditioned on the classes {list(pipe.id2label.values())}, not "
-                             f"on the shapes ({', '.join(SHAPE_NAMES)}): was it trained with --dataset shapes?")
-    if dataset == SHAPES and conditioning == "text":
-        from .shapes import shapes_prompts
-
-        prompts, asked = shapes_prompts(num_samples, "test")
+    data = get_dataset(dataset)
+    prompts = None
+    if data is not None:
+        data.check_pipeline(pipe)
+        if conditioning == "text":
+            prompts = data.prompts(pipe, num_samples)
     start = time.perf_counter()
     samples = draw_samples(pipe, num_samples, steps, seed, guidance_scale=guidance_scale, prompts=prompts)
     sampling_seconds = time.perf_counter() - start
@@ -190,81 +193,55 @@ def evaluate_pipeline(
         if guidance_scale is None:
             guidance_scale = getattr(pipe, "default_guidance_scale", None)  # GANs and VAEs have no guidance
         result["guidance_scale"] = guidance_scale
-    if samples.ndim == 2:  # vectors
-        reference = reference_points(dataset, num_samples, seed)
-        result["w2"] = wasserstein2(samples.astype(np.float64), reference)
-        result["mmd2_rbf"] = mmd_rbf(samples, reference)
-        result["mmd_bandwidths"] = list(MMD_BANDWIDTHS)
-        held_out = torch.from_numpy(reference[:likelihood_points]).float()
-        if likelihood and isinstance(pipe, FlowMatchingPipeline):
-            from .likelihood import flow_log_likelihood
-
-            log_p = flow_log_likelihood(pipe.unet, pipe.scheduler, held_out.to(pipe.device, pipe.dtype),
-                                        num_steps=likelihood_steps)
-            result["nll_nats"] = float(-log_p.double().mean())
-            result["nll_method"] = f"exact divergence, RK4 with {likelihood_steps} steps, {len(held_out)} points"
-        if likelihood and isinstance(pipe, VAEPipeline) and conditioning == "none":  # toys have no labels
-            result.update(_iwae(pipe, held_out, iwae_k, seed, recon_loss))
-        return result
-
-    if dataset not in IMAGE_DATASETS or (dataset == SHAPES and samples.shape[-1] != 3):
-        grey = samples.shape[-1] != 3
-        allowed = "'digits'" if grey else " or ".join(repr(d) for d in IMAGE_DATASETS)
-        raise ValueError(
-            f"Image metrics need a classifier of the data set, so --dataset must be {allowed} for image pipelines; "
-            f"got {dataset!r}" + (f" ({type(pipe).__name__} makes grayscale images, and the shapes classifier reads "
-                                  "colour: 'shapes' needs RGB samples)." if grey else ".")
-        )
-    if dataset == SHAPES:
-        result.update(_evaluate_shapes(pipe, samples, asked, num_samples, steps, seed, guidance_scale, likelihood,
-                                       likelihood_points, iwae_k, recon_loss))
-        return result
-    from .digits import digits_reference_images, evaluate_digits
-
-    asked = None
-    if conditioning != "none":
-        asked = asked_labels(num_samples, len(pipe.id2label) if conditioning == "class" else 10)
-    result.update(evaluate_digits(samples, reference="test", seed=seed, asked_labels=asked))
-    if likelihood and isinstance(pipe, VAEPipeline):
-        held_out = digits_reference_images(resolution=pipe.vae.config.get("sample_size", 8))
-        labels = None
-        if conditioning == "class":  # a conditional VAE bounds -log p(x | y) with the held-out digits' own labels
-            from ..data.builtin import digits_arrays
-
-            labels = torch.from_numpy(digits_arrays("test")[1])
-        result.update(_iwae(pipe, held_out, iwae_k, seed, recon_loss, labels))
+    _check_comparable(pipe, samples, dataset, data)
+    options = EvalOptions(num_samples=num_samples, steps=steps, seed=seed, guidance_scale=guidance_scale,
+                          likelihood=likelihood, likelihood_points=likelihood_points,
+                          likelihood_steps=likelihood_steps, iwae_k=iwae_k, recon_loss=recon_loss)
+    result.update(data.evaluate(pipe, samples, options))
     return result
 
 
-def _evaluate_shapes(pipe, samples, asked, num_samples, steps, seed, guidance_scale, likelihood, likelihood_points,
-                     iwae_k, recon_loss) -> dict:
-    from .shapes import evaluate_shapes, predict_slots, prompt_faithfulness, shapes_prompts
+def _check_comparable(pipe, samples: np.ndarray, dataset: str, data) -> None:
+    """Refuse (``ValueError``, naming the data sets that would do) samples that ``data`` cannot score."""
+    from ..data.sets import registered_datasets
 
-    conditioning = pipe.conditioning
-    labels = asked_labels(num_samples, len(pipe.id2label)) if conditioning == "class" else None
-    result = evaluate_shapes(samples, reference="test", seed=seed, asked_labels=labels, asked_objects=asked)
-    if conditioning == "text":  # held-out compositions: prompts of the "unseen" split
-        n = max(2, int(round(num_samples * UNSEEN_SHARE)))
-        prompts, unseen_asked = shapes_prompts(n, "unseen")
-        unseen = draw_samples(pipe, n, steps, seed + UNSEEN_SEED_OFFSET, guidance_scale=guidance_scale,
-                              prompts=prompts)
-        faithfulness = prompt_faithfulness(predict_slots(unseen), unseen_asked)
-        result.update({f"unseen_{key}": value for key, value in faithfulness.items()})
-    if likelihood and isinstance(pipe, VAEPipeline):
-        from ..data.shapes import shapes_split
-
-        data = shapes_split("test", samples.shape[1], likelihood_points)  # at the samples' resolution
-        held_out = torch.from_numpy(data.pixels.astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2).contiguous()
-        labels = torch.from_numpy(data.labels.copy()) if conditioning == "class" else None
-        result.update(_iwae(pipe, held_out, iwae_k, seed, recon_loss, labels))
-    return result
+    if data is not None and data.refuses(pipe, samples) is None:
+        return
+    if samples.ndim == 2:
+        vector = [name for name, d in registered_datasets().items() if d.data_kind == "vector"]
+        raise ValueError(f"No reference distribution for vector data set {dataset!r}; registered: {', '.join(vector)}.")
+    images = [d for d in registered_datasets().values() if d.data_kind == "image"]
+    allowed = " or ".join(repr(d.name) for d in images if d.refuses(pipe, samples) is None) or "an image data set"
+    reasons = [reason for d in images if (reason := d.refuses(pipe, samples)) is not None]
+    raise ValueError(
+        f"Image metrics need a classifier of the data set, so --dataset must be {allowed} for image pipelines; "
+        f"got {dataset!r}" + (f" ({'; '.join(reasons)})." if reasons else ".")
+    )
 
 
-def _iwae(pipe, x, k, seed, recon_loss, labels=None) -> dict:
-    from .vae_nll import iwae_nll
+# --------------------------------------------------------------------------------- what pipelines declare
+def declares(pipe, capability: str) -> bool:
+    """Whether ``pipe``'s class declares ``capability``, a method: ``"exact_log_likelihood"`` or ``"nll_bound"``."""
+    return callable(getattr(type(pipe), capability, None))
 
-    nll = iwae_nll(pipe.vae, x.to(pipe.device, pipe.dtype), k=k, generator=torch.Generator().manual_seed(seed),
-                   recon_loss=recon_loss, class_labels=None if labels is None else labels.to(pipe.device))
+
+def flow_nll(pipe, x: torch.Tensor, num_steps: int) -> dict:
+    """``nll_nats`` (and how it was computed) of the held-out points ``x`` for a pipeline that declares
+    ``exact_log_likelihood``; ``{}`` for others."""
+    if not declares(pipe, "exact_log_likelihood"):
+        return {}
+    log_p = pipe.exact_log_likelihood(x, num_steps=num_steps)
+    return {"nll_nats": float(-log_p.double().mean()),
+            "nll_method": f"exact divergence, RK4 with {num_steps} steps, {len(x)} points"}
+
+
+def iwae_bound(pipe, x: torch.Tensor, k: int, seed: int, recon_loss: str, labels=None) -> dict:
+    """``iwae_nll_nats`` (and its settings) of the held-out data ``x`` (with their ``labels``, for a conditional
+    model) for a pipeline that declares ``nll_bound``; ``{}`` for others."""
+    if not declares(pipe, "nll_bound"):
+        return {}
+    nll = pipe.nll_bound(x, k=k, generator=torch.Generator().manual_seed(seed), recon_loss=recon_loss,
+                         class_labels=labels)
     return {"iwae_nll_nats": float(nll.double().mean()), "iwae_k": k, "iwae_points": int(x.shape[0]),
             "iwae_decoder": "gaussian, variance 1/2" if recon_loss == "mse" else "bernoulli",
             **({"iwae_conditional_on_label": True} if labels is not None else {})}

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-__all__ = ["MMD_BANDWIDTHS", "mmd_rbf", "wasserstein2"]
+__all__ = ["MMD_BANDWIDTHS", "compare_point_clouds", "mmd_rbf", "wasserstein2"]
 
 MMD_BANDWIDTHS: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 """Default bandwidths ``h`` of ``mmd_rbf``'s kernel ``k(a, b) = sum_h exp(-|a - b|^2 / (2 h^2))``, in data units.
@@ -141,3 +141,13 @@ def mmd_rbf(x, y, bandwidths=MMD_BANDWIDTHS) -> float:
     kyy = _kernel_sum(y, y, h, exclude_diagonal=True) / (n * (n - 1))
     kxy = _kernel_sum(x, y, h, exclude_diagonal=False) / (m * n)
     return float(kxx + kyy - 2.0 * kxy)
+
+
+def compare_point_clouds(samples, reference) -> dict:
+    """``w2`` (:func:`wasserstein2`) and ``mmd2_rbf`` (:func:`mmd_rbf`, with its ``mmd_bandwidths``) of ``samples``
+    against ``reference`` (equal sizes): the metrics of a point data set's evaluation, JSON-ready."""
+    return {
+        "w2": wasserstein2(np.asarray(samples, dtype=np.float64), reference),
+        "mmd2_rbf": mmd_rbf(samples, reference),
+        "mmd_bandwidths": list(MMD_BANDWIDTHS),
+    }

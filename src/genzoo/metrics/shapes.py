@@ -19,7 +19,7 @@ images (outlier exposure), so that noise lands away from the data in feature spa
    between the real "train" split (10,000) and the real "test" split (2,000) at the same resolution, about what a
    perfect model scores (fewer samples score higher: FD is biased upwards at small sample sizes).
 
-Images: as :mod:`.digits` (:func:`~genzoo.metrics.digits.image_batch`), in [0, 1] by default -- pipelines' outputs
+Images: as :mod:`.digits` (:func:`~genzoo.metrics.features.image_batch`), in [0, 1] by default -- pipelines' outputs
 with ``output_type="np"`` ((B, H, W, 3)) or ``"pt"`` ((B, 3, H, W)), PIL images, uint8 arrays as 0..255 -- or
 ``value_range=(-1, 1)`` for model-space samples; three channels are required. Any resolution is brought to 32x32
 first: larger images by area averaging (``F.interpolate(mode="area")``: the exact mean of s x s blocks when the side
@@ -53,7 +53,7 @@ from ..data.shapes import (
     describe,
     shapes_split,
 )
-from .digits import frechet_distance, image_batch, load_weights, precision_recall
+from .features import frechet_distance, image_batch, load_weights, precision_recall_at_equal_size
 
 IMAGE_SIZE = 32
 FEATURE_DIM = 128
@@ -402,7 +402,7 @@ def evaluate_shapes(
 
     - ``shapes_fd``: FD between the features of all ``images`` and of the reference (not FID -- module docstring);
       ``shapes_fd_floor``: the same between the real "train" and "test" splits at that resolution, for scale;
-    - ``precision``, ``recall``: :func:`~genzoo.metrics.digits.precision_recall` with ``k``, at equal sizes -- the
+    - ``precision``, ``recall``: :func:`~genzoo.metrics.features.precision_recall` with ``k``, at equal sizes -- the
       larger set is subsampled (without replacement, ``numpy.random.default_rng(seed)``) to the smaller's size,
       ``precision_recall_size``;
     - the attribute statistics of the detected objects (:func:`object_statistics`);
@@ -417,14 +417,7 @@ def evaluate_shapes(
     features, logits = shapes_features(x)
     slots = decode_slots(logits)
     ref = shapes_reference_features(reference, resolution)
-    n = min(len(features), len(ref))
-    rng = np.random.default_rng(seed)
-
-    def subsample(a):
-        return a if len(a) == n else a[np.sort(rng.choice(len(a), n, replace=False))]
-
-    pr_ref, pr_fake = subsample(ref), subsample(features)
-    precision, recall = precision_recall(pr_ref, pr_fake, k=k)
+    precision, recall, n = precision_recall_at_equal_size(ref, features, k=k, seed=seed)
     extra = {}
     if asked_labels is not None:
         asked_labels = np.asarray(asked_labels)

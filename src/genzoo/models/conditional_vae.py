@@ -47,6 +47,9 @@ class ConditionalAutoencoderKL(ModelMixin, ConfigMixin):
             Record the label names with ``genzoo.conditioning.set_id2label``.
     """
 
+    #: What it models: (B, C, H, W) images (genzoo.hub.data_kind reads it).
+    data_kind = "image"
+
     @register_to_config
     def __init__(
         self,

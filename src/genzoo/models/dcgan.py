@@ -74,6 +74,9 @@ class DCGANGenerator(ModelMixin, ConfigMixin):
         class_embed_dim (`int`, *optional*): Size of the class embedding (default: ``latent_dim``).
     """
 
+    #: What it models: (B, C, H, W) images (genzoo.hub.data_kind reads it).
+    data_kind = "image"
+
     @register_to_config
     def __init__(
         self,
@@ -153,6 +156,9 @@ class DCGANDiscriminator(ModelMixin, ConfigMixin):
             ``torch.nn.utils.parametrizations.spectral_norm``, and the class embedding too.
         num_class_embeds (`int`, *optional*): Number of classes ``K``; ``class_labels`` is then required.
     """
+
+    #: What it models: (B, C, H, W) images (genzoo.hub.data_kind reads it).
+    data_kind = "image"
 
     @register_to_config
     def __init__(

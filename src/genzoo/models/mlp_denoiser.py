@@ -67,6 +67,9 @@ class MLPDenoiser(ModelMixin, ConfigMixin):
             flow map's interval ``r - t`` (``genzoo.FlowMapPipeline``). ``None``: class labels, if any.
     """
 
+    #: What it models: (B, D) vectors (genzoo.hub.data_kind reads it; Diffusers' models are "image").
+    data_kind = "vector"
+
     @register_to_config
     def __init__(
         self,

@@ -39,6 +39,9 @@ class MLPGenerator(ModelMixin, ConfigMixin):
         class_embed_dim (`int`, *optional*): Size of the class embedding (default: ``latent_dim``).
     """
 
+    #: What it models: (B, D) vectors (genzoo.hub.data_kind reads it; Diffusers' models are "image").
+    data_kind = "vector"
+
     @register_to_config
     def __init__(
         self,
@@ -102,6 +105,9 @@ class MLPDiscriminator(ModelMixin, ConfigMixin):
             ``torch.nn.utils.parametrizations.spectral_norm``.
         num_class_embeds (`int`, *optional*): Number of classes ``K``; ``class_labels`` is then required.
     """
+
+    #: What it models: (B, D) vectors (genzoo.hub.data_kind reads it; Diffusers' models are "image").
+    data_kind = "vector"
 
     @register_to_config
     def __init__(

@@ -90,6 +90,9 @@ class MLPVAE(ModelMixin, ConfigMixin):
             ``encode``, ``decode`` and ``forward``.
     """
 
+    #: What it models: (B, D) vectors (genzoo.hub.data_kind reads it; Diffusers' models are "image").
+    data_kind = "vector"
+
     @register_to_config
     def __init__(
         self,

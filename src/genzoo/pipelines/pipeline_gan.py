@@ -20,6 +20,7 @@ class GANPipeline(GenzooPipeline):
 
     model_cpu_offload_seq = "generator"
     labelled_component = "generator"
+    main_component = "generator"
 
     def __init__(self, generator):
         super().__init__()

@@ -28,6 +28,7 @@ class VAEPipeline(GenzooPipeline):
 
     model_cpu_offload_seq = "vae"
     labelled_component = "vae"
+    main_component = "vae"
 
     def __init__(self, vae):
         super().__init__()
@@ -101,6 +102,16 @@ class VAEPipeline(GenzooPipeline):
         if not isinstance(data, torch.Tensor):
             raise TypeError(f"Expected a torch.Tensor or PIL images, got {type(data).__name__}.")
         return data.to(device=self.device, dtype=self.dtype)
+
+    def nll_bound(self, x: torch.Tensor, k: int = 64, generator: torch.Generator | None = None,
+                  recon_loss: str = "mse", class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The importance-weighted bound (IWAE, ``k`` samples) on ``-log p(x)`` in nats per point of data ``x`` in the
+        model's scale (given ``class_labels``, for a conditional VAE): :func:`genzoo.metrics.iwae_nll`. Declaring it
+        is what gives a pipeline ``iwae_nll_nats`` in ``genzoo eval``."""
+        from .vae_nll import iwae_nll
+
+        return iwae_nll(self.vae, x.to(self.device, self.dtype), k=k, generator=generator, recon_loss=recon_loss,
+                        class_labels=None if class_labels is None else class_labels.to(self.device))
 
     @sampling_mode
     def encode(
