@@ -10,14 +10,17 @@ import diffusers
 import numpy as np
 import pytest
 import torch
-from test_training import assert_resumes_exactly, run_training
 
 import genzoo
 from genzoo.data.shapes import shapes_split
-from genzoo.latents import LatentEncoder, decode_latents
+from genzoo.latents import decode_latents
+from genzoo.methods.latents import LatentEncoder
+from genzoo.testing import assert_resumes_exactly, run_training
 from genzoo.training import TrainingError
 from genzoo.training.arguments import parse_args
 from genzoo.training.trainer import train
+
+pytestmark = pytest.mark.slow
 
 RESOLUTION = 16
 SHAPES = ("--resolution", str(RESOLUTION))

@@ -22,6 +22,8 @@ import genzoo
 from genzoo.conditioning import set_id2label
 from genzoo.model_index import PipelineLoadError
 
+pytestmark = pytest.mark.slow
+
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 FOLDER_PIPELINES = ("ddpm-vector", "gan-vector", "vae-vector", "flow-matching-image")

@@ -25,8 +25,10 @@ import torch
 from genzoo.cli import main as cli_main
 from genzoo.files import LOCK_FILE, STAGING_TAG, make_staging_folder, remove_stale_staging
 from genzoo.teacher_pairs import save_pairs
+from genzoo.testing import tiny_args
 from genzoo.training import list_checkpoints
-from test_training import tiny_args
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER = ROOT / "pipelines" / "flow-matching-moons"
@@ -88,6 +90,7 @@ def one_line(err: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ the folder's lock
+@pytest.mark.subprocess
 def test_a_second_run_a_resume_or_an_overwrite_into_a_folder_in_use_is_refused_and_a_dead_runs_lock_recognised(
         tmp_path, capsys, caplog):
     out = tmp_path / "run"
@@ -141,6 +144,7 @@ def stopped_by_sigterm(tmp_path_factory):
     return out, code, err
 
 
+@pytest.mark.subprocess
 def test_sigterm_stops_a_run_at_the_end_of_a_step_with_a_checkpoint_there(stopped_by_sigterm):
     out, code, err = stopped_by_sigterm
     line = one_line(err)
@@ -163,6 +167,7 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_sigterm_to_a_multi_process_run_reaches_every_process_and_a_refused_resume_is_one_line(tmp_path,
                                                                                                 stopped_by_sigterm):
@@ -194,6 +199,7 @@ def test_sigterm_to_a_multi_process_run_reaches_every_process_and_a_refused_resu
     assert "was written by 1 process(es) and this run has 2" in one_line(err)
 
 
+@pytest.mark.subprocess
 def test_sigterm_while_teacher_pairs_are_written_leaves_no_staging_and_a_killed_writers_staging_is_removed(tmp_path):
     """A rectified-flow run writing its teacher pairs (the write slowed down here, so that the signal lands in it)
     stops at once on SIGTERM and removes its half-written cache; one killed outright (SIGKILL) leaves the staging
@@ -228,6 +234,7 @@ def test_sigterm_while_teacher_pairs_are_written_leaves_no_staging_and_a_killed_
     assert staging() == [] and [p.name for p in pairs.iterdir()] == [key]
 
 
+@pytest.mark.subprocess
 def test_stale_staging_is_removed_only_when_its_writer_is_dead(tmp_path):
     target = tmp_path / "cache"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -246,10 +253,10 @@ def test_stale_staging_is_removed_only_when_its_writer_is_dead(tmp_path):
 def test_a_full_disk_in_safetensors_writer_is_one_line_and_leaves_no_partial(tmp_path, capsys, monkeypatch):
     """safetensors reports a full disk as a SafetensorError (not an OSError): at a checkpoint's EMA write and at
     the final save, the run stops with one line, exit 2, and no half-written checkpoint or staging folder."""
-    import genzoo.training.checkpoints as checkpoints
+    import genzoo.training.ema as ema
 
     out = tmp_path / "run"
-    real = checkpoints.save_file
+    real = ema.save_file
 
     def full(tensors, filename, *args, **kwargs):
         if "shadow_params" in str(filename):
@@ -257,13 +264,13 @@ def test_a_full_disk_in_safetensors_writer_is_one_line_and_leaves_no_partial(tmp
                                               "error 28)")
         return real(tensors, filename, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoints, "save_file", full)
+    monkeypatch.setattr(ema, "save_file", full)
     assert cli_main(["train", *tiny_args("flow-matching", "moons", out, "--use_ema", "true")]) == 2
     err = one_line(capsys.readouterr().err)
     assert err.startswith(f"genzoo: error: Could not write checkpoint 3 to {out}")
     assert "No space left on device" in err and "no checkpoint was saved yet" in err
     assert list((out / "checkpoints").iterdir()) == []
-    monkeypatch.setattr(checkpoints, "save_file", real)
+    monkeypatch.setattr(ema, "save_file", real)
 
     def no_space(*args, **kwargs):  # Diffusers writes a model's weights through safetensors.torch.save_file
         raise safetensors.SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")

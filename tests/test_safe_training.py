@@ -20,11 +20,14 @@ import torch
 
 import genzoo
 from genzoo.cli import main as cli_main
+from genzoo.testing import final_weights, tiny_args
 from genzoo.training import RecipeError, TrainingError, list_checkpoints, parse_args, train
-from genzoo.training.checkpoints import CheckpointError, resolve_resume
+from genzoo.training.checkpoints import resolve_resume
+from genzoo.training.errors import CheckpointError
 from genzoo.training.trainer import Trainer, reset_accelerate_state
 from helpers import copy_tree
-from test_training import final_weights, tiny_args
+
+pytestmark = pytest.mark.slow
 
 
 def fm_args(output_dir, *extra):
@@ -278,7 +281,8 @@ def live_trainer(tmp_path):
     trainer = Trainer(parse_args(fm_args(out)))
     trainer.run()
     with torch.no_grad():
-        for p in [*trainer.raw["unet"].parameters(), *(q for ema in trainer.emas.values() for q in ema.shadow_params)]:
+        averages = trainer.emas.averages.values()
+        for p in [*trainer.raw["unet"].parameters(), *(q for ema in averages for q in ema.shadow_params)]:
             p.add_(0.5)
     yield trainer
     reset_accelerate_state()

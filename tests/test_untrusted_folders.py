@@ -22,8 +22,8 @@ from safetensors.torch import load_file, save_file
 
 import genzoo
 from genzoo.cli import main as cli
-from genzoo.model_index import PipelineLoadError, component_configs, component_entries, read_json_object
-from genzoo.pipelines import base, loading
+from genzoo.model_index import PipelineLoadError, component_configs, component_entries, folder_root, read_json_object
+from genzoo.pipelines import loading, memory, untrusted
 
 ZOO = Path(__file__).resolve().parent.parent / "pipelines"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -345,12 +345,13 @@ def test_scheduler_config_numbers_are_bounded(saved):
 
 def _zoo_and_text_folders(tmp_path):
     folders = sorted(p for p in ZOO.iterdir() if (p / "model_index.json").is_file())
-    from test_conditional_denoising import text_pipeline
+    from helpers import text_pipeline
 
     text_pipeline("ddpm").save_pretrained(tmp_path / "text-ddpm")
     return folders + [tmp_path / "text-ddpm"]
 
 
+@pytest.mark.slow
 def test_the_checks_accept_every_zoo_pipeline_and_a_text_pipeline(tmp_path):
     """The number rule and the meta-device comparison on real configs: the zoo's pipelines (Diffusers' UNet2DModel
     and AutoencoderKL, genzoo's MLP and DCGAN models) and a text pipeline (UNet2DConditionModel, CLIPTextModel)."""
@@ -391,7 +392,7 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_up_front(saved, name, caps
 def test_memory_estimate_counts_the_model_width_guidance_and_big_sample_sizes(monkeypatch, tmp_path, capsys):
     pipe = genzoo.DDPMPipeline(unet=tiny_unet(size=4096), scheduler=genzoo.DDPMScheduler())
     pipe.save_pretrained(tmp_path / "big")
-    monkeypatch.setattr(base, "available_memory", lambda device: (8 * 2**30, "MemAvailable"))
+    monkeypatch.setattr(memory, "available_memory", lambda device: (8 * 2**30, "MemAvailable"))
     # 16 samples of 1x4096x4096: 3 copies of the samples and 2 of the 8-channel first feature map, in float32
     expected = 4 * 16 * 4096 * 4096 * (3 + 2 * 8) / 2**30
     with pytest.raises(ValueError, match=rf"batch_size=16 samples of shape 1x4096x4096 need about {expected:.1f} GiB"
@@ -406,17 +407,17 @@ def test_memory_estimate_counts_the_model_width_guidance_and_big_sample_sizes(mo
     conditional = genzoo.DDPMPipeline(unet=tiny_unet(size=8, num_class_embeds=3), scheduler=genzoo.DDPMScheduler())
     set_id2label(conditional.unet, {0: "a", 1: "b"})
     unguided, guided = 4 * 10**7 * (3 * 64 + 2 * 512) / 2**30, 4 * 10**7 * (3 * 64 + 4 * 512) / 2**30
-    monkeypatch.setattr(base, "available_memory", lambda device: (int((unguided + guided) / 2 * 2**30), "test"))
+    monkeypatch.setattr(memory, "available_memory", lambda device: (int((unguided + guided) / 2 * 2**30), "test"))
     conditional._check_sampling_memory(10**7, (1, 8, 8))  # fits
     with pytest.raises(ValueError, match=rf"batch_size=10000000 samples of shape 1x8x8 need about {guided:.1f} GiB"):
         conditional(batch_size=10**7, guidance_scale=3.0, num_inference_steps=1)
-    assert base.sample_sizes(conditional.unet, (1, 8, 8)) == ((1, 8, 8), 64, 8 * 64)
-    assert base.sample_sizes(genzoo.MLPDenoiser(hidden_dim=16), (2,)) == ((2,), 2, 16)
-    assert base.sample_sizes(None, (3, 4)) == ((3, 4), 12, 12)
+    assert memory.sample_sizes(conditional.unet, (1, 8, 8)) == ((1, 8, 8), 64, 8 * 64)
+    assert memory.sample_sizes(genzoo.MLPDenoiser(hidden_dim=16), (2,)) == ((2,), 2, 16)
+    assert memory.sample_sizes(None, (3, 4)) == ((3, 4), 12, 12)
 
 
 def test_available_memory_reads_the_machine():
-    available, source = base.available_memory("cpu")
+    available, source = memory.available_memory("cpu")
     assert available is None or (available > 0 and source)
 
 
@@ -663,7 +664,7 @@ def test_a_hub_snapshot_loads_through_its_blob_links_but_not_through_a_link_out_
     for source in ("user/linked", snapshot):
         refused(source, r"Component 'unet': \S*unet/config.json leads outside \S*models--user--linked \(a symlink to "
                         r"\S*secret.json\)", cache_dir=cache)
-    assert loading.folder_root(snapshot) == snapshot.parents[1] and loading.folder_root(folder) == folder
+    assert folder_root(snapshot) == snapshot.parents[1] and folder_root(folder) == folder
 
 
 @pytest.mark.parametrize("name", ["model_index.json", "unet/config.json", f"unet/{WEIGHTS}",
@@ -692,7 +693,7 @@ def test_reads_are_bounded_by_bytes_read_not_by_st_size(tmp_path):
         with pytest.raises(PipelineLoadError, match=rf"^{re.escape(str(path))} is not a regular file .*refused unread"):
             within(30, lambda: read_json_object(path, limit=1024))
         with pytest.raises(PipelineLoadError, match=rf"^{re.escape(str(path))} is not a regular file .*refused unread"):
-            within(30, lambda: loading.read_safetensors_header(path))
+            within(30, lambda: untrusted.read_safetensors_header(path))
     big = tmp_path / "big.json"
     big.write_text(json.dumps({"a": "x" * 2000}))
     with pytest.raises(PipelineLoadError, match=rf"^{re.escape(str(big))} is larger than the 1024 bytes allowed"):
@@ -714,28 +715,30 @@ def _add_tensors(path: Path, count: int, numel: int, offsets=None) -> None:
     path.write_bytes(len(raw).to_bytes(8, "little") + raw + body + bytes(end - len(body)))
 
 
+@pytest.mark.slow
 def test_zero_size_tensors_do_not_raise_the_build_budget(saved):
     """200,000 zero-size tensors (no bytes) in the header: the budget is that of the 26 real tensors."""
     folder = saved("ddpm-vector")
     _add_tensors(folder / "unet" / WEIGHTS, 200_000, 0)
     edit_json(folder / "unet" / "config.json", lambda config: config.update(num_layers=500_000))
     start = time.perf_counter()
-    budget = loading.BUILD_BUDGET_PER_TENSOR * 26 + loading.BUILD_BUDGET_BASE
+    budget = untrusted.BUILD_BUDGET_PER_TENSOR * 26 + untrusted.BUILD_BUDGET_BASE
     refused(folder, rf"builds a MLPDenoiser of more than {budget} modules and tensors, while its weights hold 26 "
                     r"tensors with data")
     # About 1.5 s, most of it parsing the 13 MB header (the budget of all 200,026 tensors: minutes and gigabytes).
     assert time.perf_counter() - start < 10
 
 
+@pytest.mark.slow
 def test_the_build_budget_has_a_ceiling_whatever_the_header_lists(saved):
     """Tensors of one element each cost the header 4 bytes: the budget stops at BUILD_BUDGET however many."""
     folder = saved("ddpm-vector")
     _add_tensors(folder / "unet" / WEIGHTS, 5_000, 1)
     edit_json(folder / "unet" / "config.json", lambda config: config.update(num_layers=500_000))
-    assert loading.BUILD_BUDGET_PER_TENSOR * 5026 + loading.BUILD_BUDGET_BASE > loading.BUILD_BUDGET
+    assert untrusted.BUILD_BUDGET_PER_TENSOR * 5026 + untrusted.BUILD_BUDGET_BASE > untrusted.BUILD_BUDGET
     start = time.perf_counter()
-    refused(folder, rf"builds a MLPDenoiser of more than {loading.BUILD_BUDGET} modules and tensors, while its weights "
-                    r"hold 5026 tensors with data")
+    refused(folder, rf"builds a MLPDenoiser of more than {untrusted.BUILD_BUDGET} modules and tensors, while its "
+                    r"weights hold 5026 tensors with data")
     # About 1.5 s on an idle core: the build stopped at BUILD_BUDGET (without the ceiling, 80,672: a minute).
     assert time.perf_counter() - start < 10
 
@@ -747,12 +750,13 @@ def test_tensors_sharing_bytes_are_refused(saved):
                     r"is not a valid safetensors file: tensors \S+ and \S+ share bytes")
 
 
+@pytest.mark.slow
 def test_the_build_budget_fits_the_largest_real_models_four_times_over(monkeypatch):
     """SDXL's UNet (3609 registrations, the most of the models measured) and Flux's transformer (2430) build on the
     meta device within a quarter of BUILD_BUDGET."""
     import diffusers
 
-    monkeypatch.setattr(loading, "BUILD_BUDGET", loading.BUILD_BUDGET // 4)
+    monkeypatch.setattr(untrusted, "BUILD_BUDGET", untrusted.BUILD_BUDGET // 4)
     sdxl = dict(sample_size=128, cross_attention_dim=2048, block_out_channels=[320, 640, 1280],
                 down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
                 up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
@@ -761,5 +765,5 @@ def test_the_build_budget_fits_the_largest_real_models_four_times_over(monkeypat
                 projection_class_embeddings_input_dim=2816)
     for cls, config, tensors in [(diffusers.UNet2DConditionModel, sdxl, 1680),
                                  (diffusers.FluxTransformer2DModel, {}, 1156)]:
-        expected = loading.expected_tensors(cls, "diffusers", "unet", config, num_tensors=10**6)
+        expected = untrusted.expected_tensors(cls, "diffusers", "unet", config, num_tensors=10**6)
         assert len(expected) == tensors

@@ -1,7 +1,7 @@
 """What every genzoo pipeline shares: Hub-aware ``from_pretrained``, a ``save_pretrained`` that plain Diffusers can
-load back (and that replaces a saved pipeline atomically), the checks of ``__call__``'s arguments and of the memory a
-sampling request needs, the starting noise, and turning samples into "pil" / "np" / "pt" outputs for images and
-vectors (refusing non-finite samples)."""
+load back (and that replaces a saved pipeline atomically), the checks of ``__call__``'s arguments (and of the memory a
+sampling request needs, estimated by :mod:`genzoo.pipelines.memory`), the starting noise, and turning samples into
+"pil" / "np" / "pt" outputs for images and vectors (refusing non-finite samples)."""
 
 from __future__ import annotations
 
@@ -20,21 +20,17 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..checks import check_positive_int, is_int
+from ..checks import check_positive_int
 from ..conditioning import class_label_ids, conditioning_of, model_id2label
-from ..files import commit_folder
 from ..hub import push_folder
 from ..model_index import PipelineLoadError, one_line, pipeline_class_name, read_model_index
-from . import loading
+from .loading import commit_pipeline, load_components, write_remote_code_files
+from .memory import check_sampling_memory
+from .resolve import resolve_pretrained_path
+from .untrusted import check_recorded_components
 
 IMAGE_OUTPUT_TYPES = ("pil", "np", "pt")
 VECTOR_OUTPUT_TYPES = ("np", "pt")
-#: Copies of the sample tensor a sampling loop holds at once (the sample, the model's prediction, the scheduler's
-#: next sample), and copies of the model's widest full-resolution activation alive during one model call; see
-#: :meth:`GenzooPipeline._check_sampling_memory`.
-SAMPLE_COPIES = 3
-ACTIVATION_COPIES = 2
-GIB = 2**30
 
 
 class ArgumentTypeError(TypeError, ValueError):
@@ -87,6 +83,9 @@ class GenzooPipeline(DiffusionPipeline):
     #: The component whose config holds a class-conditional model's label names (see :mod:`genzoo.conditioning`);
     #: ``None``: the pipeline takes no class labels.
     labelled_component: str | None = None
+    #: The component that draws the samples: its class's ``data_kind`` ("image", the default, or "vector") says what
+    #: the pipeline generates (``genzoo.hub.data_kind``); ``None``: ``labelled_component``.
+    main_component: str | None = None
     #: The ``output_type`` values ``__call__`` takes ("latent": the sampling loop's final state as it is, in the
     #: model's data space, where a pipeline has one).
     output_types: tuple[str, ...] = IMAGE_OUTPUT_TYPES
@@ -132,7 +131,7 @@ class GenzooPipeline(DiffusionPipeline):
             TypeError: a keyword argument that is neither an option above nor a component of the pipeline.
         """
         del trust_remote_code  # genzoo never runs repository code; the argument is accepted for Diffusers parity
-        folder = loading.resolve_pretrained_path(
+        folder = resolve_pretrained_path(
             pretrained_model_name_or_path, revision, token, cache_dir, local_files_only, allow_pickle
         )
         model_index = read_model_index(folder)
@@ -159,8 +158,8 @@ class GenzooPipeline(DiffusionPipeline):
                 f"replacement components: {sorted(expected)}."
             )
         # Names and entries first (component_entries), before any component file is opened.
-        loading.check_recorded_components(pipeline_class, model_index, supplied=set(components))
-        loaded = loading.load_components(
+        check_recorded_components(pipeline_class, model_index, supplied=set(components))
+        loaded = load_components(
             folder, model_index, allow_pickle=allow_pickle, torch_dtype=torch_dtype, skip=set(components)
         )
         try:
@@ -177,9 +176,9 @@ class GenzooPipeline(DiffusionPipeline):
         """Diffusers' folder layout, safetensors only, plus the files that let plain
         ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` load it (see ``.loading``).
 
-        The save is atomic (``genzoo.files.commit_folder``): the pipeline is written beside the folder and
-        swapped in whole, so a save that fails (an error, a full disk, a kill) leaves the pipeline saved before it
-        loadable and unchanged. What the folder held besides a saved pipeline (checkpoints, logs, samples, your
+        The save is atomic (``genzoo.pipelines.loading.commit_pipeline``): the pipeline is written beside the folder
+        and swapped in whole, so a save that fails (an error, a full disk, a kill) leaves the pipeline saved before
+        it loadable and unchanged. What the folder held besides a saved pipeline (checkpoints, logs, samples, your
         files) is kept; the previous pipeline's own entries (``.loading.pipeline_entries``: its
         ``model_index.json``, ``genzoo_hub.py`` and component folders) are replaced, so no stale component of
         another pipeline class stays behind.
@@ -197,9 +196,7 @@ class GenzooPipeline(DiffusionPipeline):
             raise ValueError("genzoo saves weights as safetensors only; safe_serialization=False is not supported.")
         if kwargs.get("push_to_hub"):
             raise ValueError("Use pipe.push_to_hub(repo_id) to upload; save_pretrained(push_to_hub=True) is not supported.")
-        target = Path(save_directory).expanduser()
-        stale = loading.pipeline_entries(target)
-        commit_folder(target, lambda staging: self.save_into(staging, **kwargs), keep=lambda name: name not in stale)
+        commit_pipeline(save_directory, lambda staging: self.save_into(staging, **kwargs))
 
     def save_into(self, folder: str | os.PathLike, **kwargs) -> None:
         """Write this pipeline's files (``model_index.json``, one folder per component, ``genzoo_hub.py``) into
@@ -210,7 +207,7 @@ class GenzooPipeline(DiffusionPipeline):
             **kwargs (Any): passed on to Diffusers' ``DiffusionPipeline.save_pretrained``.
         """
         super().save_pretrained(folder, safe_serialization=True, **kwargs)
-        loading.write_remote_code_files(Path(folder), self)
+        write_remote_code_files(Path(folder), self)
 
     def push_to_hub(
         self,
@@ -354,37 +351,15 @@ class GenzooPipeline(DiffusionPipeline):
         return model if isinstance(model, torch.nn.Module) else None
 
     def _check_sampling_memory(self, batch_size: int, noise_shape=(), model_batch: int | None = None) -> None:
-        """Refuse, with the estimate in the message, a request whose sample tensors alone would not fit in memory.
-
-        The estimate, a lower bound: per sample, the larger of the starting noise (``noise_shape``) and the sample
-        shape the model's config gives (``sample_size`` with ``out_channels`` / ``in_channels``), held
-        :data:`SAMPLE_COPIES` times; plus, for each of the ``model_batch`` model inputs (twice ``batch_size`` under
-        classifier-free guidance), :data:`ACTIVATION_COPIES` copies of the model's widest full-resolution activation
-        (``block_out_channels[0]``, ``base_channels`` or ``hidden_dim`` wide), times the bytes of the pipeline's
-        dtype. Available: free memory of the CUDA device, else ``MemAvailable`` of ``/proc/meminfo`` (capped by
-        the cgroup's limit; ``os.sysconf`` where there is no ``/proc``). Unknown: no check.
-        """
-        if any(not is_int(d) or d < 1 for d in noise_shape):
-            raise ValueError(
-                f"The sample shape {tuple(noise_shape)} that {type(self).__name__}'s model gives (from its config) is "
-                "not a shape of positive integers; the model's config is broken."
-            )
-        model_batch = batch_size if model_batch is None else model_batch
-        shape, sample, activation = sample_sizes(self._sampling_model(), tuple(noise_shape))
+        """Refuse, with the estimate in the message, a request whose sample tensors alone would not fit in memory:
+        :func:`genzoo.pipelines.memory.check_sampling_memory` for this pipeline's sampling model, dtype and device,
+        ``batch_size`` samples from noise of ``noise_shape`` and ``model_batch`` model inputs per step."""
         try:
             itemsize = torch.empty((), dtype=self.dtype).element_size()
         except Exception:
             itemsize = 4
-        needed = itemsize * (SAMPLE_COPIES * batch_size * sample + ACTIVATION_COPIES * model_batch * activation)
-        available, source = available_memory(self.device)
-        if available is None or needed <= available:
-            return
-        shown = "x".join(map(str, shape)) if shape else "unknown shape"
-        raise ValueError(
-            f"batch_size={batch_size} samples of shape {shown} need about {needed / GIB:.1f} GiB for the sample "
-            f"tensors and the model's activations alone; this machine has {available / GIB:.1f} GiB available "
-            f"({source}). Ask for fewer samples per call (and call several times)."
-        )
+        check_sampling_memory(self._sampling_model(), itemsize, self.device, batch_size, noise_shape, model_batch,
+                              owner=type(self).__name__)
 
     def _noise(self, shape, generator, latents, batch_size, model_batch: int | None = None):
         """Starting noise of ``(batch_size, *shape)`` from ``generator`` (one, or a list of one per sample), or the
@@ -437,87 +412,6 @@ class GenzooPipeline(DiffusionPipeline):
         if output_type == "np":
             result = result.numpy()
         return VectorPipelineOutput(samples=result) if return_dict else (result,)
-
-
-def sample_sizes(model, noise_shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, int]:
-    """``(sample shape, elements per sample, elements of the widest full-resolution activation per sample)`` for
-    :meth:`GenzooPipeline._check_sampling_memory`, from the starting noise's shape and, where the model's config
-    says, the shape of what it outputs and its width (see there). Lower bounds; config values that are not sizes
-    are ignored."""
-    noise = math.prod(noise_shape) if noise_shape else 0
-    shape, sample, activation = noise_shape, noise, noise
-    config = getattr(model, "config", None)
-    if config is None or not hasattr(config, "get"):
-        return shape, max(sample, 1), max(activation, 1)
-    size = config.get("sample_size")
-    channels = config.get("out_channels") or config.get("in_channels")
-    width = None
-    for key in ("block_out_channels", "base_channels", "hidden_dim"):
-        value = config.get(key)
-        value = value[0] if isinstance(value, (list, tuple)) and value else value
-        if is_int(value) and value > 0:
-            width = int(value)
-            break
-    if isinstance(size, (list, tuple)) and len(size) == 2 and all(is_int(d) and d > 0 for d in size):
-        height, breadth = size
-    elif is_int(size) and size > 0:
-        height = breadth = size
-    else:
-        height = breadth = None
-    if height is not None and is_int(channels) and channels > 0:  # images: channels x H x W
-        out_shape = (int(channels), int(height), int(breadth))
-        out, act = math.prod(out_shape), (width or int(channels)) * height * breadth
-    elif is_int(size) and size > 0:  # vectors of sample_size
-        out_shape, out, act = (int(size),), int(size), width or int(size)
-    else:
-        out_shape, out, act = shape, noise, noise
-    if out >= noise:
-        shape = out_shape
-    sample = max(noise, out, 1)
-    return shape, sample, max(act, sample)
-
-
-def available_memory(device) -> tuple[int | None, str]:
-    """``(bytes available for new tensors on device, where the figure comes from)``; ``(None, ...)`` if unknown.
-    CUDA: the device's free memory. Elsewhere (the CPU, and unified-memory devices): ``MemAvailable`` of
-    ``/proc/meminfo``, capped by a cgroup v2 memory limit, else ``os.sysconf``'s available physical pages."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        try:  # free on the device, plus what PyTorch's caching allocator holds but does not use
-            free, _ = torch.cuda.mem_get_info(device)
-            cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-            return int(free + max(cached, 0)), f"free on {device}"
-        except Exception:
-            return None, "unknown"
-    available, source = None, "unknown"
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    available, source = int(line.split()[1]) * 1024, "MemAvailable"
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-            source = "free physical memory"
-        except (OSError, ValueError, AttributeError):
-            return None, "unknown"
-    try:  # a container's limit: what is left of it, not counting the page cache the kernel can drop
-        cgroup = Path("/sys/fs/cgroup")
-        limit = (cgroup / "memory.max").read_text().strip()
-        if limit.isdigit():
-            used = int((cgroup / "memory.current").read_text().strip())
-            for line in (cgroup / "memory.stat").read_text().splitlines():
-                if line.startswith("inactive_file "):
-                    used -= int(line.split()[1])
-            room = int(limit) - max(used, 0)
-            if room < available:
-                available, source = max(room, 0), "the cgroup's memory limit"
-    except (OSError, ValueError, IndexError):
-        pass
-    return available, source
 
 
 def images_to_pil(images: np.ndarray) -> list[PIL.Image.Image]:

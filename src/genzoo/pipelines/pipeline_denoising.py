@@ -7,9 +7,10 @@ from __future__ import annotations
 import torch
 
 from ..conditioning import expand_to_batch, null_label_id
+from ..latents import decode_latents
 from ..models import denoiser_sample_shape
-from ..schedulers.diffusers_interop import scheduler_driver
 from .base import IMAGE_OUTPUT_TYPES, GenzooPipeline, sampling_mode
+from .drivers import scheduler_driver
 
 
 class DenoisingPipeline(GenzooPipeline):
@@ -32,7 +33,7 @@ class DenoisingPipeline(GenzooPipeline):
     Subclasses set ``default_num_inference_steps`` and ``model_kind``. Any scheduler with Diffusers' sampling
     interface works: genzoo's, or Diffusers' own built with ``from_config`` (e.g. ``DDIMScheduler`` for a DDPM model).
     A Diffusers flow scheduler on a flow-matching model is driven in Diffusers' convention (time ``sigma = 1 - t``,
-    output ``-v``; see ``genzoo.schedulers.diffusers_interop``); one that would sample the model in the wrong
+    output ``-v``; see :mod:`genzoo.pipelines.drivers`); one that would sample the model in the wrong
     convention is a one-line ``ValueError`` (build it with ``genzoo.schedulers.diffusers_scheduler``).
     ``generator`` is passed to ``step`` only where ``step`` takes one (UniPC's does not).
 
@@ -49,6 +50,7 @@ class DenoisingPipeline(GenzooPipeline):
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
     labelled_component = "unet"
+    main_component = "unet"
     _optional_components = ["tokenizer", "text_encoder", "vae"]
     default_num_inference_steps = 50
     #: What the model predicts, for checking a swapped-in Diffusers scheduler: ``"flow"`` (a velocity, genzoo's
@@ -189,8 +191,6 @@ class DenoisingPipeline(GenzooPipeline):
             model_output = driver.scheduler_output(model_output, sample, i)
             sample = driver.step(model_output, t, sample, generator=generator)
         if self.vae is not None and output_type != "latent":
-            from ..latents import decode_latents
-
             sample = decode_latents(self.vae, sample)
         return self._output(sample, output_type, return_dict)
 

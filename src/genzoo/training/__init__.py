@@ -1,7 +1,8 @@
 """The one Accelerate trainer for every method (see :mod:`genzoo.methods.base` for what a method provides)."""
 
 from .arguments import RecipeError, TrainerConfig, build_parser, load_recipe, parse_args
-from .checkpoints import TrainingError, list_checkpoints
+from .checkpoints import list_checkpoints
+from .errors import TrainingError
 from .options_doc import options_markdown
 from .trainer import Trainer, TrainResult, main, train
 

@@ -1,6 +1,7 @@
-"""Checkpoint I/O of the trainer: where checkpoints live, which are complete, and the state genzoo adds to
-Accelerate's (the EMA copies, the trainer's random generator, the learning-rate schedules, the method's own state),
-all written as safetensors and JSON -- data, never pickles.
+"""The trainer's checkpoints: where they live, which are complete, which one a run resumes and whether it may, and
+the :class:`CheckpointManager` that writes, prunes and loads them with the state genzoo adds to Accelerate's (the
+EMA copies, the trainer's random generator, the learning-rate schedules, the method's own state), all written as
+safetensors and JSON -- data, never pickles.
 
 A checkpoint is ``<output_dir>/checkpoints/checkpoint-<step>``. It is written as ``checkpoint-<step>.partial`` and
 renamed when complete (``trainer_state.json`` written last), so one that was half-written when the process died is
@@ -19,11 +20,14 @@ import json
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
-from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
+
+from .arguments import read_saved_recipe, recipe_differences, write_recipe
+from .errors import SAVE_ERRORS, CheckpointError, TrainingError
 
 logger = logging.getLogger("genzoo.training")
 
@@ -36,27 +40,6 @@ RECIPE = "recipe.yaml"
 LR_SCHEDULERS = "lr_schedulers.json"
 #: Files of Accelerate's that it unpickles with ``weights_only=False``: never in a genzoo checkpoint.
 UNSAFE_FILES = re.compile(r"^custom_checkpoint_\d+\.pkl$")
-
-
-class TrainingError(RuntimeError):
-    """Training stopped: a non-finite loss or weights, or a method that cannot run. The message says what to do."""
-
-
-class TrainingInterrupted(BaseException):
-    """The run was stopped by a signal (SIGTERM, SIGINT): raised at the end of the step the signal arrived in (or at
-    once while the run is still setting up). A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except
-    Exception`` on the way swallows it; the command line prints its message as one line and exits with
-    ``128 + signum``, the shell's convention for a process ended by a signal."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signum = signum
-
-
-class CheckpointError(TrainingError, OSError):
-    """An output folder or checkpoint that cannot be used as asked: another run's folder, a resume whose recipe
-    differs, a damaged, foreign or unsafe checkpoint, a checkpoint that could not be written. Like every
-    ``OSError``, the command line reports it as one ``error:`` line with exit status 2."""
 
 
 # ------------------------------------------------------------------------------------------------ where they are
@@ -87,8 +70,6 @@ def list_checkpoints(output_dir) -> list[Path]:
 
 def remove_partial_checkpoints(output_dir) -> None:
     """Remove the ``checkpoint-<step>.partial`` folders that interrupted checkpoint writes left."""
-    import shutil
-
     root = Path(output_dir) / CHECKPOINTS
     if root.is_dir():
         for stale in root.glob(f"*{PARTIAL}"):
@@ -115,24 +96,6 @@ def resolve_resume(output_dir, resume: str | None) -> Path | None:
 
 
 # ------------------------------------------------------------------------------------------------ what genzoo adds
-def save_ema(ema: EMAModel, folder) -> None:
-    """An ``EMAModel``'s full state (shadow weights as safetensors, counters as JSON), for any model class -- also
-    ``transformers`` models, which ``EMAModel.save_pretrained`` cannot rebuild."""
-    state = ema.state_dict()
-    shadow = state.pop("shadow_params")
-    os.makedirs(folder, exist_ok=True)
-    save_file({f"shadow.{i}": p.detach().contiguous().cpu() for i, p in enumerate(shadow)},
-              os.path.join(folder, "shadow_params.safetensors"))
-    Path(folder, "ema_state.json").write_text(json.dumps(state, indent=2) + "\n")
-
-
-def load_ema(ema: EMAModel, folder) -> None:
-    tensors = load_file(os.path.join(folder, "shadow_params.safetensors"))
-    state = json.loads(Path(folder, "ema_state.json").read_text())
-    state["shadow_params"] = [tensors[f"shadow.{i}"] for i in range(len(tensors))]
-    ema.load_state_dict(state)
-
-
 def save_tensors_and_json(state: dict, folder, stem: str) -> None:
     """``state``'s tensors to ``<stem>.safetensors`` and its other (JSON) values to ``<stem>.json``."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -205,3 +168,160 @@ def load_lr_schedulers(schedulers: dict, folder) -> None:
             scheduler.load_state_dict(states[group])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{file} cannot be read: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
+
+
+# ------------------------------------------------------------------------------------------------ resuming
+def check_resumable(path: Path, method: str, num_processes: int, args) -> None:
+    """Refuse a checkpoint of another method or recipe (``args``: this run's recipe), one written by another number
+    of processes, or one that lacks a file or holds an unsafe one, before anything else in it is read."""
+    state = read_trainer_state(path)
+    if state.get("method") != method:
+        raise CheckpointError(f"{path} is a checkpoint of method {state.get('method')!r}, not {method!r}.")
+    processes = state.get("num_processes")
+    if processes != num_processes:
+        raise CheckpointError(
+            f"{path} was written by {processes} process(es) and this run has {num_processes}; "
+            "resume with the same number of processes (each has its own random state)."
+        )
+    check_checkpoint(path, [RECIPE, LR_SCHEDULERS])
+    differences = recipe_differences(read_saved_recipe(path / RECIPE), args)
+    if differences:
+        shown = "; ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, (old, new) in differences.items())
+        raise CheckpointError(
+            f"{path} was written with other options, and a resume may change only how long the run trains and "
+            f"how it checkpoints, logs and samples: {shown}. Use the checkpoint's options, or start a new run in "
+            "another --output_dir."
+        )
+
+
+# ------------------------------------------------------------------------------------------------ the manager
+class CheckpointManager:
+    """Writes, prunes and loads a run's checkpoints.
+
+    Accelerate's ``save_state`` / ``load_state`` write and read the models, the optimisers and the data sampler; the
+    state hooks this manager registers with the ``accelerator`` add genzoo's part: each process's random generator
+    and method state, and on the main process the learning-rate schedules, the recipe and the EMAs. A checkpoint is
+    written as ``checkpoint-<step>.partial`` and renamed when complete; a write that fails leaves the checkpoints as
+    they were.
+
+    Args:
+        accelerator (accelerate.Accelerator): the run's accelerator, its models and optimisers prepared.
+        output_dir (pathlib.Path): the run's folder (checkpoints go to its ``checkpoints`` folder).
+        args (argparse.Namespace): the run's recipe, written into every checkpoint.
+        config (TrainerConfig): the trainer's options (``method``, ``checkpoints_total_limit``).
+        method (Method): the run's method (its ``state_dict`` / ``load_state_dict``).
+        generator (torch.Generator): the trainer's own random generator.
+        lr_schedulers (dict): optimiser group -> learning-rate schedule.
+        emas (ModelEMAs): the run's EMA copies (:mod:`genzoo.training.ema`).
+        num_groups (int): the number of optimiser groups (one prepared model and optimiser each).
+    """
+
+    def __init__(self, accelerator, output_dir, args, config, method, generator, lr_schedulers, emas, num_groups):
+        self.accelerator, self.output_dir, self.args, self.config = accelerator, Path(output_dir), args, config
+        self.method, self.generator, self.lr_schedulers, self.emas = method, generator, lr_schedulers, emas
+        self.num_groups = num_groups
+        # The learning-rate schedules are saved by the hooks as JSON: registering them with Accelerate would pickle
+        # them (custom_checkpoint_<i>.pkl), and Accelerate unpickles those with weights_only=False.
+        accelerator.register_save_state_pre_hook(self._save_hook)
+        accelerator.register_load_state_pre_hook(self._load_hook)
+
+    def _save_hook(self, models, weights, output_dir):
+        rank = self.accelerator.process_index
+        save_file({"generator": self.generator.get_state()}, os.path.join(output_dir, f"trainer_rng_{rank}.safetensors"))
+        state = self.method.state_dict()
+        if state:
+            save_tensors_and_json(state, output_dir, f"method_state_{rank}")
+        if self.accelerator.is_main_process:
+            save_lr_schedulers(self.lr_schedulers, output_dir)
+            write_recipe(self.args, Path(output_dir) / RECIPE)
+            self.emas.save(output_dir)
+
+    def _load_hook(self, models, input_dir):
+        rank = self.accelerator.process_index
+        self.generator.set_state(load_file(os.path.join(input_dir, f"trainer_rng_{rank}.safetensors"))["generator"])
+        load_lr_schedulers(self.lr_schedulers, input_dir)
+        if os.path.isfile(os.path.join(input_dir, f"method_state_{rank}.json")):
+            self.method.load_state_dict(load_tensors_and_json(input_dir, f"method_state_{rank}"))
+        elif self.method.state_dict():
+            raise TrainingError(
+                f"{input_dir} holds no state of method {self.config.method!r} for process {rank} (method_state_{rank}"
+                ".json), which it needs to resume exactly; it was written by another version of the method."
+            )
+        self.emas.load(input_dir, self.accelerator.device)
+
+    def save(self, step: int) -> Path:
+        """Write ``checkpoint-<step>`` (every process takes part), then drop the oldest beyond
+        ``--checkpoints_total_limit``; a write that fails is a :class:`CheckpointError` that names the last
+        complete checkpoint, with nothing else changed. Returns the checkpoint's folder."""
+        accelerator = self.accelerator
+        final = checkpoint_dir(self.output_dir, step)
+        partial = final.with_name(final.name + PARTIAL)
+        if accelerator.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        try:
+            accelerator.save_state(str(partial))
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                state = {"global_step": step, "method": self.config.method, "num_processes": accelerator.num_processes}
+                (partial / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(partial, final)  # atomic: a checkpoint is either complete or absent
+        except BaseException as exc:  # a full disk (OSError, torch's RuntimeError, SafetensorError), a signal
+            if accelerator.is_main_process:
+                shutil.rmtree(partial, ignore_errors=True)
+            if not isinstance(exc, SAVE_ERRORS) or isinstance(exc, TrainingError):
+                raise
+            kept = list_checkpoints(self.output_dir)
+            raise CheckpointError(
+                f"Could not write checkpoint {step} to {final}: {' '.join(str(exc).split())}. Nothing else was "
+                f"changed ({f'the last complete checkpoint is {kept[-1]}' if kept else 'no checkpoint was saved yet'}"
+                "); free space and resume with --resume_from_checkpoint latest."
+            ) from None
+        if accelerator.is_main_process:
+            self.prune()
+            logger.info("saved checkpoint %s", final)
+        accelerator.wait_for_everyone()
+        return final
+
+    def prune(self) -> None:
+        """Remove what interrupted writes left, and the oldest checkpoints beyond ``--checkpoints_total_limit``."""
+        limit = self.config.checkpoints_total_limit
+        remove_partial_checkpoints(self.output_dir)
+        if limit is not None:
+            for old in list_checkpoints(self.output_dir)[:-limit]:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def files(self) -> list[str]:
+        """The files a checkpoint of this run holds (Accelerate's names for the models and optimisers)."""
+        groups = self.num_groups
+        files = [RECIPE, LR_SCHEDULERS, f"trainer_rng_{self.accelerator.process_index}.safetensors"]
+        files += ["model.safetensors" if i == 0 else f"model_{i}.safetensors" for i in range(groups)]
+        files += ["optimizer.bin" if i == 0 else f"optimizer_{i}.bin" for i in range(groups)]
+        files += self.emas.files()
+        return files
+
+    def load(self, path: Path) -> int:
+        """Resume from ``path`` (checked by :func:`check_resumable`); returns its step. Every file is read as data:
+        safetensors, JSON, or ``torch.load(weights_only=True)`` for Accelerate's optimiser states; a file that is
+        damaged, of another shape or not data is a :class:`CheckpointError` naming the checkpoint."""
+        import pickle
+
+        from safetensors import SafetensorError
+
+        state = read_trainer_state(path)
+        check_checkpoint(path, self.files())
+        try:
+            self.accelerator.load_state(str(path))
+        except CheckpointError:
+            raise
+        except (pickle.UnpicklingError, SafetensorError, RuntimeError, OSError, KeyError, ValueError, TypeError,
+                EOFError) as exc:
+            reason = " ".join(str(exc).split())
+            if isinstance(exc, pickle.UnpicklingError):
+                reason = ("a file is not plain tensor data, and genzoo loads checkpoint files with "
+                          f"torch.load(weights_only=True) only ({reason[:300]})")
+            raise CheckpointError(f"{path} cannot be resumed: {type(exc).__name__}: {reason[:600]}") from None
+        self.emas.sync()
+        logger.info("resumed from %s at step %d", path, state["global_step"])
+        return state["global_step"]

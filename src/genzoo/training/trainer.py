@@ -1,14 +1,14 @@
 """The one trainer: any registered method, on any data, with Accelerate.
 
-Reads top to bottom like Accelerate's examples: accelerator, data, method and models, optimisers, EMA, resume,
-loop, save. The method supplies models, losses and its pipeline (:mod:`genzoo.methods.base`); everything else is
-here, and nothing here knows a method by name.
+Reads top to bottom like Accelerate's examples: arguments, accelerator, data, method and models, optimisers, EMA,
+resume, loop, save. The method supplies models, losses and its pipeline (:mod:`genzoo.methods.base`); the EMA copies
+are :mod:`genzoo.training.ema`, the checkpoints :mod:`genzoo.training.checkpoints`; everything else is here, and
+nothing here knows a method by name.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -25,40 +25,27 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .. import registry
 from ..config import RecipeError
 from ..data import load_training_data
-from ..files import FolderInUseError, FolderLock, commit_folder
+from ..files import FolderInUseError, FolderLock
 from ..methods.base import RunContext
+from ..pipelines.loading import commit_pipeline
 from ..visualize import save_samples
-from .arguments import TrainerConfig, finish_args, parse_args, read_saved_recipe, recipe_differences, write_recipe
+from .arguments import TrainerConfig, finish_args, parse_args, write_recipe
 from .checkpoints import (
     CHECKPOINTS,
-    LR_SCHEDULERS,
-    PARTIAL,
     RECIPE,
-    TRAINER_STATE,
-    CheckpointError,
-    TrainingError,
-    TrainingInterrupted,
-    check_checkpoint,
-    checkpoint_dir,
+    CheckpointManager,
+    check_resumable,
     list_checkpoints,
-    load_ema,
-    load_lr_schedulers,
-    load_tensors_and_json,
-    read_trainer_state,
     remove_partial_checkpoints,
     resolve_resume,
-    save_ema,
-    save_lr_schedulers,
-    save_tensors_and_json,
 )
+from .ema import ModelEMAs
+from .errors import SAVE_ERRORS, CheckpointError, TrainingError, TrainingInterrupted
 
 logger = logging.getLogger("genzoo.training")
 
@@ -66,9 +53,6 @@ logger = logging.getLogger("genzoo.training")
 FINAL_FILES = (RECIPE, "metrics.json", "samples.png")
 #: Files that describe a saved pipeline and are stale once it is replaced (``genzoo eval`` writes eval.json).
 DESCRIBES_PIPELINE = ("eval.json",)
-#: What a failed save can raise: the file system's errors, torch's (a full disk in ``torch.save`` is a
-#: ``RuntimeError``) and safetensors' (its writer reports a full disk as a ``SafetensorError``).
-SAVE_ERRORS = (OSError, RuntimeError, SafetensorError)
 #: The signals that stop a run cleanly (:meth:`Trainer.stopping_on_signals`).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -196,11 +180,13 @@ class Trainer:
         self._build_method_and_models()
         self._make_optimizers()
         self._prepare()
-        self._make_emas()
+        self.emas = ModelEMAs.for_run(self.method, self.raw, self.config, self.accelerator.device)
         # The trainer's own randomness (noise, timesteps, latents): one generator per process, checkpointed.
         self.generator = torch.Generator(device="cpu").manual_seed(
             self.config.seed * 1000 + self.accelerator.process_index
         )
+        self.checkpoints = CheckpointManager(self.accelerator, self.output_dir, self.args, self.config, self.method,
+                                             self.generator, self.lr_schedulers, self.emas, len(self.groups))
         self.global_step = 0
         # Every process makes the folder (idempotent): a method may write into it on its first step, and another
         # process can get there before the main one has made it (the test plugin's --record_batches did).
@@ -283,7 +269,7 @@ class Trainer:
             remove_partial_checkpoints(out)
         resume = resolve_resume(out, config.resume_from_checkpoint)
         if resume is not None:
-            self._check_resumable(resume)
+            check_resumable(resume, config.method, self.accelerator.num_processes, self.args)
             if Path(resume).resolve().parent.parent == out.resolve():
                 return resume
         found = run_contents(out)
@@ -301,27 +287,6 @@ class Trainer:
             logger.info("--overwrite_output_dir: removed the previous run's checkpoints, samples and logs in %s", out)
         self.accelerator.wait_for_everyone()
         return resume
-
-    def _check_resumable(self, path: Path) -> None:
-        """Refuse a checkpoint of another method or recipe, or one that lacks a file or holds an unsafe one."""
-        state = read_trainer_state(path)
-        if state.get("method") != self.config.method:
-            raise CheckpointError(f"{path} is a checkpoint of method {state.get('method')!r}, not {self.config.method!r}.")
-        processes = state.get("num_processes")
-        if processes != self.accelerator.num_processes:
-            raise CheckpointError(
-                f"{path} was written by {processes} process(es) and this run has {self.accelerator.num_processes}; "
-                "resume with the same number of processes (each has its own random state)."
-            )
-        check_checkpoint(path, [RECIPE, LR_SCHEDULERS])
-        differences = recipe_differences(read_saved_recipe(path / RECIPE), self.args)
-        if differences:
-            shown = "; ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, (old, new) in differences.items())
-            raise CheckpointError(
-                f"{path} was written with other options, and a resume may change only how long the run trains and "
-                f"how it checkpoints, logs and samples: {shown}. Use the checkpoint's options, or start a new run in "
-                "another --output_dir."
-            )
 
     def _load_data(self):
         self.data = load_training_data(self.args)
@@ -390,143 +355,13 @@ class Trainer:
         self.phase_modules = dict(zip(phase_modules, prepared[: len(groups)]))
         self.optimizers = dict(zip(self.optimizers, prepared[len(groups) : 2 * len(groups)]))
         self.dataloader = prepared[-1]
-        # The learning-rate schedules are saved by the hooks as JSON: registering them with Accelerate would pickle
-        # them (custom_checkpoint_<i>.pkl), and Accelerate unpickles those with weights_only=False.
-        accelerator.register_save_state_pre_hook(self._save_hook)
-        accelerator.register_load_state_pre_hook(self._load_hook)
 
-    def _make_emas(self):
-        """An ``EMAModel`` per model the method names (saved and restored through Accelerate's state hooks) and, for
-        a method that reads them in its loss, a frozen module carrying the EMA weights."""
-        config, device = self.config, self.accelerator.device
-        self.emas, self.ema_modules = {}, {}
-        if config.use_ema:
-            for name in self.method.ema_models():
-                ema = EMAModel(self.raw[name].parameters(), decay=config.ema_max_decay, use_ema_warmup=True,
-                               inv_gamma=config.ema_inv_gamma, power=config.ema_power)
-                ema.to(device)
-                self.emas[name] = ema
-        if self.method.ema_in_loss:
-            if not self.emas:
-                raise TrainingError(
-                    f"Method {self.config.method!r} reads the EMA copies of its models in its loss, so it needs "
-                    "--use_ema true (and a method whose ema_models() names them)."
-                )
-            for name in self.emas:
-                self.ema_modules[f"{name}_ema"] = copy.deepcopy(self.raw[name]).requires_grad_(False).eval()
-            self._sync_ema_modules()
-
-    def _sync_ema_modules(self, names=None):
-        """Copy the EMA weights (and the live model's buffers) into the frozen EMA modules the loss reads."""
-        for name in names if names is not None else list(self.emas):
-            module = self.ema_modules.get(f"{name}_ema")
-            if module is None:
-                continue
-            self.emas[name].copy_to(module.parameters())
-            for target, source in zip(module.buffers(), self.raw[name].buffers()):
-                target.copy_(source)
-
-    # -------------------------------------------------------------------------------------------- state hooks
-    def _save_hook(self, models, weights, output_dir):
-        rank = self.accelerator.process_index
-        save_file({"generator": self.generator.get_state()}, os.path.join(output_dir, f"trainer_rng_{rank}.safetensors"))
-        state = self.method.state_dict()
-        if state:
-            save_tensors_and_json(state, output_dir, f"method_state_{rank}")
-        if self.accelerator.is_main_process:
-            save_lr_schedulers(self.lr_schedulers, output_dir)
-            write_recipe(self.args, Path(output_dir) / RECIPE)
-            for name, ema in self.emas.items():
-                save_ema(ema, os.path.join(output_dir, f"{name}_ema"))
-
-    def _load_hook(self, models, input_dir):
-        rank = self.accelerator.process_index
-        self.generator.set_state(load_file(os.path.join(input_dir, f"trainer_rng_{rank}.safetensors"))["generator"])
-        load_lr_schedulers(self.lr_schedulers, input_dir)
-        if os.path.isfile(os.path.join(input_dir, f"method_state_{rank}.json")):
-            self.method.load_state_dict(load_tensors_and_json(input_dir, f"method_state_{rank}"))
-        elif self.method.state_dict():
-            raise TrainingError(
-                f"{input_dir} holds no state of method {self.config.method!r} for process {rank} (method_state_{rank}"
-                ".json), which it needs to resume exactly; it was written by another version of the method."
-            )
-        for name, ema in self.emas.items():
-            load_ema(ema, os.path.join(input_dir, f"{name}_ema"))
-            ema.to(self.accelerator.device)
-
+    # -------------------------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self):
-        accelerator, step = self.accelerator, self.global_step
-        final = checkpoint_dir(self.output_dir, step)
-        partial = final.with_name(final.name + PARTIAL)
-        self.check_finite_weights(f"checkpoint {step}")
-        if accelerator.is_main_process:
-            shutil.rmtree(partial, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        try:
-            accelerator.save_state(str(partial))
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                state = {"global_step": step, "method": self.config.method, "num_processes": accelerator.num_processes}
-                (partial / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
-                shutil.rmtree(final, ignore_errors=True)
-                os.replace(partial, final)  # atomic: a checkpoint is either complete or absent
-        except BaseException as exc:  # a full disk (OSError, torch's RuntimeError, SafetensorError), a signal
-            if accelerator.is_main_process:
-                shutil.rmtree(partial, ignore_errors=True)
-            if not isinstance(exc, SAVE_ERRORS) or isinstance(exc, TrainingError):
-                raise
-            kept = list_checkpoints(self.output_dir)
-            raise CheckpointError(
-                f"Could not write checkpoint {step} to {final}: {' '.join(str(exc).split())}. Nothing else was "
-                f"changed ({f'the last complete checkpoint is {kept[-1]}' if kept else 'no checkpoint was saved yet'}"
-                "); free space and resume with --resume_from_checkpoint latest."
-            ) from None
-        if accelerator.is_main_process:
-            self._prune_checkpoints()
-            logger.info("saved checkpoint %s", final)
-        self._checkpointed_step = step
-        accelerator.wait_for_everyone()
-
-    def _prune_checkpoints(self):
-        limit = self.config.checkpoints_total_limit
-        remove_partial_checkpoints(self.output_dir)
-        if limit is not None:
-            for old in list_checkpoints(self.output_dir)[:-limit]:
-                shutil.rmtree(old, ignore_errors=True)
-
-    def checkpoint_files(self) -> list[str]:
-        """The files a checkpoint of this run holds (Accelerate's names for the models and optimisers)."""
-        groups = len(self.groups)
-        files = [RECIPE, LR_SCHEDULERS, f"trainer_rng_{self.accelerator.process_index}.safetensors"]
-        files += ["model.safetensors" if i == 0 else f"model_{i}.safetensors" for i in range(groups)]
-        files += ["optimizer.bin" if i == 0 else f"optimizer_{i}.bin" for i in range(groups)]
-        files += [f"{name}_ema/{f}" for name in self.emas for f in ("shadow_params.safetensors", "ema_state.json")]
-        return files
-
-    def load_checkpoint(self, path: Path):
-        """Resume from ``path`` (checked by :meth:`_check_resumable`). Every file is read as data: safetensors,
-        JSON, or ``torch.load(weights_only=True)`` for Accelerate's optimiser states; a file that is damaged, of
-        another shape or not data is a :class:`CheckpointError` naming the checkpoint."""
-        import pickle
-
-        from safetensors import SafetensorError
-
-        state = read_trainer_state(path)
-        check_checkpoint(path, self.checkpoint_files())
-        try:
-            self.accelerator.load_state(str(path))
-        except CheckpointError:
-            raise
-        except (pickle.UnpicklingError, SafetensorError, RuntimeError, OSError, KeyError, ValueError, TypeError,
-                EOFError) as exc:
-            reason = " ".join(str(exc).split())
-            if isinstance(exc, pickle.UnpicklingError):
-                reason = ("a file is not plain tensor data, and genzoo loads checkpoint files with "
-                          f"torch.load(weights_only=True) only ({reason[:300]})")
-            raise CheckpointError(f"{path} cannot be resumed: {type(exc).__name__}: {reason[:600]}") from None
-        self._sync_ema_modules()
-        self.global_step = state["global_step"]
-        logger.info("resumed from %s at step %d", path, self.global_step)
+        """A checkpoint of this step (:meth:`CheckpointManager.save`), refused while any weight is not finite."""
+        self.check_finite_weights(f"checkpoint {self.global_step}")
+        self.checkpoints.save(self.global_step)
+        self._checkpointed_step = self.global_step
 
     # -------------------------------------------------------------------------------------------- one update
     def _update(self, batches):
@@ -537,7 +372,7 @@ class Trainer:
             own = set(self.groups[phase])
             for name, model in self.raw.items():  # gradients never leak into another group's models
                 model.requires_grad_(name in own)
-            frozen = {name: model for name, model in self.raw.items() if name not in own} | self.ema_modules
+            frozen = {name: model for name, model in self.raw.items() if name not in own} | self.emas.modules
             module, optimizer = self.phase_modules[phase], self.optimizers[phase]
             for i, batch in enumerate(batches):
                 # no gradient all-reduce until the last micro-batch of the update
@@ -555,10 +390,7 @@ class Trainer:
             optimizer.step()
             self.lr_schedulers[phase].step()
             optimizer.zero_grad(set_to_none=True)
-            updated = [name for name in self.groups[phase] if name in self.emas]
-            for name in updated:
-                self.emas[name].step(self.raw[name].parameters())
-            self._sync_ema_modules(updated)
+            self.emas.step(self.groups[phase])
         for model in self.raw.values():
             model.requires_grad_(True)
         return terms_sum
@@ -581,25 +413,12 @@ class Trainer:
             )
 
     # -------------------------------------------------------------------------------------------- sampling
-    @contextlib.contextmanager
-    def ema_weights(self):
-        """Swap the EMA weights into the models (for samples and the saved pipeline), then swap them back."""
-        for name, ema in self.emas.items():
-            params = list(self.raw[name].parameters())
-            ema.store(params)
-            ema.copy_to(params)
-        try:
-            yield
-        finally:
-            for name, ema in self.emas.items():
-                ema.restore(list(self.raw[name].parameters()))
-
     def pipeline(self):
         return self.method.make_pipeline({name: self.raw[name] for name in self.model_names})
 
     def sample(self, num: int):
         """``num`` samples from the current (EMA) models with a fixed seed, as a numpy array."""
-        with self.ema_weights():
+        with self.emas.swapped_in():
             pipe = self.pipeline()
             pipe.set_progress_bar_config(disable=True)
             out = pipe(
@@ -706,7 +525,7 @@ class Trainer:
         self.setup()
         config, accelerator = self.config, self.accelerator
         if self.resume is not None:
-            self.load_checkpoint(self.resume)
+            self.global_step = self.checkpoints.load(self.resume)
 
         # Each epoch makes len(dataloader) // accumulation updates (a last partial group of batches is dropped), so
         # the step count alone says where in the data a resumed run continues.
@@ -777,8 +596,7 @@ class Trainer:
         bad = {}
         for name in self.model_names:
             params = [p.detach() for p in self.raw[name].parameters() if p.is_floating_point()]
-            if name in self.emas:
-                params += [p.detach() for p in self.emas[name].shadow_params]
+            params += [p.detach() for p in self.emas.shadow_params(name)]
             count = sum(int((~torch.isfinite(p)).sum()) for p in params)
             if count:
                 bad[name] = count
@@ -794,7 +612,7 @@ class Trainer:
 
     def finish(self, recent, elapsed, steps_this_run):
         """Save the pipeline (EMA weights) with samples.png, metrics.json and recipe.yaml, replacing the previous
-        pipeline in one swap (:func:`genzoo.files.commit_folder`); push if asked."""
+        pipeline in one swap (:func:`genzoo.pipelines.loading.commit_pipeline`); push if asked."""
         config, accelerator = self.config, self.accelerator
         self.check_finite_weights("the pipeline")
         metrics = {}
@@ -809,7 +627,7 @@ class Trainer:
                 "gradient_accumulation_steps": config.gradient_accumulation_steps,
                 "num_processes": accelerator.num_processes,
                 "mixed_precision": accelerator.mixed_precision,
-                "use_ema": bool(self.emas),
+                "use_ema": bool(self.emas.averages),
                 "seed": config.seed,
                 "train_seconds_this_run": round(elapsed, 2),
                 "wall_seconds_this_run": None,  # filled in below, once the pipeline and samples are saved
@@ -834,22 +652,21 @@ class Trainer:
     def save_run(self, metrics: dict):
         """Write the pipeline, samples.png, metrics.json and recipe.yaml into a new folder and swap it in for
         ``output_dir`` with the entries to keep (checkpoints, logs, files that are not the old pipeline's) linked in:
-        a reader sees the previous complete pipeline or this one, never a mix. Returns the pipeline."""
-        from ..pipelines.loading import pipeline_entries
-
+        a reader sees the previous complete pipeline or this one, never a mix (the pipelines' own atomic save,
+        :func:`~genzoo.pipelines.loading.commit_pipeline`, with :data:`FINAL_FILES` and :data:`DESCRIBES_PIPELINE`
+        replaced too). Returns the pipeline."""
         pipe = self.pipeline()
 
         def write(folder: Path):
-            with self.ema_weights():
+            with self.emas.swapped_in():
                 pipe.save_into(folder)
             self.save_sample_grid(folder / "samples.png", f"{self.config.method} on {self.data.name}")
             write_recipe(self.args, folder / RECIPE)
             metrics["wall_seconds_this_run"] = round(time.perf_counter() - self.wall_start, 1)
             (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
-        replaced = pipeline_entries(self.output_dir) | set(FINAL_FILES) | set(DESCRIBES_PIPELINE)
         try:
-            commit_folder(self.output_dir, write, keep=lambda name: name not in replaced)
+            commit_pipeline(self.output_dir, write, replaces=FINAL_FILES + DESCRIBES_PIPELINE)
         except SAVE_ERRORS as exc:
             if isinstance(exc, TrainingError):
                 raise
