@@ -32,13 +32,20 @@ def diffusers_logs(caplog):
 
 
 @pytest.fixture
-def example_plugins():
+def example_plugins(monkeypatch):
     """'Install' the plugin packages in tests/plugins for one test: genzoo_example_plugin (a method, a pipeline, a
-    scheduler, two models) and genzoo_broken_plugin (fails to import); see ``helpers.plugins_installed``."""
-    from helpers import PLUGINS, plugins_installed
+    scheduler, two models) and genzoo_broken_plugin (fails to import); see ``helpers.plugins_installed``.
 
-    with plugins_installed():
-        yield str(PLUGINS)
+    The folder goes on ``sys.path`` through ``monkeypatch``, so that a test which changes ``sys.path`` with
+    ``monkeypatch`` too cannot bring the plugins back when its changes are undone (it restores the path it saw first).
+    """
+    from genzoo import registry
+    from helpers import PLUGINS, uninstall_plugins
+
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    registry.refresh()
+    yield str(PLUGINS)
+    uninstall_plugins()
 
 
 @pytest.fixture

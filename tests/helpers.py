@@ -1,4 +1,7 @@
-"""Small builders shared by the tests: tiny pipelines of every family and a Hugging Face Hub cache laid out on disk."""
+"""What the tests share (no test module imports another): the example plugins, tiny pipelines of every family and
+of every registered pipeline class, tiny runs of the trainer (genzoo.testing's, plus two processes with `accelerate
+launch`), the pieces of the loss tests (methods, batches, generators to replay), and a Hugging Face Hub cache laid out
+on disk."""
 
 from __future__ import annotations
 
@@ -6,19 +9,22 @@ import contextlib
 import hashlib
 import os
 import shutil
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import diffusers
 import torch
+from torch.utils.data import default_collate
 
 import genzoo
 from genzoo import registry
+from genzoo.testing import SMOKE_DATASETS, tiny_args
 
+ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 PLUGIN_MODULES = ("genzoo_example_plugin", "genzoo_broken_plugin")
-#: The built-in data set the shared tests train each kind of data on.
-SMOKE_DATASETS = {"image": "digits", "vector": "moons"}
 
 
 @contextlib.contextmanager
@@ -31,11 +37,33 @@ def plugins_installed():
     try:
         yield
     finally:
-        sys.path.remove(str(PLUGINS))
+        uninstall_plugins()
+
+
+@contextlib.contextmanager
+def installed(root: Path, *modules: str):
+    """'Install' the distributions in the folder ``root`` (``.dist-info`` folders, as :func:`write_distribution`
+    writes, and their modules) for the ``with`` block: ``root`` goes on ``sys.path`` and the registry is refreshed;
+    on the way out both are undone and the top-level ``modules`` (and their submodules) are forgotten."""
+    sys.path.insert(0, str(root))
+    registry.refresh()
+    try:
+        yield Path(root)
+    finally:
+        sys.path.remove(str(root))
         registry.refresh()
-        for name in list(sys.modules):
-            if name.partition(".")[0] in PLUGIN_MODULES:
-                del sys.modules[name]
+        for name in [n for n in sys.modules if n.partition(".")[0] in modules]:
+            del sys.modules[name]
+
+
+def uninstall_plugins() -> None:
+    """Take tests/plugins off ``sys.path``, refresh the registry and forget the plugin modules."""
+    while str(PLUGINS) in sys.path:
+        sys.path.remove(str(PLUGINS))
+    registry.refresh()
+    for name in list(sys.modules):
+        if name.partition(".")[0] in PLUGIN_MODULES:
+            del sys.modules[name]
 
 
 def write_distribution(root: Path, name: str, version: str, entry_points: str, modules: dict | None = None) -> Path:
@@ -63,16 +91,96 @@ def smoke_cases() -> list[tuple[str, str]]:
     return [(name, SMOKE_DATASETS[kind]) for name, cls in registered_methods().items() for kind in cls.data_kinds]
 
 
-def options_to_argv(options: dict) -> list[str]:
-    """``{"block_out_channels": [8, 16], "attention": True}`` -> ``["--block_out_channels", "8,16", ...]``."""
-    argv = []
-    for key, value in options.items():
-        if isinstance(value, (list, tuple)):
-            value = ",".join(map(str, value))
-        elif isinstance(value, bool):
-            value = str(value).lower()
-        argv += [f"--{key}", str(value)]
-    return argv
+def registered_pipelines() -> dict[str, type]:
+    """Every registered pipeline class, the example plugin's included (the broken plugin's, which fails to import on
+    purpose, left out): name -> class (loaded with the plugins installed; use the ``example_plugins`` fixture in a
+    test that builds one)."""
+    with plugins_installed():
+        return {e.name: e.load() for e in registry.entries("pipeline") if e.package != "genzoo-broken-plugin"}
+
+
+# ------------------------------------------------------------------------------------------------ the trainer
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_with_two_processes(method, dataset, output_dir, *extra, env=None, timeout=600):
+    """``accelerate launch --multi_gpu --num_processes 2`` on the CPU (gloo), one thread per process (two torch
+    processes sharing two cores each with two threads run many times slower), with genzoo.testing's ``tiny_args``
+    plus ``extra``; asserts it succeeded and returns the finished process."""
+    env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1",
+        "--main_process_port", str(free_port()), str(ROOT / "train" / "train.py"),
+        *tiny_args(method, dataset, output_dir, *extra),
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ loss tests
+BATCH = 6
+DATA_OPTIONS = {
+    "moons": ["--num_samples", "64"],
+    "digits": ["--max_train_samples", "64"],
+    "digits16": ["--max_train_samples", "16", "--resolution", "16"],
+}
+_DATA: dict = {}
+
+
+def data_for(name: str):
+    """The training data (loaded once per test session: the digits take a second or two)."""
+    from genzoo.data import load_training_data
+    from genzoo.training import parse_args
+
+    if name not in _DATA:
+        dataset = "digits" if name.startswith("digits") else name
+        _DATA[name] = load_training_data(parse_args(["--dataset", dataset, "--seed", "0", *DATA_OPTIONS[name]]))
+    return _DATA[name]
+
+
+def batch_of(name: str, size: int = BATCH) -> dict:
+    data = data_for(name)
+    return default_collate([data.dataset[i] for i in range(size)])
+
+
+def build(method_name: str, dataset: str, seed: int = 0, **options):
+    """``(method, models, batch)``: the method with its smoke-test options (plus ``options``), its freshly built
+    models (seeded) and a collated batch of ``BATCH`` examples."""
+    cls = registry.get("method", method_name)
+    method = cls(cls.Config(**{**cls.smoke_test_options, **options}), data_for(dataset))
+    method.check_conditioning()
+    method.check_data()
+    torch.manual_seed(seed)
+    models = method.build_models()
+    return method, models, batch_of(dataset)
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def clone(generator: torch.Generator) -> torch.Generator:
+    """A generator in the same state (for replaying the method's draws)."""
+    copy = torch.Generator()
+    copy.set_state(generator.get_state())
+    return copy
+
+
+def assert_same_state(a: torch.Generator, b: torch.Generator) -> None:
+    assert torch.equal(a.get_state(), b.get_state()), "the method drew more or less randomness than the replay"
+
+
+def per_example(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` -> broadcastable against ``like``."""
+    return t.reshape(t.shape[0], *([1] * (like.ndim - 1)))
+
+
+# ------------------------------------------------------------------------------------------------ tiny pipelines
 
 
 def tiny_unet(channels=1, size=8, **kwargs):
@@ -131,6 +239,52 @@ def tiny_pipeline(family: str, data: str, seed: int = 0):
 
 
 FAMILIES = ("gan", "vae", "ddpm", "flow-matching", "flow-map")
+#: family -> its pipeline class (a registered pipeline class is built from the tiny components of its family)
+FAMILY_PIPELINES = {
+    "gan": genzoo.GANPipeline,
+    "vae": genzoo.VAEPipeline,
+    "ddpm": genzoo.DDPMPipeline,
+    "flow-matching": genzoo.FlowMatchingPipeline,
+    "flow-map": genzoo.FlowMapPipeline,
+}
+
+
+def tiny_pipeline_of(pipeline_class: type, data: str, seed: int = 0):
+    """A randomly initialised ``pipeline_class`` (any registered pipeline, a plugin's included) for ``data`` (image,
+    vector): the tiny components of the family it belongs to (:func:`tiny_pipeline`)."""
+    families = [f for f, base in FAMILY_PIPELINES.items() if issubclass(pipeline_class, base)]
+    if not families:
+        raise ValueError(f"{pipeline_class.__name__} subclasses none of {[c.__name__ for c in FAMILY_PIPELINES.values()]}"
+                         "; teach tests/helpers.py's tiny_pipeline_of to build it.")
+    family = min(families, key=lambda f: pipeline_class.__mro__.index(FAMILY_PIPELINES[f]))  # the nearest base
+    pipe = pipeline_class(**tiny_pipeline(family, data, seed).components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+#: Captions of the tiny text-conditional pipelines.
+CAPTIONS = ["a handwritten seven", "the digit 7", "a handwritten one", "the digit 1", "1", "7"]
+
+
+def text_pipeline(family="flow-matching", seed=0):
+    from diffusers import UNet2DConditionModel
+
+    from genzoo.text import build_caption_tokenizer, build_text_encoder
+
+    torch.manual_seed(seed)
+    tokenizer = build_caption_tokenizer(CAPTIONS, model_max_length=8)
+    text_encoder = build_text_encoder(tokenizer, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                      intermediate_size=32)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+        norm_num_groups=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16, attention_head_dim=8,
+    )
+    scheduler = genzoo.DDPMScheduler(num_train_timesteps=50) if family == "ddpm" else genzoo.FlowMatchEulerScheduler()
+    cls = genzoo.DDPMPipeline if family == "ddpm" else genzoo.FlowMatchingPipeline
+    pipe = cls(unet=unet, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def samples_of(pipe, seed=0, batch_size=3, steps=4, **kwargs):

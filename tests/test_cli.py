@@ -80,6 +80,8 @@ def test_list_shows_plugins_and_broken_ones(example_plugins, capsys):
     assert rows["GANPipeline"].endswith("ok")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_list_in_a_real_process_with_plugins_installed():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_plugins_dir(), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run(
@@ -267,6 +269,7 @@ def assert_usage_error(code, out, err, message):
 
 
 # ------------------------------------------------------------------------------------------------------- train
+@pytest.mark.slow
 def test_train_in_process(tmp_path, capsys):
     code, out, err = run(
         capsys, "train", "--method", "flow-matching", "--dataset", "moons", "--num_samples", "256",
@@ -294,6 +297,8 @@ def test_train_mistakes_are_one_line(capsys, tmp_path, argv, message):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_train_hands_several_processes_to_accelerate_launch():
     from genzoo.cli import accelerate_launch_command
 

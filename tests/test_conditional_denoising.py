@@ -9,9 +9,9 @@ from diffusers import DDIMScheduler, DiffusionPipeline
 import genzoo
 from genzoo.conditioning import class_label_ids, drop_labels, model_id2label, set_id2label
 from genzoo.metrics.evaluate import evaluate_pipeline
+from genzoo.testing import run_training
 
-from helpers import samples_of, tiny_unet
-from test_training import run_training
+from helpers import samples_of, text_pipeline, tiny_unet
 
 DIGITS = {i: str(i) for i in range(10)}
 
@@ -146,6 +146,7 @@ def test_label_helper_without_labels_cycles_classes():
     assert batch == 12 and ids.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["flow-matching", "ddpm"])
 @pytest.mark.parametrize("dataset", ["digits", "moons"])
 def test_class_conditional_training_saves_a_guided_pipeline(method, dataset, tmp_path):
@@ -161,6 +162,7 @@ def test_class_conditional_training_saves_a_guided_pipeline(method, dataset, tmp
     assert samples_of(pipe, class_labels="3", guidance_scale=3.0, steps=2).shape == (3, 1, 8, 8)
 
 
+@pytest.mark.slow
 def test_guidance_lifts_class_accuracy_far_above_chance(tmp_path):
     """A small budget (400 steps of a small UNet): with guidance, most samples are the asked-for digit; without the
     label (scale 0) the model is unconditional and the accuracy sits near chance (0.1)."""
@@ -175,30 +177,6 @@ def test_guidance_lifts_class_accuracy_far_above_chance(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- text prompts
-CAPTIONS = ["a handwritten seven", "the digit 7", "a handwritten one", "the digit 1", "1", "7"]
-
-
-def text_pipeline(family="flow-matching", seed=0):
-    from diffusers import UNet2DConditionModel
-
-    from genzoo.text import build_caption_tokenizer, build_text_encoder
-
-    torch.manual_seed(seed)
-    tokenizer = build_caption_tokenizer(CAPTIONS, model_max_length=8)
-    text_encoder = build_text_encoder(tokenizer, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                      intermediate_size=32)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-        norm_num_groups=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16, attention_head_dim=8,
-    )
-    scheduler = genzoo.DDPMScheduler(num_train_timesteps=50) if family == "ddpm" else genzoo.FlowMatchEulerScheduler()
-    cls = genzoo.DDPMPipeline if family == "ddpm" else genzoo.FlowMatchingPipeline
-    pipe = cls(unet=unet, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def test_text_guidance_is_one_batched_call_against_the_negative_prompt():
     pipe = text_pipeline()
     latents = torch.randn((2, 1, 8, 8), generator=torch.Generator().manual_seed(1))
@@ -245,6 +223,7 @@ def test_text_pipelines_save_and_load_with_genzoo_and_plain_diffusers(family, tm
         torch.testing.assert_close(got, expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,extra", [("flow-matching", []), ("ddpm", ["--train_text_encoder"])])
 def test_text_conditional_training_saves_a_prompted_pipeline(method, extra, tmp_path):
     run_training(method, "digits", tmp_path, "--conditioning", "text", "--text_hidden_size", "16", *extra)
@@ -258,6 +237,7 @@ def test_text_conditional_training_saves_a_prompted_pipeline(method, extra, tmp_
         run_training(method, "moons", tmp_path / "moons", "--conditioning", "text", "--caption_column", "none")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "method,extra",
     [("flow-matching", ["--conditioning", "class"]),
@@ -266,7 +246,7 @@ def test_text_conditional_training_saves_a_prompted_pipeline(method, extra, tmp_
 def test_conditional_resume_is_exact(method, extra, tmp_path):
     """Label/caption dropout draws from the trainer's generator, and a trained text encoder's EMA is checkpointed,
     so a run stopped at step 3 and resumed ends with the same weights (text encoder included)."""
-    from test_training import assert_resumes_exactly, final_weights
+    from genzoo.testing import assert_resumes_exactly, final_weights
 
     _, stopped = assert_resumes_exactly(method, tmp_path, *extra)
     assert any(k.startswith("text_encoder.") for k in final_weights(stopped)) == ("text" in extra)

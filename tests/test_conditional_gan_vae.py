@@ -24,10 +24,10 @@ from genzoo.models import (
     MLPVAE,
     vae_latent_shape,
 )
+from genzoo.testing import assert_resumes_exactly, run_training, tiny_args
 from genzoo.training import parse_args
 
 from helpers import samples_of
-from test_training import assert_resumes_exactly, run_training, tiny_args
 
 DIGITS = {i: str(i) for i in range(10)}
 K = 10
@@ -391,6 +391,7 @@ def test_methods_build_conditional_models_that_record_the_labels(tmp_path):
     assert type(unconditional) is AutoencoderKL and model_id2label(unconditional) is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "method,extra",
     [("gan", ["--gan_loss", "wgan_gp", "--r1_gamma", "1.0", "--d_steps", "2"]), ("vae", ["--recon_loss", "bce"])],
@@ -413,6 +414,7 @@ def asked_digit_accuracy(pipe, n=200) -> float:
 
 
 # Measured on 1 thread: VAE 1.0 (after 100 and 150 steps); GAN 0.86 / 0.92 / 0.70 for seeds 0 / 1 / 2 (1200 steps).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "method,extra,threshold",
     [
@@ -432,6 +434,7 @@ def test_class_conditional_training_draws_the_asked_digit(method, extra, thresho
     assert accuracy > threshold, accuracy
 
 
+@pytest.mark.slow
 def test_conditional_training_on_labelled_vectors(tmp_path):
     """Two labelled blobs (left, right) in 2-D: a short run of each method puts a label's samples on its side."""
     import datasets

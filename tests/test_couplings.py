@@ -21,8 +21,9 @@ import genzoo
 from genzoo.config import RecipeError
 from genzoo.couplings import class_blocks, ot_pairing, transport_cost
 from genzoo.methods.flow_matching import FlowMatchingConfig
-from test_method_losses import assert_same_state, build, clone, data_for, per_example, seeded
-from test_training import ROOT, assert_resumes_exactly, free_port, train_with_two_processes
+from genzoo.testing import assert_resumes_exactly
+from helpers import (ROOT, assert_same_state, build, clone, data_for, free_port, per_example, seeded,
+                     train_with_two_processes)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -205,6 +206,7 @@ def test_coupling_is_described_and_text_conditioning_is_refused():
 
 
 # ------------------------------------------------------------------------------------------------ training
+@pytest.mark.slow
 def test_ot_coupling_trains_saves_loads_samples_and_resumes_exactly(tmp_path):
     full, _ = assert_resumes_exactly("flow-matching", tmp_path, "--coupling", "ot", dataset="moons")
     metrics = json.loads((full / "metrics.json").read_text())
@@ -246,6 +248,8 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_global_scope_solves_one_plan_over_both_processes_and_each_keeps_its_own_data_rows(tmp_path):
     port, env = str(free_port()), {**os.environ, "OMP_NUM_THREADS": "1"}
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(ROOT / "src" / "genzoo" / "couplings.py"), str(rank),
@@ -269,6 +273,8 @@ def test_global_scope_solves_one_plan_over_both_processes_and_each_keeps_its_own
         torch.testing.assert_close(r["process"], r["noise"][ot_pairing(r["noise"], r["data"])], rtol=0, atol=0)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_two_processes_train_with_a_global_plan(tmp_path):
     """accelerate launch, 2 CPU processes (gloo): the all-gather inside the distributed-wrapped loss runs, training
     finishes, saves and loads."""

@@ -22,6 +22,7 @@ def test_docs_have_code():
     assert python_blocks(ROOT / "docs" / "schedulers.md"), "docs/schedulers.md should carry runnable examples"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_doc_code_blocks_run(path, tmp_path, monkeypatch, request):
     # blocks that write files write them in a temporary folder; zoo.md's and demo.md's read the zoo from the

@@ -4,7 +4,12 @@ the structure a GPU run fills in. The numbers themselves come from a GPU machine
 import importlib.util
 import json
 
-from test_training import ROOT, run_training
+import pytest
+
+from genzoo.testing import run_training
+from helpers import ROOT
+
+pytestmark = pytest.mark.slow
 
 
 def load_gpu_check():

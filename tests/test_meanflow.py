@@ -19,9 +19,8 @@ import genzoo
 from genzoo.config import RecipeError
 from genzoo.methods import MeanFlowConfig, MeanFlowMethod
 from genzoo.models import MLPDenoiser, takes_time_interval
-from helpers import tiny_pipeline
-from test_method_losses import build, seeded
-from test_training import run_training, train_with_two_processes
+from genzoo.testing import run_training
+from helpers import build, seeded, tiny_pipeline, train_with_two_processes
 
 
 # ------------------------------------------------------------------------------------------------ the scheduler
@@ -171,6 +170,7 @@ def test_meanflow_options_and_refusals():
 
 
 # ------------------------------------------------------------------------------------------------ training
+@pytest.mark.slow
 def test_meanflow_trains_to_a_pipeline_that_samples_in_one_call_by_default(tmp_path):
     run_training("meanflow", "moons", tmp_path, "--coupling", "ot")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -184,6 +184,8 @@ def test_meanflow_trains_to_a_pipeline_that_samples_in_one_call_by_default(tmp_p
     assert len(calls) == 1 and out.shape == (4, 2) and np.isfinite(out).all()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_two_processes_train_meanflow(tmp_path):
     """accelerate launch, 2 CPU processes (gloo): the JVP inside the distributed-wrapped loss runs."""
     out = tmp_path / "ddp"

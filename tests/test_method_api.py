@@ -16,12 +16,10 @@ from safetensors.torch import load_file
 import genzoo
 from genzoo import registry
 from genzoo.config import RecipeError
+from genzoo.testing import assert_same_weights, run_training, tiny_args
 from genzoo.training import TrainingError, parse_args, train
 from genzoo.training.trainer import Trainer
-from helpers import registered_methods, write_distribution
-from test_training import assert_same_weights, run_training, tiny_args
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, registered_methods, write_distribution
 
 
 # ------------------------------------------------------------------------------------------------ typed options
@@ -55,7 +53,7 @@ def test_the_command_line_is_generated_from_the_config(method, example_plugins):
         ({"solver": "rk4"}, r"--solver 'rk4': allowed euler, heun"),
         ({"solver": "euler", "scheduler": "FlowMatchHeunScheduler"}, r"--solver euler means --scheduler "
          r"FlowMatchEulerScheduler, but --scheduler is FlowMatchHeunScheduler"),
-        ({"scheduler": "DDPMScheduler"}, r"--scheduler 'DDPMScheduler': allowed FlowMapEulerScheduler, FlowMatchEulerScheduler"),
+        ({"scheduler": "DDPMScheduler"}, r"--scheduler 'DDPMScheduler': allowed FlowMatchEulerScheduler, FlowMatchHeunScheduler\."),
         ({"block_out_channels": [32, 0]}, r"--block_out_channels: expected positive integers"),
         ({"cond_dropout": 1.0}, r"--cond_dropout must be >= 0 and < 1, got 1.0"),
         ({"use_ema": "maybe"}, r"--use_ema: expected true or false, got 'maybe'"),
@@ -86,6 +84,7 @@ def saved_scheduler(folder) -> dict:
     return json.loads((Path(folder) / "scheduler" / "scheduler_config.json").read_text())
 
 
+@pytest.mark.slow
 def test_every_ddpm_scheduler_option_reaches_the_saved_pipeline(tmp_path):
     """Options a user tunes go into the scheduler the pipeline saves; learned_range makes the denoiser predict the
     variance too (twice the outputs), trained by the hybrid loss, and the pipeline samples with it."""
@@ -107,6 +106,7 @@ def test_every_ddpm_scheduler_option_reaches_the_saved_pipeline(tmp_path):
     assert samples.shape == (5, 2) and torch.isfinite(torch.from_numpy(samples)).all()
 
 
+@pytest.mark.slow
 def test_clip_sample_follows_the_data_unless_set(tmp_path):
     """x_0 estimates are clipped to the data's range, saved in the scheduler config so that Diffusers' samplers built
     with from_config clip too: [-1, 1] for images, the vectors' largest |x| rounded up for moons (3.75 -> 4)."""
@@ -125,6 +125,7 @@ def test_clip_sample_follows_the_data_unless_set(tmp_path):
     assert saved_scheduler(tmp_path / "unclipped")["clip_sample"] is False
 
 
+@pytest.mark.slow
 def test_flow_matching_schedulers_are_chosen_by_registry_name(tmp_path, example_plugins):
     """--solver heun and --scheduler NAME pick registered classes -- a plugin's too, with its own defaults (the
     example plugin's ShiftedFlowScheduler shifts by 3 unless --shift is given)."""
@@ -215,6 +216,7 @@ def probe_records(folder) -> list[dict]:
     return [json.loads(line) for line in (Path(folder) / "ema-probe.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_the_loss_reads_the_ema_copy_frozen_and_up_to_date(tmp_path, ema_probe):
     run_training("ema-probe", "moons", tmp_path, "--checkpointing_steps", "1")
     records = probe_records(tmp_path)
@@ -227,6 +229,7 @@ def test_the_loss_reads_the_ema_copy_frozen_and_up_to_date(tmp_path, ema_probe):
         assert record["ema_sum"] == pytest.approx(float(sum(t.double().sum() for t in shadow.values())), abs=1e-9)
 
 
+@pytest.mark.slow
 def test_a_method_reading_the_ema_resumes_exactly_and_needs_ema(tmp_path, ema_probe):
     run_training("ema-probe", "moons", tmp_path / "full")
     stopped = tmp_path / "stopped"
@@ -263,11 +266,13 @@ def test_a_teacher_is_loaded_frozen_and_used(tmp_path, example_plugins):
     torch.testing.assert_close(target, trainer.method.target(batch, torch.Generator().manual_seed(0)))
 
 
+@pytest.mark.slow
 def test_a_missing_teacher_is_a_clear_error(tmp_path, example_plugins):
     with pytest.raises(TrainingError, match=r"--teacher .*no-such-teacher: No such folder"):
         run_training("moment-matching", "moons", tmp_path, "--teacher", tmp_path / "no-such-teacher")
 
 
+@pytest.mark.slow
 def test_method_state_is_data_and_must_be_there_to_resume(tmp_path, example_plugins):
     run_training("moment-matching", "moons", tmp_path)
     checkpoint = tmp_path / "checkpoints" / "checkpoint-3"
@@ -293,6 +298,7 @@ def test_method_options_never_come_from_the_namespace(example_plugins):
     assert method.config == cls.Config() and not hasattr(method, "args")
 
 
+@pytest.mark.slow
 def test_recipes_written_by_a_run_still_train(tmp_path):
     """Old keys stay accepted: a recipe with flow matching's --solver and every option written by a run parses."""
     run_training("flow-matching", "moons", tmp_path / "first", "--solver", "heun")

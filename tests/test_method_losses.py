@@ -16,19 +16,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
-from torch.utils.data import default_collate
 
-from genzoo import registry
-from genzoo.data import load_training_data
-from genzoo.training import parse_args
-
-BATCH = 6
-DATA_OPTIONS = {
-    "moons": ["--num_samples", "64"],
-    "digits": ["--max_train_samples", "64"],
-    "digits16": ["--max_train_samples", "16", "--resolution", "16"],
-}
-_DATA: dict = {}
+from helpers import assert_same_state, batch_of, build, clone, per_example, seeded
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -39,51 +28,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def data_for(name: str):
-    """The training data (loaded once per test session: the digits take a second or two)."""
-    if name not in _DATA:
-        dataset = "digits" if name.startswith("digits") else name
-        _DATA[name] = load_training_data(parse_args(["--dataset", dataset, "--seed", "0", *DATA_OPTIONS[name]]))
-    return _DATA[name]
-
-
-def batch_of(name: str, size: int = BATCH) -> dict:
-    data = data_for(name)
-    return default_collate([data.dataset[i] for i in range(size)])
-
-
-def build(method_name: str, dataset: str, seed: int = 0, **options):
-    """``(method, models, batch)``: the method with its smoke-test options (plus ``options``), its freshly built
-    models (seeded) and a collated batch of ``BATCH`` examples."""
-    cls = registry.get("method", method_name)
-    method = cls(cls.Config(**{**cls.smoke_test_options, **options}), data_for(dataset))
-    method.check_conditioning()
-    method.check_data()
-    torch.manual_seed(seed)
-    models = method.build_models()
-    return method, models, batch_of(dataset)
-
-
-def seeded(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def clone(generator: torch.Generator) -> torch.Generator:
-    """A generator in the same state (for replaying the method's draws)."""
-    copy = torch.Generator()
-    copy.set_state(generator.get_state())
-    return copy
-
-
-def assert_same_state(a: torch.Generator, b: torch.Generator) -> None:
-    assert torch.equal(a.get_state(), b.get_state()), "the method drew more or less randomness than the replay"
-
-
-def per_example(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` -> broadcastable against ``like``."""
-    return t.reshape(t.shape[0], *([1] * (like.ndim - 1)))
 
 
 class Recording(torch.nn.Module):

@@ -15,11 +15,12 @@ import pytest
 from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
 from accelerate.utils import DistributedType
 
-from genzoo import registry
+from genzoo.testing import assert_same_weights, final_weights, run_training, tiny_args
 from genzoo.training import RecipeError, list_checkpoints
 from genzoo.training import trainer as trainer_module
-from helpers import write_distribution
-from test_training import ROOT, assert_same_weights, final_weights, free_port, run_training, tiny_args
+from helpers import ROOT, free_port, installed, write_distribution
+
+pytestmark = pytest.mark.slow
 
 CONFIGS = ROOT / "train" / "configs"
 #: Files every process writes into each checkpoint (its own random states); everything else is the main process's.
@@ -53,14 +54,8 @@ def batch_only_method(tmp_path):
     root = write_distribution(tmp_path / "plugin", "genzoo-batch-only", "0.1.0",
                               "[genzoo.methods]\nbatch-only-flow-matching = genzoo_batch_only:BatchOnlyFlowMatching\n",
                               {"genzoo_batch_only.py": BATCH_ONLY_METHOD})
-    sys.path.insert(0, str(root))
-    registry.refresh()
-    try:
+    with installed(root, "genzoo_batch_only"):
         yield {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    finally:
-        sys.path.remove(str(root))
-        registry.refresh()
-        sys.modules.pop("genzoo_batch_only", None)
 
 
 def train_on_two_nodes(method, dataset, output_dir, *extra, launch=None, env=None, timeout=150):
@@ -99,6 +94,7 @@ def listing(folder) -> set[str]:
     return {str(p.relative_to(folder)) for p in Path(folder).rglob("*")}
 
 
+@pytest.mark.subprocess
 def test_two_nodes_train_like_one_process_with_the_same_global_batch(tmp_path, batch_only_method):
     """Two nodes with 8 examples each end with the weights of one process with batches of 16, and write what that
     one process writes: the checkpoints and the pipeline once, plus each process's own random state.
@@ -124,6 +120,7 @@ def test_two_nodes_train_like_one_process_with_the_same_global_batch(tmp_path, b
     assert '"num_processes": 2' in (two / "metrics.json").read_text()
 
 
+@pytest.mark.subprocess
 def test_a_two_node_run_resumes_on_two_nodes_exactly(tmp_path):
     """flow-matching (random noise and times on each process) launched with train/configs/multi_node.yaml: a run
     stopped at checkpoint-3 and resumed on two nodes ends with the weights of the uninterrupted two-node run, bit for

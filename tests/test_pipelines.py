@@ -1,117 +1,119 @@
-"""The four pipelines on images and on vectors: outputs, determinism, schedulers, dtypes, save and load."""
-
-import json
+"""Every registered pipeline passes genzoo.testing's pipeline contract (outputs, determinism, latents, save and load,
+dtypes, refusals) on images and on vectors; what is particular to a family; schedulers; loading errors."""
 
 import diffusers
 import numpy as np
-import PIL.Image
 import pytest
 import torch
-from diffusers import ImagePipelineOutput
-from helpers import FAMILIES, samples_of, tiny_pipeline
 
 import genzoo
+from genzoo import registry
+from genzoo.testing import PIPELINE_CHECKS, check_pipeline
+from genzoo.testing.pipelines import latent_shape
+from helpers import FAMILIES, registered_pipelines, samples_of, tiny_pipeline, tiny_pipeline_of
 
 CASES = [(family, data) for family in FAMILIES for data in ("image", "vector")]
 ids = [f"{f}-{d}" for f, d in CASES]
 
 
-@pytest.mark.parametrize("family,data", CASES, ids=ids)
-def test_outputs_by_type(family, data):
-    pipe = tiny_pipeline(family, data)
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    if data == "image":
-        out = pipe(batch_size=2, generator=g(), num_inference_steps=3)
-        assert isinstance(out, ImagePipelineOutput) and len(out.images) == 2
-        assert isinstance(out.images[0], PIL.Image.Image) and out.images[0].size == (8, 8)
-        as_np = pipe(batch_size=2, generator=g(), num_inference_steps=3, output_type="np").images
-        assert as_np.shape == (2, 8, 8, 1) and as_np.min() >= 0 and as_np.max() <= 1
-        as_pt = pipe(batch_size=2, generator=g(), num_inference_steps=3, output_type="pt").images
-        assert as_pt.shape == (2, 1, 8, 8)
-        np.testing.assert_array_equal(as_pt.permute(0, 2, 3, 1).numpy(), as_np)
-        np.testing.assert_array_equal(np.asarray(out.images[1]), (as_np[1, ..., 0] * 255).round().astype(np.uint8))
-    else:
-        out = pipe(batch_size=5, generator=g(), num_inference_steps=3, output_type="np")
-        assert isinstance(out, genzoo.VectorPipelineOutput) and out.samples.shape == (5, 2)
-        as_pt = pipe(batch_size=5, generator=g(), num_inference_steps=3, output_type="pt").samples
-        np.testing.assert_array_equal(as_pt.numpy(), out.samples)
-        with pytest.raises(ValueError, match=r"output_type='pil' is not supported for vector data.*'np', 'pt'"):
-            pipe(batch_size=2, num_inference_steps=2)
-    tup = pipe(batch_size=2, generator=g(), num_inference_steps=3, output_type="pt", return_dict=False)
-    assert isinstance(tup, tuple) and len(tup) == 1
-    if family in ("gan", "vae"):
-        with pytest.raises(ValueError, match="output_type='latent'"):
-            pipe(batch_size=1, num_inference_steps=2, output_type="latent")
-    else:  # the sampling loop's final state, unconverted: images in the model's [-1, 1] (what "pt" maps to [0, 1])
-        state = pipe(batch_size=2, generator=g(), num_inference_steps=3, output_type="latent")
-        state = state.images if data == "image" else state.samples
-        converted = pipe(batch_size=2, generator=g(), num_inference_steps=3, output_type="pt")
-        converted = converted.images if data == "image" else converted.samples
-        expected = ((state + 1) / 2).clamp(0, 1) if data == "image" else state
-        torch.testing.assert_close(expected, converted, atol=1e-6, rtol=0)
+# ------------------------------------------------------------------------------ the pipeline contract
+PIPELINES = registered_pipelines()
+CONTRACT_CASES = [(name, data) for name in PIPELINES for data in ("image", "vector")]
+
+
+@pytest.mark.parametrize("check_name", list(PIPELINE_CHECKS))
+@pytest.mark.parametrize("name,data", CONTRACT_CASES, ids=[f"{n}-{d}" for n, d in CONTRACT_CASES])
+def test_every_registered_pipeline_passes(name, data, check_name, example_plugins, tmp_path):
+    """Every registered pipeline -- genzoo's and the example plugin's -- on images and on vectors: outputs by type,
+    seeded determinism, latents, save and load, dtypes, refusals (genzoo.testing's pipeline contract)."""
+    assert "ExampleFlowPipeline" in PIPELINES, "the example plugin's pipeline should be registered"
+    cls = registry.get("pipeline", name)
+    PIPELINE_CHECKS[check_name](lambda: tiny_pipeline_of(cls, data), tmp_dir=tmp_path)
 
 
 @pytest.mark.parametrize("family,data", CASES, ids=ids)
-def test_seeded_determinism_and_per_sample_generators(family, data):
+def test_latents_fix_the_samples_of_deterministic_samplers(family, data):
+    """Given the starting noise, every sampler but DDPM's is a deterministic function of it; DDPM's ancestral steps
+    add fresh noise from the generator."""
     pipe = tiny_pipeline(family, data)
-    a, b = samples_of(pipe, seed=7), samples_of(pipe, seed=7)
-    assert torch.equal(a, b)
-    assert not torch.equal(a, samples_of(pipe, seed=8))
-    # A list of generators: sample i depends on generator i only, not on the batch around it (up to float
-    # rounding: convolution kernels sum in a different order for different batch sizes).
-    batch = pipe(
-        batch_size=3, generator=[torch.Generator().manual_seed(s) for s in (1, 2, 3)], num_inference_steps=4, output_type="pt"
-    )
-    batch = batch.images if data == "image" else batch.samples
-    for i, seed in enumerate((1, 2, 3)):
-        single = samples_of(pipe, seed=seed, batch_size=1)
-        torch.testing.assert_close(batch[i : i + 1], single, atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match="list of 2 generators for batch_size=3"):
-        pipe(batch_size=3, generator=[torch.Generator(), torch.Generator()], num_inference_steps=2)
-
-
-@pytest.mark.parametrize("family,data", CASES, ids=ids)
-def test_latents_are_the_starting_noise(family, data):
-    pipe = tiny_pipeline(family, data)
-    if family == "gan":
-        shape = pipe.generator.latent_shape
-    elif family == "vae":
-        shape = pipe.latent_shape
-    else:
-        shape = (1, 8, 8) if data == "image" else (2,)
-    latents = torch.randn(2, *shape, generator=torch.Generator().manual_seed(5))
+    latents = torch.randn(2, *latent_shape(pipe), generator=torch.Generator().manual_seed(5))
     a = samples_of(pipe, seed=0, batch_size=2, latents=latents)
     b = samples_of(pipe, seed=99, batch_size=2, latents=latents)
-    if family == "ddpm":  # DDPM's ancestral steps add fresh noise from the generator
-        assert not torch.equal(a, b)
-        torch.testing.assert_close(a, samples_of(pipe, seed=0, batch_size=2, latents=latents))
-    else:  # everything else is a deterministic function of the starting noise
-        assert torch.equal(a, b)
-    with pytest.raises(ValueError, match=r"latents must have shape \(3, "):
-        pipe(batch_size=3, latents=latents, num_inference_steps=2)
+    assert torch.equal(a, b) is (family != "ddpm")
 
 
-@pytest.mark.parametrize("family,data", CASES, ids=ids)
-def test_save_and_load_round_trip(family, data, tmp_path):
-    pipe = tiny_pipeline(family, data)
-    pipe.save_pretrained(tmp_path)
-    index = json.loads((tmp_path / "model_index.json").read_text())
-    assert index["_class_name"] == ["genzoo_hub", type(pipe).__name__]
-    weights = sorted(p.name for p in tmp_path.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".ckpt"))
-    assert weights and all(name.endswith(".safetensors") for name in weights)
-    expected = samples_of(pipe)
-    loaders = {
-        "class": lambda: type(pipe).from_pretrained(tmp_path),
-        "load_pipeline": lambda: genzoo.load_pipeline(tmp_path),
-        "diffusers": lambda: diffusers.DiffusionPipeline.from_pretrained(tmp_path, trust_remote_code=True),
-    }
-    for how, load in loaders.items():
-        loaded = load()
-        loaded.set_progress_bar_config(disable=True)
-        assert type(loaded) is type(pipe), how
-        for name, component in pipe.components.items():
-            assert type(loaded.components[name]) is type(component), (how, name)
-        assert torch.equal(samples_of(loaded), expected), how
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_default_output_type_is_pil_which_vector_data_refuses(family):
+    with pytest.raises(ValueError, match=r"output_type='pil' is not supported for vector data.*'np', 'pt'"):
+        tiny_pipeline(family, "vector")(batch_size=2, num_inference_steps=2)
+
+
+def test_only_the_loop_samplers_return_their_latent_state():
+    """GANs and VAEs sample in one pass and have no loop state to return: output_type="latent" is refused there
+    (genzoo.testing's output_types check holds each pipeline to what it lists)."""
+    assert {family: "latent" in tiny_pipeline(family, "vector").output_types for family in FAMILIES} == {
+        "gan": False, "vae": False, "ddpm": True, "flow-matching": True, "flow-map": True}
+
+
+# ------------------------------------------------------------------------------ the pipeline contract has teeth
+class GlobalNoisePipeline(genzoo.FlowMatchingPipeline):
+    """Ignores the generator it is given."""
+
+    def __call__(self, *args, generator=None, **kwargs):
+        return super().__call__(*args, **kwargs)
+
+
+class Bfloat16OutPipeline(genzoo.FlowMatchingPipeline):
+    """Returns its samples in the pipeline's dtype rather than float32."""
+
+    def __call__(self, *args, **kwargs):
+        out = super().__call__(*args, **kwargs)
+        out.samples = out.samples.to(self.dtype)
+        return out
+
+
+class LenientPipeline(genzoo.FlowMatchingPipeline):
+    """Quietly replaces a batch size it cannot take."""
+
+    def __call__(self, batch_size=1, *args, **kwargs):
+        return super().__call__(max(1, int(batch_size)), *args, **kwargs)
+
+
+class CrashingPipeline(genzoo.FlowMatchingPipeline):
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize(
+    "cls,failing",
+    [
+        (GlobalNoisePipeline, {"output_types", "determinism", "save_load_round_trip"}),
+        (Bfloat16OutPipeline, {"dtypes"}),
+        (LenientPipeline, {"refusals"}),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else None,
+)
+def test_the_contract_catches_broken_pipelines(cls, failing, tmp_path):
+    factory = lambda: cls(**tiny_pipeline("flow-matching", "vector").components)  # noqa: E731
+    with pytest.raises(AssertionError) as raised:
+        check_pipeline(factory, tmp_dir=tmp_path, checks=sorted(failing))
+    message = str(raised.value)
+    assert message.startswith(f"{cls.__name__} fails the genzoo pipeline contract")
+    reported = {line.split(":")[0].strip() for line in message.splitlines()[1:] if line.startswith("  ")}
+    assert reported == failing, message
+    assert not list(tmp_path.iterdir())  # what the checks saved is gone
+
+
+def test_pipeline_errors_are_reported_as_assertion_errors_and_a_given_pipeline_is_left_alone():
+    pipe = tiny_pipeline("flow-matching", "vector")
+    check_pipeline(pipe, checks=["dtypes"])  # moved to bfloat16 on a copy
+    assert pipe.dtype == torch.float32
+    with pytest.raises(AssertionError, match=r"^CrashingPipeline: latents raised RuntimeError: boom$"):
+        PIPELINE_CHECKS["latents"](CrashingPipeline(**pipe.components))
+    with pytest.raises(ValueError, match=r"Unknown pipeline checks \['speed'\]; allowed: output_types"):
+        check_pipeline(pipe, checks=["speed"])
+    with pytest.raises(TypeError, match="takes a pipeline or a function that builds one, got str"):
+        check_pipeline("FlowMatchingPipeline")
 
 
 def test_diffusers_without_trust_remote_code_says_what_to_do(tmp_path):
@@ -225,6 +227,8 @@ def test_denoiser_sample_shape():
         denoiser_sample_shape(torch.nn.Linear(2, 2))
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_plain_diffusers_in_a_process_that_never_imports_genzoo(tmp_path):
     """The user who has never heard of genzoo: only diffusers is imported; genzoo is merely installed."""
     import subprocess

@@ -16,6 +16,8 @@ from genzoo.config import finite_float
 from genzoo.training.arguments import build_parser, recipe_of
 from helpers import registered_methods
 
+pytestmark = pytest.mark.slow
+
 METHODS = sorted(registered_methods())
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

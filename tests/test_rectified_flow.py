@@ -15,10 +15,11 @@ from genzoo.config import RecipeError
 from genzoo.methods import RectifiedFlowMethod
 from genzoo.methods.rectified_flow import RectifiedFlowConfig
 from genzoo.teacher_pairs import METADATA, load_pairs, pair_seed
+from genzoo.testing import assert_resumes_exactly, assert_same_weights, run_training, tiny_args
 from genzoo.training import main
-from helpers import put_in_hub_cache, tiny_pipeline
-from test_training import (assert_resumes_exactly, assert_same_weights, run_training, tiny_args,
-                           train_with_two_processes)
+from helpers import put_in_hub_cache, tiny_pipeline, train_with_two_processes
+
+pytestmark = pytest.mark.slow
 
 #: Few pairs and teacher steps: these tests check behaviour, not quality.
 PAIRS = ("--num_pairs", "64", "--teacher_steps", "4")
@@ -193,6 +194,7 @@ def test_teachers_that_cannot_make_pairs_are_refused(family, data, message, tmp_
 
 
 # ------------------------------------------------------------------------------------------------ two processes
+@pytest.mark.subprocess
 def test_two_processes_train_on_the_same_pairs(teacher, tmp_path, cache):
     """accelerate launch, 2 CPU processes (gloo): both find the same key, process 0 caches the pairs, and neither
     process's pairs differ from process 0's."""

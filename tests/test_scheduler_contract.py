@@ -2,7 +2,9 @@
 passes the scheduler contract of genzoo.testing, and the contract itself catches what it claims to."""
 
 import ast
+import importlib
 import inspect
+import pkgutil
 
 import diffusers
 import pytest
@@ -143,12 +145,17 @@ def test_check_scheduler_refuses_unknown_check_names():
         check_scheduler(genzoo.FlowMatchEulerScheduler, checks=["speed"])
 
 
-def test_the_contract_module_does_not_import_pytest():
+def test_the_contract_modules_do_not_import_pytest():
     """Plugin authors import genzoo.testing from any test runner; genzoo itself never needs pytest at run time."""
-    tree = ast.parse(inspect.getsource(genzoo.testing))
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
-                for alias in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert "pytest" not in imported
+    modules = [genzoo.testing, *(importlib.import_module(f"genzoo.testing.{m.name}")
+                                 for m in pkgutil.iter_modules(genzoo.testing.__path__))]
+    assert {"genzoo.testing.methods", "genzoo.testing.pipelines", "genzoo.testing.schedulers"} <= {
+        m.__name__ for m in modules}
+    for module in modules:
+        tree = ast.parse(inspect.getsource(module))
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                    for alias in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not {name for name in imported if name and name.partition(".")[0] == "pytest"}, module.__name__
 
 
 def test_checks_leave_the_global_random_state_alone():

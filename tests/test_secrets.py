@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from helpers import copy_tree
-from test_training import tiny_args
 
 from genzoo.cli import main
 from genzoo.files import OutsideFolderError
@@ -24,7 +23,10 @@ from genzoo.secrets import (
     secret_values,
     secrets_in_play,
 )
+from genzoo.testing import tiny_args
 from genzoo.training import parse_args, train
+
+pytestmark = pytest.mark.slow
 
 TOKEN = "hf_test_token"  # the `hub` fixture's token for user "user"
 

@@ -19,6 +19,8 @@ import genzoo
 from genzoo.training import build_parser
 from genzoo.training.options_doc import METHOD_ANCHOR, builtin_methods, format_default as shown
 
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
+
 ROOT = Path(__file__).resolve().parents[1]
 ROW = re.compile(r"<tr>\s*<td><code>(--[\w-]+)</code></td>\s*<td>(.*?)</td>", re.DOTALL)
 SECTION = re.compile(r'<h2 id="([^"]+)"')

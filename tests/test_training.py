@@ -1,5 +1,6 @@
-"""The trainer: every method on images and on 2-D data, exact resume (also after SIGKILL), checkpoints, NaN,
-recipes, bad input, a third-party method, and two processes with `accelerate launch`."""
+"""The trainer: every registered method passes genzoo.testing's method contract (trains, saves, loads, samples,
+evaluates, resumes exactly); exact resume (also after SIGKILL), checkpoints, NaN, recipes, bad input, a third-party
+method, and two processes with `accelerate launch`."""
 
 import json
 import os
@@ -11,76 +12,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
-from safetensors.torch import load_file
 
 import genzoo
-from genzoo.training import RecipeError, TrainingError, list_checkpoints, parse_args, train
-
 from genzoo import registry
-from genzoo.metrics.evaluate import evaluate_pipeline
-from helpers import PLUGINS, SMOKE_DATASETS, options_to_argv, registered_methods, smoke_cases
+from genzoo.testing import (METHOD_CHECKS, assert_resumes_exactly, assert_same_weights, check_method, run_training,
+                            tiny_args)
+from genzoo.training import RecipeError, TrainingError, list_checkpoints, parse_args, train
+from helpers import PLUGINS, ROOT, registered_methods, smoke_cases, train_with_two_processes, write_distribution
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_args(method, dataset, output_dir, *extra):
-    """A few steps of a tiny model (the method's own ``smoke_test_options``): these tests check behaviour, not
-    quality."""
-    return [
-        "--method", method, "--dataset", dataset, "--output_dir", str(output_dir), "--seed", "0",
-        "--train_batch_size", "16", "--max_train_steps", "6", "--checkpointing_steps", "3",
-        "--save_images_steps", "3", "--num_sample_images", "4", "--num_inference_steps", "3",
-        "--logger", "none", "--num_samples", "256", "--lr_warmup_steps", "2",
-        *options_to_argv(registry.get("method", method).smoke_test_options), *map(str, extra),
-    ]
-
-
-def run_training(method, dataset, output_dir, *extra):
-    return train(parse_args(tiny_args(method, dataset, output_dir, *extra)))
-
-
-def final_weights(output_dir) -> dict:
-    """Every tensor of every saved component of the final pipeline."""
-    tensors = {}
-    for f in sorted(Path(output_dir).glob("*/*.safetensors")):  # Diffusers' and transformers' weight files
-        tensors.update({f"{f.parent.name}.{k}": v for k, v in load_file(f).items()})
-    return tensors
-
-
-def assert_same_weights(a, b, atol=1e-6):
-    wa, wb = final_weights(a), final_weights(b)
-    assert wa.keys() == wb.keys() and wa
-    for key in wa:
-        torch.testing.assert_close(wa[key], wb[key], atol=atol, rtol=0, msg=key)
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("method,dataset", smoke_cases())
 def test_every_registered_method_trains_saves_loads_samples_and_evaluates(method, dataset, tmp_path, example_plugins):
     """Every method in the registry -- genzoo's and the example plugin's -- on every kind of data it declares."""
-    result = run_training(method, dataset, tmp_path)
-    assert result.global_step == 6
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["method"] == method and metrics["global_step"] == 6 and metrics["final_losses"]
-    assert all(np.isfinite(v) for v in metrics["final_losses"].values())
-    assert (tmp_path / "samples.png").is_file() and (tmp_path / "samples" / "step-000003.png").is_file()
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-3", "checkpoint-6"]
-    pipe = genzoo.load_pipeline(tmp_path)
-    pipe.set_progress_bar_config(disable=True)
-    out = pipe(batch_size=3, generator=torch.Generator().manual_seed(0), num_inference_steps=2, output_type="np")
-    samples = out.images if dataset == "digits" else out.samples
-    assert samples.shape == ((3, 8, 8, 1) if dataset == "digits" else (3, 2)) and np.isfinite(samples).all()
-    scores = evaluate_pipeline(pipe, dataset, num_samples=40, steps=2, likelihood=False)
-    assert np.isfinite(scores["digits_fd" if dataset == "digits" else "w2"])
+    METHOD_CHECKS["trains_saves_loads_samples"](method, dataset=dataset, output_dir=tmp_path)
 
 
 @pytest.mark.parametrize("method", list(registered_methods()))
 def test_every_registered_method_resumes_exactly(method, tmp_path, example_plugins):
     """Stopped at step 3 and resumed, every method ends with the weights of the uninterrupted run (on vector data
     where it takes them, the cheaper; the example plugin's running bandwidth travels in its method state)."""
-    kinds = registered_methods()[method].data_kinds
-    assert_resumes_exactly(method, tmp_path, dataset=SMOKE_DATASETS["vector" if "vector" in kinds else "image"])
+    METHOD_CHECKS["resumes_exactly"](method, output_dir=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -97,18 +51,6 @@ def test_resume_from_a_checkpoint_is_exact(method, extra, tmp_path):
     assert_resumes_exactly(method, tmp_path, *extra)
 
 
-def assert_resumes_exactly(method, tmp_path, *extra, dataset="digits"):
-    """Train to the end in ``tmp_path/full``; resume a copy of its checkpoint-3 in ``tmp_path/stopped``; both must
-    end with the same weights. Returns the two folders."""
-    run_training(method, dataset, tmp_path / "full", *extra)
-    stopped = tmp_path / "stopped"
-    (stopped / "checkpoints").mkdir(parents=True)
-    os.rename(tmp_path / "full" / "checkpoints" / "checkpoint-3", stopped / "checkpoints" / "checkpoint-3")
-    run_training(method, dataset, stopped, *extra, "--resume_from_checkpoint", "latest")
-    assert_same_weights(tmp_path / "full", stopped)
-    return tmp_path / "full", stopped
-
-
 def test_resume_across_an_epoch_with_a_dropped_partial_accumulation(tmp_path):
     """256 moons / batch 16 = 16 batches per epoch; with 3 batches per update an epoch makes 5 updates and drops one
     batch, so checkpoint-6 sits one update into the second epoch."""
@@ -121,6 +63,7 @@ def test_resume_across_an_epoch_with_a_dropped_partial_accumulation(tmp_path):
     assert_same_weights(tmp_path / "full", stopped)
 
 
+@pytest.mark.subprocess
 def test_resume_after_sigkill(tmp_path):
     """A real interruption: the process is killed with SIGKILL mid-training, then resumed from 'latest'. All three
     runs are processes with the same thread count, as float sums must be added in the same order to agree."""
@@ -207,30 +150,7 @@ def test_data_the_model_cannot_take_fails_before_training(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def train_with_two_processes(method, dataset, output_dir, *extra, env=None, timeout=600):
-    """``accelerate launch --multi_gpu --num_processes 2`` on the CPU (gloo), one thread per process (two torch
-    processes sharing two cores each with two threads run many times slower), with :func:`tiny_args` plus ``extra``;
-    asserts it succeeded and returns the finished process."""
-    env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1",
-        "--main_process_port", str(free_port()), str(ROOT / "train" / "train.py"),
-        *tiny_args(method, dataset, output_dir, *extra),
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
+@pytest.mark.subprocess
 def test_two_processes_with_accelerate_launch(tmp_path, example_plugins):
     """accelerate launch --multi_gpu --num_processes 2 on CPU (gloo): both ranks keep identical weights, each sees
     its own shard of every batch, and the saved pipeline loads."""
@@ -285,3 +205,53 @@ def test_a_run_writes_the_recipe_that_reproduces_it(tmp_path):
     assert again.gan_loss == "hinge" and again.max_train_steps == 6 and again.num_samples == 256
     train(again)
     assert_same_weights(tmp_path / "first", tmp_path / "second")
+
+
+# ------------------------------------------------------------------------------ the method contract has teeth
+FORGETFUL = '''
+from genzoo_example_plugin.methods import MomentMatchingMethod
+
+
+class ForgetfulMomentMatching(MomentMatchingMethod):
+    """Keeps its running bandwidth out of checkpoints, so a resumed run restarts it."""
+
+    name = "forgetful-moment-matching"
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+'''
+
+
+def test_the_method_contract_catches_an_inexact_resume(tmp_path, example_plugins, monkeypatch):
+    root = write_distribution(tmp_path / "site", "genzoo-forgetful", "1.0",
+                              "[genzoo.methods]\nforgetful-moment-matching = genzoo_forgetful:ForgetfulMomentMatching\n",
+                              {"genzoo_forgetful.py": FORGETFUL})
+    monkeypatch.syspath_prepend(str(root))
+    registry.refresh()
+    try:
+        with pytest.raises(AssertionError) as raised:
+            check_method("forgetful-moment-matching", output_dir=tmp_path / "runs", checks=["resumes_exactly"])
+    finally:
+        sys.modules.pop("genzoo_forgetful", None)
+        registry.refresh()
+    message = str(raised.value)
+    assert message.startswith("forgetful-moment-matching fails the genzoo method contract:\n  resumes_exactly: ")
+    assert "resumed at step 3 on moons" in message and not list((tmp_path / "runs").iterdir())
+
+
+def test_check_method_refuses_unknown_checks_and_unregistered_classes():
+    from genzoo.methods import FlowMatchingMethod
+
+    with pytest.raises(ValueError, match=r"Unknown method checks \['speed'\]; allowed: trains_saves_loads_samples"):
+        check_method("flow-matching", checks=["speed"])
+
+    class Unregistered(FlowMatchingMethod):
+        name = "unregistered-flow"
+
+    with pytest.raises(ValueError, match=r"'Unregistered' is not a registered method .*'genzoo.methods' entry point"):
+        check_method(Unregistered)
+    with pytest.raises(KeyError, match="No genzoo method named 'flow-matchin'"):
+        check_method("flow-matchin")
