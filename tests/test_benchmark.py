@@ -1,4 +1,5 @@
-"""benchmarks/run.py --quick: every section runs end to end and writes the report (structure, not timings)."""
+"""benchmarks/run.py --quick: every section runs end to end and writes the report (structure, not timings); the
+methods it benchmarks are the registry's, a plugin's included."""
 
 import importlib.util
 import json
@@ -9,18 +10,24 @@ import sys
 from pathlib import Path
 
 import PIL.Image
+import pytest
 
 from genzoo import registry
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The lines of the few-step section: every method (and sampler), the one-call ones at 1 call only.
+#: The designed lines of the few-step section (couplings, teachers, samplers of the built-in methods), the one-call
+#: ones at 1 call only; any other registered method gets a line of its own name after them.
 FEW_STEP_LINES = ("flow matching (Euler)", "flow matching (Heun)", "OT flow matching (Euler)", "reflow of OT-FM (Euler)",
                   "distilled reflow (1 step)", "MeanFlow + OT", "DDPM (DDPMScheduler)", "DDPM (Diffusers DDIMScheduler)",
                   "DDPM (Diffusers DPMSolverMultistep)", "DDPM (Diffusers UniPCMultistep)", "GAN", "VAE")
 ONE_CALL_LINES = ("distilled reflow (1 step)", "GAN", "VAE")
 PEER_LINES = ("torchcfm CFM (Euler)", "torchcfm OT-CFM (Euler)")
+#: The kind of data of the quick run's data sets, as the data sets declare it.
+KINDS = {name: registry.get("dataset", name).data_kind for name in ("digits", "moons")}
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_quick_benchmark_writes_every_section(tmp_path):
     # One thread by default: on a shared or busy machine, torch's threads fighting over the cores slow it many-fold.
     # --quick takes about 2.5 minutes on 2 cores, 3.5 minutes sharing them with a busy process; the timeout is a hang guard.
@@ -33,9 +40,8 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     for section in ("guidance", "few-step", "latent"):
         assert f"section {section}:" in result.stdout  # each prints its time
     runs = results["quality"]["runs"]
-    kinds = {"digits": "image", "moons": "vector"}  # quick mode: one 2-D set
     assert {(r["method"], r["dataset"]) for r in runs} == {  # every registered method on every data set it takes
-        (m, d) for m in registry.names("method") for d, kind in kinds.items()
+        (m, d) for m in registry.names("method") for d, kind in KINDS.items()  # quick mode: one 2-D set
         if kind in registry.get("method", m).data_kinds
     }
     for run in runs:
@@ -96,10 +102,12 @@ def check_few_step(section, report):
     """Section 6: every method a line on every data set, points at the expected calls, the peer measured or not."""
     budget, peer = section["budget"], section["peer"]
     assert budget["datasets"] == ["moons", "digits"] and budget["calls"] == [1, 4]  # quick mode
-    expected = FEW_STEP_LINES + (PEER_LINES if peer["installed"] else ())
     for dataset in budget["datasets"]:
         curves = {c["sampler"]: c for c in section["curves"] if c["dataset"] == dataset}
-        assert tuple(curves) == expected, dataset
+        designed = {curves[label]["method"].split()[0] for label in FEW_STEP_LINES}
+        others = tuple(m for m in registry.names("method") if m not in designed
+                       and KINDS[dataset] in registry.get("method", m).data_kinds)  # every registered method
+        assert tuple(curves) == FEW_STEP_LINES + others + (PEER_LINES if peer["installed"] else ()), dataset
         for label, curve in curves.items():
             metric = "digits_fd" if dataset == "digits" else "w2"
             assert curve["metric"] == metric and curve["train_seconds"] > 0
@@ -124,14 +132,42 @@ def check_few_step(section, report):
         assert peer["reason"].startswith("not installed") and "not installed" in report
 
 
-def test_few_step_records_a_missing_peer(monkeypatch):
-    """Without torchcfm the section goes on: the peer is recorded as not installed and the report says so."""
+def load_benchmark(monkeypatch):
+    """benchmarks/run.py as a module, its harness and sections importable for this test only."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("benchmark_run", ROOT / "benchmarks" / "run.py")
     run = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run)
+    return run
+
+
+def test_few_step_records_a_missing_peer(monkeypatch):
+    """Without torchcfm the section goes on: the peer is recorded as not installed and the report says so."""
+    run = load_benchmark(monkeypatch)
     monkeypatch.setitem(sys.modules, "torchcfm", None)  # import torchcfm raises ImportError
-    peer = run.peer_status()
+    peer = run.few_step.peer_status()
     assert peer["installed"] is False and peer["reason"].startswith("not installed")
     budget = {**run.QUICK["few_step"], "datasets": [], "image_batch": 32, "point_batch": 256, "seed": 0}
-    report = "\n".join(run.few_step_report({"budget": budget, "peer": peer, "curves": [], "ot_cost": {}}))
+    report = "\n".join(run.few_step.report({"budget": budget, "peer": peer, "curves": [], "ot_cost": {}}))
     assert "## 6. Few-step" in report and "torchcfm, was not installed" in report
+    assert "Also registered" not in report  # only when a method without a designed line was benchmarked
+
+
+def test_a_plugin_method_is_benchmarked_like_a_built_in(monkeypatch, example_plugins):
+    """The benchmark's methods are the registry's: the example plugin's vector-only method is among those trained on
+    a 2-D set (sections 1 and 6), not among those trained on digits, and section 6's report names it."""
+    run = load_benchmark(monkeypatch)
+    from harness import data_kind, methods_for
+
+    assert "moment-matching" in methods_for("moons") and "moment-matching" not in methods_for("digits")
+    assert set(methods_for("digits")) | {"moment-matching"} == set(registry.names("method"))
+    assert (data_kind("digits"), data_kind("shapes"), data_kind("moons")) == ("image", "image", "vector")
+    budget = {**run.QUICK["few_step"], "datasets": ["moons"], "image_batch": 32, "point_batch": 256, "seed": 0}
+    curve = {"sampler": "moment-matching", "method": "moment-matching", "dataset": "moons", "metric": "w2",
+             "train_seconds": 1.0, "points": [{"budget": 1, "calls": 1, "steps": 1, "w2": 0.5}]}
+    report = "\n".join(run.few_step.report({"budget": budget, "peer": {"installed": False, "reason": "not installed"},
+                                             "curves": [curve], "ot_cost": {"moons": {
+                                                 "ot_over_fm": 1.0, "ot_steps_per_second": 1.0,
+                                                 "fm_steps_per_second": 1.0}}}))
+    assert "Also registered, trained with their defaults and sampled with their own sampler: `moment-matching`." in report
+    assert "| moment-matching | 0.500 | – | 1.0 |" in report

@@ -15,9 +15,10 @@ import pytest
 import torch
 import yaml
 
-from test_training import free_port
+from helpers import free_port
 
 import genzoo
+from genzoo import registry
 from genzoo.cli import main
 
 pytest.importorskip("gradio")
@@ -91,6 +92,48 @@ def test_labels_prompts_and_pictures():
     assert moons.dataset == "moons" and plot.shape[2] == 3 and plot.std() > 1
 
 
+def test_a_plugin_scheduler_is_a_solver_of_the_models_of_its_kind(example_plugins):
+    """The solver menu is the registry's (genzoo.pipelines.drivers.solver_choices): an installed plugin's flow
+    scheduler is offered for flow models, and choosing it samples exactly as the pipeline with that scheduler."""
+    label = "ShiftedFlowScheduler (genzoo-example-plugin)"
+    fm, ddpm = model("flow-matching-digits"), model("ddpm-digits")
+    assert fm.controls()["solvers"] == [OWN_SOLVER, "Euler (genzoo)", "Heun (genzoo)", label,
+                                        "DPM-Solver++ (Diffusers)", "UniPC (Diffusers)"]
+    assert label not in ddpm.controls()["solvers"]
+    shifted, what = fm.sample(num_samples=2, seed=1, steps=3, solver=label)
+    pipe = genzoo.load_pipeline(ZOO / "flow-matching-digits")
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = registry.get("scheduler", "ShiftedFlowScheduler").from_config(pipe.scheduler.config)
+    expected = pipe(batch_size=2, num_inference_steps=3, generator=torch.Generator().manual_seed(1), output_type="np")
+    np.testing.assert_array_equal(shifted, expected.images)
+    assert f"({label})" in what and type(fm.pipe.scheduler) is genzoo.FlowMatchEulerScheduler  # put back
+    with pytest.raises(ValueError, match="not one for DDPMPipeline"):
+        ddpm.sample(num_samples=2, seed=0, steps=2, solver=label)
+
+
+def test_a_plugin_data_set_is_drawn_behind_its_models_samples(tmp_path):
+    """The density under 2-D samples is the registered data set's ``demo_background``, a plugin's as a built-in's;
+    images and data sets no package registers have none."""
+    from helpers import installed, write_distribution
+
+    from genzoo.demo.backend import data_background
+
+    ring = ("import numpy as np\nfrom genzoo.data import PointDataSet\n\n"
+            "def ring(n, rng):\n    angle = rng.uniform(0, 2 * np.pi, n)\n"
+            "    return np.stack([np.cos(angle), np.sin(angle)], 1).astype(np.float32)\n\n"
+            "RING = PointDataSet('ring', ring, 'points on the unit circle')\n")
+    write_distribution(tmp_path, "genzoo-ring", "0.1.0", "[genzoo.datasets]\nring = genzoo_ring:RING\n",
+                       {"genzoo_ring.py": ring})
+    with installed(tmp_path, "genzoo_ring"):
+        background = data_background("ring", 500)
+        np.testing.assert_array_equal(background, registry.get("dataset", "ring").demo_background(500))
+        assert background.shape == (500, 2) and np.allclose(np.linalg.norm(background, axis=1), 1, atol=1e-5)
+        points = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+        assert not np.array_equal(np.asarray(picture(points, "", "ring")), np.asarray(picture(points, "", None)))
+    assert data_background("ring") is None and data_background("digits") is None and data_background(None) is None
+    assert data_background("moons", 100).shape == (100, 2)
+
+
 def test_mistakes_are_the_pipelines_own_messages():
     fm, shapes = model("flow-matching-digits"), model("flow-matching-shapes")
     with pytest.raises(ValueError, match="num_inference_steps"):
@@ -108,9 +151,9 @@ def test_mistakes_are_the_pipelines_own_messages():
 
 
 def test_no_models_is_a_clear_error(monkeypatch, tmp_path):
-    import genzoo.demo
+    import genzoo.demo.backend
 
-    monkeypatch.setattr(genzoo.demo, "zoo_folders", lambda: (tmp_path,))
+    monkeypatch.setattr(genzoo.demo.backend, "zoo_folders", lambda: (tmp_path,))
     with pytest.raises(ValueError, match="no models to show: pass folders or Hub ids"):
         build_demo()
 
@@ -145,6 +188,8 @@ def served():
         server.wait(timeout=30)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_api_through_gradio_client(served, request):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
@@ -193,6 +238,9 @@ def chromium():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.browser
 def test_the_page_in_a_real_browser(served, tmp_path):
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By

@@ -17,7 +17,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from test_training import free_port
+from helpers import free_port
 
 import genzoo
 from genzoo.cli import main
@@ -239,6 +239,8 @@ def test_one_pass_models_and_the_backends_time_bound():
 
 
 # ------------------------------------------------------------------------------------------------- served in public
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_one_pass_request_is_served_while_a_long_request_runs(request):
     """The queue: two samplings at a time, one per model. A GAN request finishes while a 200-step DDPM request on
     the same server is still sampling (held at its first step until the GAN's picture is back)."""
@@ -386,8 +388,10 @@ def test_a_space_refuses_a_link_outside_the_pipeline_and_writes_nothing(tmp_path
     assert main(["space", str(folder), str(tmp_path / "space")]) == 2
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_space_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
-    import genzoo.demo
+    import genzoo.demo.space
 
     out = tmp_path / "space"
     real_copy = shutil.copyfile
@@ -398,7 +402,7 @@ def test_a_space_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
             raise OSError("No space left on device")
         copied.append(real_copy(source, target))
 
-    monkeypatch.setattr(genzoo.demo.shutil, "copyfile", copy_then_fail)
+    monkeypatch.setattr(genzoo.demo.space.shutil, "copyfile", copy_then_fail)
     with pytest.raises(OSError, match="No space left"):
         write_space(str(ZOO / "vae-digits"), out)
     monkeypatch.undo()
@@ -444,6 +448,7 @@ def spaces(draw):
     return {name: draw(SPACE_ARGUMENTS[name][name in odd]) for name in SPACE_ARGUMENTS}
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(space=spaces())
@@ -514,6 +519,7 @@ def check_answer(call):
     return result
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, derandomize=True)
 @given(request=requests(), dataset=st.one_of(st.sampled_from(["shapes", "digits"]), JUNK))
 def test_the_page_answers_arbitrary_values_with_a_picture_or_one_line(handlers, request, dataset):
