@@ -11,6 +11,10 @@
    in the site. The markdown files themselves are never changed.
 2. ``docs/options.md`` holds a marker that ``on_page_markdown`` replaces with the trainer's options, generated from
    its parser by :func:`genzoo.training.options_markdown`.
+3. An API page lists genzoo's own registered entries of a kind with a marker, ``<!-- genzoo:registered method -->``
+   (or ``scheduler``, ``pipeline``, ``model``, ``dataset``, ``path``), which ``on_page_markdown`` replaces with one
+   mkdocstrings block per entry that genzoo's ``setup.cfg`` registers, in the registry's order: adding a built-in is
+   one entry-point line, and its API page follows.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ OPTIONS_MARKER = "<!-- genzoo:trainer-options -->"
 #: Site path (src_uri) of each file from outside docs/, by its absolute path; filled in by on_files.
 OUTSIDE: dict[Path, str] = {}
 # a markdown link or image target: ](target) or ](target#anchor) or ](target "title")
+#: ``<!-- genzoo:registered KIND -->``: the API reference of genzoo's own entries of that registry kind.
+REGISTERED_MARKER = re.compile(r"<!-- genzoo:registered (?P<kind>[a-z]+) -->")
 LINK = re.compile(r"(\]\()(?P<target>[^)\s#]+)(?P<rest>(#[^)\s]*)?(\s+\"[^\"]*\")?\))")
 
 
@@ -85,4 +91,22 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         from genzoo.training import options_markdown
 
         markdown = markdown.replace(OPTIONS_MARKER, options_markdown())
-    return markdown
+    return REGISTERED_MARKER.sub(lambda match: registered_reference(match["kind"]), markdown)
+
+
+def registered_reference(kind: str) -> str:
+    """One mkdocstrings block per entry of ``kind`` that genzoo itself registers (plugins' are their own docs'). An
+    entry whose target is an object rather than a class (a data set, a path instance) is documented by its class."""
+    from genzoo import registry
+
+    blocks = []
+    for entry in registry.entries(kind):
+        if entry.package != "genzoo":
+            continue
+        obj = entry.load()
+        cls = obj if isinstance(obj, type) else type(obj)
+        target = f"{cls.__module__}.{cls.__qualname__}"
+        if any(f"::: {target}\n" in block for block in blocks):
+            continue
+        blocks.append(f"::: {target}\n    options:\n      members: false\n")
+    return "\n".join(blocks)
