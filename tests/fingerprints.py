@@ -1,7 +1,7 @@
 """Fingerprints of what genzoo computes, to show a refactor changed nothing: every zoo pipeline's seeded samples and
 every zoo recipe's weights after a few training steps, as sha256 digests of the exact tensor bytes (CPU, one thread).
 
-    python tests/fingerprints.py --write   # record them (tests/data/fingerprints.json), before a refactor
+    python tests/fingerprints.py --write   # record them (tests/fingerprints.json), before a refactor
     python tests/fingerprints.py           # compare, after it (tests/test_fingerprints.py does the same)
 
 A digest changes with any bit of any value, so record them again only for a change that is meant to alter numbers,
@@ -22,7 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "pipelines"
-STORE = Path(__file__).resolve().parent / "data" / "fingerprints.json"
+STORE = Path(__file__).resolve().parent / "fingerprints.json"
 #: Training steps of a recipe's fingerprint, and the batch it trains with.
 TRAIN_STEPS, TRAIN_BATCH = 3, 16
 

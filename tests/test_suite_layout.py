@@ -27,13 +27,28 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_no_test_module_imports_another():
-    test_modules = {path.stem for path in TESTS.glob("test_*.py")}
+    test_modules = {path.stem for path in TESTS.rglob("test_*.py")}
     offenders = {
-        path.name: sorted(name for name in imported_modules(path) if name.partition(".")[0] in test_modules)
-        for path in sorted(TESTS.glob("*.py"))
+        str(path.relative_to(TESTS)): sorted(name for name in imported_modules(path)
+                                             if name.partition(".")[0] in test_modules)
+        for path in sorted(TESTS.rglob("*.py"))
     }
     offenders = {name: imports for name, imports in offenders.items() if imports}
     assert not offenders, f"move what these import into tests/helpers.py: {offenders}"
+
+
+def test_the_tests_mirror_the_package():
+    """A folder of tests is named after the part of genzoo it covers (a subpackage or module of ``src/genzoo``); test
+    module names are unique across folders (pytest imports them by their base name)."""
+    import genzoo
+
+    package = Path(genzoo.__file__).parent
+    parts = {p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    parts |= {p.stem for p in package.glob("*.py")}
+    folders = {path.parent.name for path in TESTS.rglob("test_*.py") if path.parent != TESTS}
+    assert folders and folders <= parts, f"test folders that name no part of genzoo: {sorted(folders - parts)}"
+    names = [path.name for path in TESTS.rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
 
 
 def test_every_marker_used_is_registered():
@@ -43,7 +58,7 @@ def test_every_marker_used_is_registered():
     registered = {line.split(":")[0].strip() for line in config["tool:pytest"]["markers"].splitlines() if line.strip()}
     builtin = {"parametrize", "skip", "skipif", "xfail", "usefixtures", "filterwarnings"}
     used = {}
-    for path in sorted(TESTS.glob("*.py")):
+    for path in sorted(TESTS.rglob("test_*.py")):
         for node in ast.walk(parsed(path)):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "mark" \
                     and isinstance(node.value.value, ast.Name) and node.value.value.id == "pytest":

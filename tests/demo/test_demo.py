@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import free_port
+from helpers import ROOT, free_port
 
 import genzoo
 from genzoo import registry
@@ -26,7 +26,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from genzoo.demo import ALL_CLASSES, OWN_SOLVER, Model, build_demo, picture, write_space  # noqa: E402
 
-ZOO = Path(__file__).resolve().parents[1] / "pipelines"
+ZOO = ROOT / "pipelines"
 #: one of each kind of page: one pass (GAN), steps and solvers (flow matching, DDPM), 2-D points, class labels, text
 SOURCES = [str(ZOO / n) for n in ("gan-digits", "flow-matching-digits", "ddpm-digits", "vae-digits",
                                   "flow-matching-moons", "flow-matching-shapes", "latent-flow-matching-shapes")]

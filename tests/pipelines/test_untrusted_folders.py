@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import put_in_hub_cache, samples_of, tiny_pipeline, tiny_unet
+from helpers import ROOT, put_in_hub_cache, samples_of, tiny_pipeline, tiny_unet
 from safetensors.torch import load_file, save_file
 
 import genzoo
@@ -25,7 +25,7 @@ from genzoo.cli import main as cli
 from genzoo.model_index import PipelineLoadError, component_configs, component_entries, folder_root, read_json_object
 from genzoo.pipelines import loading, memory, untrusted
 
-ZOO = Path(__file__).resolve().parent.parent / "pipelines"
+ZOO = ROOT / "pipelines"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 

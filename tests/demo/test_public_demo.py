@@ -17,7 +17,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from helpers import free_port
+from helpers import ROOT, free_port
 
 import genzoo
 from genzoo.cli import main
@@ -44,7 +44,7 @@ from genzoo.demo import (  # noqa: E402
     write_space,
 )
 
-ZOO = Path(__file__).resolve().parents[1] / "pipelines"
+ZOO = ROOT / "pipelines"
 STARTED = [str(ZOO / "gan-digits"), str(ZOO / "flow-matching-digits")]
 
 

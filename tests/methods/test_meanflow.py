@@ -1,7 +1,7 @@
 """Flow maps and MeanFlow: FlowMapEulerScheduler against Diffusers' FlowMapEulerDiscreteScheduler, FlowMapPipeline's
 jumps computed by hand, the MeanFlow loss on a flow whose average velocity is known exactly, and training with two
 processes. (Training, saving, loading, sampling, evaluating and exact resuming of ``--method meanflow`` are in the
-shared tests of tests/test_training.py, which run every registered method.)"""
+shared tests of tests/training/test_training.py, which run every registered method.)"""
 
 from __future__ import annotations
 

@@ -27,10 +27,10 @@ from genzoo.files import LOCK_FILE, STAGING_TAG, make_staging_folder, remove_sta
 from genzoo.teacher_pairs import save_pairs
 from genzoo.testing import tiny_args
 from genzoo.training import list_checkpoints
+from helpers import ROOT
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 TEACHER = ROOT / "pipelines" / "flow-matching-moons"
 #: Longest wait for a subprocess to reach a point (start-up on a loaded 2-core machine takes a while).
 WAIT = 240
