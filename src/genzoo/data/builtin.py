@@ -164,6 +164,9 @@ class DigitsDataSet(DataSet):
     summary_metrics = ("digits_fd", "precision", "recall", "coverage")
     headline_metrics = {"digits_fd": "lower", "coverage": "higher"}
     eval_samples = 500
+    #: The test suite repeats each digits card's evaluation (DDPM's 100 steps included) with 200 samples.
+    check_samples = 200
+    check_metrics = ("digits_fd", "coverage", "precision", "recall")
 
     def rows(self, opts, seed: int):
         if opts.num_samples is not None:  # a recipe shared by toys and images may set it: not an error

@@ -271,7 +271,7 @@ class ShapesDataSet(DataSet):
     summary_metrics = ("shapes_fd", "precision", "recall", "class_accuracy", "faithfulness_all")
     headline_metrics = {"shapes_fd": "lower", "precision": "higher"}
     eval_samples = 500
-    check_samples = 100
+    check_samples = 50
     check_metrics = ("shapes_fd", "precision", "recall")
     #: Text-conditional models are also asked for held-out compositions: this many samples per 4 samples of the
     #: main draw (at least 2), from the seed ``seed + unseen_seed_offset``.
