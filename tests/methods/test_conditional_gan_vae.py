@@ -413,15 +413,16 @@ def asked_digit_accuracy(pipe, n=200) -> float:
     return float((logits.argmax(1) == np.array(labels)).mean())
 
 
-# Measured on 1 thread: VAE 1.0 (after 100 and 150 steps); GAN 0.86 / 0.92 / 0.70 for seeds 0 / 1 / 2 (1200 steps).
+# Measured on 1 thread: VAE 1.0 (after 100 and 150 steps); GAN 0.52 / 0.44 / 0.56 for seeds 0 / 1 / 2 after 700 steps
+# (0.86 / 0.92 / 0.70 after 1200).
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "method,extra,threshold",
     [
         ("vae", ["--max_train_steps", "150", "--train_batch_size", "32", "--learning_rate", "2e-3"], 0.9),
-        ("gan", ["--max_train_steps", "1200", "--train_batch_size", "64", "--base_channels", "64",
+        ("gan", ["--max_train_steps", "700", "--train_batch_size", "64", "--base_channels", "64",
                  "--max_channels", "128", "--latent_dim", "32", "--gan_loss", "hinge", "--spectral_norm",
-                 "--lr_warmup_steps", "0"], 0.4),
+                 "--lr_warmup_steps", "0"], 0.3),
     ],
 )
 def test_class_conditional_training_draws_the_asked_digit(method, extra, threshold, tmp_path):
