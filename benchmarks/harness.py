@@ -25,12 +25,14 @@ def data_kind(dataset: str) -> str:
     return registry.get("dataset", dataset).data_kind
 
 
-def methods_for(dataset: str) -> list[str]:
-    """Every registered method (genzoo's and installed plugins') that trains on ``dataset``'s kind of data."""
+def methods_for(dataset: str, teachers: bool = False) -> list[str]:
+    """Every registered method (genzoo's and installed plugins') that trains on ``dataset``'s kind of data: those that
+    learn from the data alone, and with ``teachers`` also those that distil a teacher (``Method.teacher_method``)."""
     from genzoo import registry
 
     kind = data_kind(dataset)
-    return [name for name in registry.names("method") if kind in registry.get("method", name).data_kinds]
+    return [name for name in registry.names("method") if kind in registry.get("method", name).data_kinds
+            and (teachers or registry.get("method", name).teacher_method is None)]
 
 
 def run_child(command: list[str], in_process: bool = False) -> float:

@@ -53,7 +53,7 @@ FULL = dict(seeds=(0, 1, 2), image_steps=1000, point_steps=1500, eval_samples=10
 QUICK = dict(seeds=(0,), image_steps=6, image_batch=32, point_steps=10, eval_samples=100, grid_samples=8,
              nfe=(1, 4), nfe_samples=100, speed_steps=4, batch_sizes=(8, 64),
              guidance_train_steps=4, guidance_samples=30, guidance_sampling_steps={"ddpm": 4, "flow-matching": 4},
-             sampling_steps=8, point_sets=("moons",), in_process=True, speed_repeats=1,
+             sampling_steps=8, point_sets=("moons",), in_process=True, speed_repeats=1, two_processes=False,
              few_step=dict(datasets=("moons", "digits"), point_steps=20, image_steps=10, point_pairs=64,
                            image_pairs=64, teacher_steps=2, eval_samples=100, calls=(1, 4)),
              resolution=dict(resolutions=(8, 16), widths=((8, 16), (16, 32)), batch=8, images=32,

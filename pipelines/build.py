@@ -51,6 +51,12 @@ ABOUT = {
                                    "captions like \"a small red circle in the top left\" (docs/data.md). Prompt "
                                    "faithfulness is measured on held-out captions and on held-out shape-colour "
                                    "compositions (`unseen_*`).",
+    "dmd-moons": "A one-call student of `ddpm-moons`, distilled by distribution matching with a GAN critic "
+                 "(`--method dmd --gan_weight 0.1`, docs/few-step.md): one model call per sample against its "
+                 "teacher's 1000.",
+    "dmd-digits": "A one-call student of `flow-matching-digits`, distilled by distribution matching with a GAN critic "
+                  "(`--method dmd --gan_weight 0.1`, docs/few-step.md): one model call per sample against its "
+                  "teacher's 50.",
 }
 #: Recipe options that name another zoo pipeline, which must be built first.
 DEPENDENCY_OPTIONS = ("teacher", "vae")

@@ -119,6 +119,7 @@ def measure(cfg, work: Path) -> dict:
     import diffusers
 
     import genzoo
+    from genzoo import registry
     from genzoo.schedulers import diffusers_scheduler
 
     fs = cfg["few_step"]
@@ -156,6 +157,7 @@ def measure(cfg, work: Path) -> dict:
         ddpm, ddpm_seconds = train("ddpm", "ddpm")
         gan, gan_seconds = train("gan", "gan")
         vae, vae_seconds = train("vae", "vae")
+        dmd, dmd_seconds = train("dmd", "dmd", ["--teacher", str(fm)], sampling_steps=None)  # distils plain FM
         sps = [json.loads((out / "metrics.json").read_text())["steps_per_second"] for out in (fm, ot)]
         ot_cost[dataset] = {"fm_steps_per_second": sps[0], "ot_steps_per_second": sps[1],
                             "ot_over_fm": sps[1] / sps[0]}
@@ -177,14 +179,23 @@ def measure(cfg, work: Path) -> dict:
              lambda s: diffusers_scheduler(diffusers.DPMSolverMultistepScheduler, s), euler),
             ("DDPM (Diffusers UniPCMultistep)", "ddpm", ddpm, ddpm_seconds,
              lambda s: diffusers_scheduler(diffusers.UniPCMultistepScheduler, s), euler),
+            ("DMD of flow matching (1 step)", "dmd", dmd, fm_seconds + dmd_seconds, None,
+             lambda calls: 1 if calls == 1 else None),
             ("GAN", "gan", gan, gan_seconds, None, lambda calls: None),
             ("VAE", "vae", vae, vae_seconds, None, lambda calls: None),
         ]
         designed = {method.split()[0] for _, method, *_ in lines}
-        for method in methods_for(dataset):  # a registered method without a line above (a plugin's): its defaults
-            if method not in designed:
-                out, seconds = train(f"method-{method}", method)
-                lines.append((method, method, out, seconds, None, None))
+        teachers = {"flow-matching": (fm, fm_seconds), "ddpm": (ddpm, ddpm_seconds)}
+        for method in methods_for(dataset, teachers=True):  # a registered method without a line above (a plugin's):
+            if method in designed:  # its defaults, and a teacher of its teacher_method trained above
+                continue
+            wanted = registry.get("method", method).teacher_method
+            if wanted is not None and wanted not in teachers:
+                print(f"few-step: {method} skipped: no {wanted} teacher is trained here", flush=True)
+                continue
+            teacher, teacher_seconds = teachers.get(wanted, (None, 0.0))
+            out, seconds = train(f"method-{method}", method, ["--teacher", str(teacher)] if teacher else [])
+            lines.append((method, method, out, teacher_seconds + seconds, None, None))
         for label, method, out, seconds, scheduler, steps_for in lines:
             pipe = genzoo.load_pipeline(out)
             if scheduler is not None:

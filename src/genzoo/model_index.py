@@ -16,6 +16,7 @@ socket is refused unread, without blocking.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -158,8 +159,21 @@ def check_component_name(name) -> str:
 
 def is_component_entry(value) -> bool:
     """Whether a ``model_index.json`` value is shaped like a component entry (a list); other values are pipeline
-    config values, which genzoo does not use."""
+    config values (:func:`pipeline_config_values`)."""
     return isinstance(value, (list, tuple))
+
+
+def pipeline_config_values(pipeline_class, model_index: dict) -> dict:
+    """The pipeline config values of ``model_index.json`` that ``pipeline_class`` takes: the keyword arguments of its
+    ``__init__`` that have a default and are not components (e.g. a stored ``default_num_inference_steps``), as
+    Diffusers passes them back on load. Other values are ignored; the class's constructor checks those it takes (a
+    folder controls them)."""
+    parameters = inspect.signature(pipeline_class.__init__).parameters
+    optional = set(getattr(pipeline_class, "_optional_components", None) or ())
+    taken = {name for name, p in parameters.items() if p.default is not inspect.Parameter.empty
+             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in optional}
+    return {key: value for key, value in model_index.items()
+            if key in taken and not key.startswith("_") and not is_component_entry(value)}
 
 
 def component_entries(model_index: dict) -> dict[str, tuple[str | None, str | None]]:

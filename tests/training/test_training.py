@@ -130,7 +130,7 @@ def test_recipe_file_and_command_line_precedence(tmp_path):
     "content,message",
     [
         ({"learnig_rate": 1e-3}, r"unknown option\(s\) learnig_rate for method 'flow-matching'"),
-        ({"method": "diffusion"}, r"No genzoo method named 'diffusion'.*ddpm, flow-matching, gan, meanflow, rectified-flow, vae"),
+        ({"method": "diffusion"}, r"No genzoo method named 'diffusion'.*ddpm, dmd, flow-matching, gan, meanflow, rectified-flow, vae"),
         ({"train_batch_size": 0}, r"--train_batch_size must be a positive integer, got 0"),
         ("- just\n- a list\n", r"must hold a mapping"),
     ],

@@ -3,6 +3,7 @@
 from .base import Method, MethodConfig, RunContext, randn_like, teacher_option
 from .ddpm import DDPMConfig, DDPMMethod
 from .denoising import DenoisingConfig, DenoisingMethod
+from .dmd import DMDConfig, DMDMethod
 from .flow_matching import FlowMatchingConfig, FlowMatchingMethod, FlowPathConfig
 from .gan import GANConfig, GANMethod
 from .meanflow import MeanFlowConfig, MeanFlowMethod
@@ -14,6 +15,8 @@ __all__ = [
     "DDPMMethod",
     "DenoisingConfig",
     "DenoisingMethod",
+    "DMDConfig",
+    "DMDMethod",
     "FlowMatchingConfig",
     "FlowMatchingMethod",
     "FlowPathConfig",

@@ -139,6 +139,9 @@ class Method:
     scale_up: str = ""
     #: Pass the EMA copies into ``loss`` as ``models["<name>_ema"]`` (needs ``--use_ema``).
     ema_in_loss: bool = False
+    #: A method that cannot train without a ``--teacher`` names the registered method whose tiny run makes one for
+    #: the shared checks (``genzoo.testing``) and the quick benchmark; ``None``: it needs no teacher.
+    teacher_method: str | None = None
 
     def __init__(self, config: MethodConfig, data, context: RunContext | None = None):
         if not isinstance(config, self.Config):

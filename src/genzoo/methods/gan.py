@@ -28,19 +28,59 @@ GAN_LOSSES = ("non_saturating", "hinge", "wgan_gp")
 
 
 @dataclass
-class GANConfig(MethodConfig):
+class DiscriminatorConfig(MethodConfig):
+    """A discriminator's options, shared by every method that trains one (the GAN, distribution matching's GAN
+    loss): its loss, R1 penalty and size."""
+
     group_title: ClassVar[str] = "gan"
 
     gan_loss: str = option("non_saturating", "the adversarial loss", choices=GAN_LOSSES)
-    d_steps: int = option(1, "discriminator updates per generator update", minimum=1)
     r1_gamma: float = option(0.0, "weight gamma of the R1 penalty gamma/2*|grad D(x)|^2 on real data", minimum=0.0)
-    gp_weight: float = option(10.0, "wgan_gp: weight of the gradient penalty", minimum=0.0)
-    latent_dim: int = option(64, "size of z", minimum=1)
     base_channels: int = option(64, "images: DCGAN width at full resolution", minimum=1)
     max_channels: int = option(256, "images: DCGAN width cap", minimum=1)
     spectral_norm: bool = option(False, "spectral normalisation in the discriminator")
     gan_hidden_dim: int = option(128, "vectors: MLP width", minimum=1)
     gan_num_layers: int = option(3, "vectors: MLP hidden layers", minimum=1)
+
+
+@dataclass
+class GANConfig(DiscriminatorConfig):
+    d_steps: int = option(1, "discriminator updates per generator update", minimum=1)
+    gp_weight: float = option(10.0, "wgan_gp: weight of the gradient penalty", minimum=0.0)
+    latent_dim: int = option(64, "size of z", minimum=1)
+
+
+def build_discriminator(config: DiscriminatorConfig, kind: str, shape, num_class_embeds: int | None = None):
+    """The discriminator of ``config`` for data of ``kind`` ("image": a DCGAN one, "vector": an MLP) and per-sample
+    ``shape``; a projection discriminator over ``num_class_embeds`` classes when given."""
+    classes = dict(num_class_embeds=num_class_embeds) if num_class_embeds else {}
+    if kind == "image":
+        # WGAN-GP penalises each example's gradient, so its critic must score examples independently of the
+        # batch: no batch normalisation (Gulrajani et al. 2017, sec. 4). Otherwise the DCGAN default.
+        norm = "none" if config.gan_loss == "wgan_gp" else None
+        return DCGANDiscriminator(sample_size=shape[1], in_channels=shape[0], spectral_norm=config.spectral_norm,
+                                  norm=norm, base_channels=config.base_channels, max_channels=config.max_channels,
+                                  **classes)
+    return MLPDiscriminator(sample_size=shape[0], hidden_dim=config.gan_hidden_dim, num_layers=config.gan_num_layers,
+                            spectral_norm=config.spectral_norm, **classes)
+
+
+def discriminator_loss(kind: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator's loss on its raw logits for real and generated samples: ``non_saturating`` (the binary
+    cross-entropy of the minimax game) or ``hinge``; WGAN's critic loss is ``d_fake - d_real`` (with its penalty)."""
+    if kind == "non_saturating":
+        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+    if kind == "hinge":
+        return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+    if kind == "wgan_gp":
+        return d_fake.mean() - d_real.mean()
+    raise ValueError(f"gan_loss {kind!r}: allowed {', '.join(GAN_LOSSES)}.")
+
+
+def generator_loss(kind: str, d_fake: torch.Tensor) -> torch.Tensor:
+    """The generator's loss on the discriminator's logits for its samples: ``softplus(-D)`` (non-saturating), else
+    ``-D`` (hinge and WGAN)."""
+    return F.softplus(-d_fake).mean() if kind == "non_saturating" else -d_fake.mean()
 
 
 def gradient_norm_penalty(discriminator, inputs: torch.Tensor, target_norm: float | None, class_labels=None):
@@ -91,25 +131,12 @@ class GANMethod(Method):
         a, shape = self.config, self.data.sample_shape
         classes = dict(num_class_embeds=len(self.id2label)) if self.id2label else {}
         if self.data.kind == "image":
-            widths = dict(base_channels=a.base_channels, max_channels=a.max_channels)
-            generator = DCGANGenerator(
-                sample_size=shape[1], out_channels=shape[0], latent_dim=a.latent_dim, **widths, **classes
-            )
-            # WGAN-GP penalises each example's gradient, so its critic must score examples independently of the
-            # batch: no batch normalisation (Gulrajani et al. 2017, sec. 4). Otherwise the DCGAN default.
-            norm = "none" if a.gan_loss == "wgan_gp" else None
-            discriminator = DCGANDiscriminator(
-                sample_size=shape[1], in_channels=shape[0], spectral_norm=a.spectral_norm, norm=norm, **widths, **classes
-            )
+            generator = DCGANGenerator(sample_size=shape[1], out_channels=shape[0], latent_dim=a.latent_dim,
+                                       base_channels=a.base_channels, max_channels=a.max_channels, **classes)
         else:
-            generator = MLPGenerator(
-                sample_size=shape[0], latent_dim=a.latent_dim, hidden_dim=a.gan_hidden_dim,
-                num_layers=a.gan_num_layers, **classes,
-            )
-            discriminator = MLPDiscriminator(
-                sample_size=shape[0], hidden_dim=a.gan_hidden_dim, num_layers=a.gan_num_layers,
-                spectral_norm=a.spectral_norm, **classes,
-            )
+            generator = MLPGenerator(sample_size=shape[0], latent_dim=a.latent_dim, hidden_dim=a.gan_hidden_dim,
+                                     num_layers=a.gan_num_layers, **classes)
+        discriminator = build_discriminator(a, self.data.kind, shape, classes.get("num_class_embeds"))
         models = {"generator": generator, "discriminator": discriminator}
         if self.id2label:
             for model in models.values():
@@ -144,15 +171,11 @@ class GANMethod(Method):
             with torch.no_grad():
                 fake = self._fake(G, real.shape[0], real, generator, labels)
             d_real, d_fake = D(real, labels).float(), D(fake, labels).float()
-            if kind == "non_saturating":
-                loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-            elif kind == "hinge":
-                loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
-            else:  # wgan_gp: critic loss plus the penalty on random interpolates
+            loss = discriminator_loss(kind, d_real, d_fake)
+            if kind == "wgan_gp":  # plus the penalty on random interpolates
                 alpha = torch.rand((real.shape[0],) + (1,) * (real.ndim - 1), generator=generator).to(real)
                 mixed = alpha * real.detach() + (1 - alpha) * fake.detach()
-                penalty = gradient_norm_penalty(D, mixed, target_norm=1.0, class_labels=labels)
-                loss = d_fake.mean() - d_real.mean() + self.config.gp_weight * penalty
+                loss = loss + self.config.gp_weight * gradient_norm_penalty(D, mixed, target_norm=1.0, class_labels=labels)
             terms = {"loss_d": loss, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
             if self.config.r1_gamma > 0:
                 r1 = gradient_norm_penalty(D, real, target_norm=None, class_labels=labels)
@@ -161,7 +184,7 @@ class GANMethod(Method):
             return loss, terms
         fake = self._fake(G, real.shape[0], real, generator, labels)
         d_fake = D(fake, labels).float()
-        loss = F.softplus(-d_fake).mean() if kind == "non_saturating" else -d_fake.mean()
+        loss = generator_loss(kind, d_fake)
         return loss, {"loss_g": loss}
 
     def make_pipeline(self, models):

@@ -23,7 +23,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..checks import check_positive_int
 from ..conditioning import class_label_ids, conditioning_of, model_id2label
 from ..hub import push_folder
-from ..model_index import PipelineLoadError, one_line, pipeline_class_name, read_model_index
+from ..model_index import PipelineLoadError, one_line, pipeline_class_name, pipeline_config_values, read_model_index
 from .loading import commit_pipeline, load_components, write_remote_code_files
 from .memory import check_sampling_memory
 from .resolve import resolve_pretrained_path
@@ -163,7 +163,7 @@ class GenzooPipeline(DiffusionPipeline):
             folder, model_index, allow_pickle=allow_pickle, torch_dtype=torch_dtype, skip=set(components)
         )
         try:
-            pipe = pipeline_class(**loaded, **components)
+            pipe = pipeline_class(**loaded, **pipeline_config_values(pipeline_class, model_index), **components)
         except Exception as exc:  # the pipeline class refuses this combination of components
             raise PipelineLoadError(
                 f"{pretrained_model_name_or_path}: its components do not make a {pipeline_class.__name__}: "

@@ -4,13 +4,20 @@ guidance."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from ..checks import check_int, describe, is_real
 from ..conditioning import expand_to_batch, null_label_id
 from ..latents import decode_latents
 from ..models import denoiser_sample_shape
 from .base import IMAGE_OUTPUT_TYPES, GenzooPipeline, sampling_mode
 from .drivers import scheduler_driver
+
+#: The largest sampling defaults a saved pipeline may store (a folder is untrusted: a default is work done on load).
+MAX_STORED_STEPS = 10_000
+MAX_STORED_GUIDANCE = 100.0
 
 
 class DenoisingPipeline(GenzooPipeline):
@@ -43,9 +50,16 @@ class DenoisingPipeline(GenzooPipeline):
         tokenizer (transformers.PreTrainedTokenizerBase | None): text-conditional models: the prompts' tokenizer.
         text_encoder (transformers.CLIPTextModel | None): text-conditional models: the prompts' encoder.
         vae (diffusers.AutoencoderKL | None): latent models: the frozen autoencoder the latents decode with.
+        default_num_inference_steps (int | None): the steps ``__call__`` takes when none are asked for, stored in
+            ``model_index.json`` as a pipeline config value (Diffusers' place for such settings, like Stable
+            Diffusion's ``requires_safety_checker``); ``None``: the class's default. A distilled few-step model sets
+            the number of calls it was trained for.
+        default_guidance_scale (float | None): likewise the guidance ``__call__`` uses for a conditional model when
+            none is asked for; ``None``: the class's default (1 for a model with guidance baked in).
 
     Raises:
-        ValueError: for a tokenizer without a text encoder or the other way round.
+        ValueError: for a tokenizer without a text encoder or the other way round, or a default that is not
+            allowed (one line naming it).
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -62,11 +76,26 @@ class DenoisingPipeline(GenzooPipeline):
     default_guidance_scale = 2.0
     output_types = (*IMAGE_OUTPUT_TYPES, "latent")
 
-    def __init__(self, unet, scheduler, tokenizer=None, text_encoder=None, vae=None):
+    def __init__(self, unet, scheduler, tokenizer=None, text_encoder=None, vae=None,
+                 default_num_inference_steps: int | None = None, default_guidance_scale: float | None = None):
         super().__init__()
         if (tokenizer is None) != (text_encoder is None):
             raise ValueError("A text-conditional pipeline needs both a tokenizer and a text_encoder (got only one).")
         self.register_modules(unet=unet, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder, vae=vae)
+        self._store_sampling_defaults(default_num_inference_steps, default_guidance_scale)
+
+    def _store_sampling_defaults(self, steps, guidance) -> None:
+        """Check the stored defaults (a saved folder controls them) and keep those given, in the config too."""
+        if steps is not None:
+            steps = check_int("default_num_inference_steps", steps, maximum=MAX_STORED_STEPS)
+            self.register_to_config(default_num_inference_steps=int(steps))
+            self.default_num_inference_steps = int(steps)
+        if guidance is not None:
+            if not is_real(guidance) or not math.isfinite(guidance) or not 0 <= guidance <= MAX_STORED_GUIDANCE:
+                raise ValueError(f"default_guidance_scale must be a number in [0, {MAX_STORED_GUIDANCE:g}], got "
+                                 f"{describe(guidance)}.")
+            self.register_to_config(default_guidance_scale=float(guidance))
+            self.default_guidance_scale = float(guidance)
 
     @property
     def vae_scale_factor(self) -> int:

@@ -25,13 +25,20 @@ class FlowMapPipeline(DenoisingPipeline):
         tokenizer (transformers.PreTrainedTokenizerBase | None): text-conditional models: the prompts' tokenizer.
         text_encoder (transformers.CLIPTextModel | None): text-conditional models: the prompts' encoder.
         vae (diffusers.AutoencoderKL | None): latent models: the frozen autoencoder the latents decode with.
+        default_num_inference_steps (int | None): the steps it samples in by default (``None``: 1); a K-step
+            student stores its K (see ``DenoisingPipeline``).
+        default_guidance_scale (float | None): the default guidance of a conditional model (``None``: the class's);
+            a student with the teacher's guidance baked in stores 1.
     """
 
     default_num_inference_steps = 1
     model_kind = "flow-map"
 
-    def __init__(self, unet, scheduler, tokenizer=None, text_encoder=None, vae=None):
-        super().__init__(unet=unet, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder, vae=vae)
+    def __init__(self, unet, scheduler, tokenizer=None, text_encoder=None, vae=None,
+                 default_num_inference_steps: int | None = None, default_guidance_scale: float | None = None):
+        super().__init__(unet=unet, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
+                         default_num_inference_steps=default_num_inference_steps,
+                         default_guidance_scale=default_guidance_scale)
         embedding = getattr(unet, "class_embedding", None)
         if takes_time_interval(unet) and hasattr(embedding, "linear_1") and not hasattr(embedding, "_genzoo_cast"):
             # UNet2DModel feeds its "timestep" class embedding the float32 output of its sinusoidal projection

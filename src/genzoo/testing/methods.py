@@ -17,9 +17,13 @@ and what went wrong:
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -57,13 +61,32 @@ def tiny_args(method: str, dataset: str, output_dir, *extra) -> list[str]:
     turned into strings) come last and win. These runs check behaviour, not quality."""
     from .. import registry
 
+    extra = [str(value) for value in extra]
+    cls = registry.get("method", method)
+    teacher = []
+    if cls.teacher_method is not None and "--teacher" not in extra:
+        conditioning = extra[extra.index("--conditioning") + 1] if "--conditioning" in extra else "none"
+        teacher = ["--teacher", str(smoke_teacher(cls.teacher_method, dataset, conditioning))]
     return [
         "--method", method, "--dataset", dataset, "--output_dir", str(output_dir), "--seed", "0",
         "--train_batch_size", "16", "--max_train_steps", str(STEPS), "--checkpointing_steps", str(CHECKPOINT),
         "--save_images_steps", str(CHECKPOINT), "--num_sample_images", "4", "--num_inference_steps", "3",
         "--logger", "none", "--num_samples", "256", "--lr_warmup_steps", "2",
-        *options_to_argv(registry.get("method", method).smoke_test_options), *map(str, extra),
+        *options_to_argv(cls.smoke_test_options), *teacher, *extra,
     ]
+
+
+@functools.cache
+def smoke_teacher(method: str, dataset: str, conditioning: str = "none") -> Path:
+    """The pipeline a tiny run of ``method`` saves on ``dataset`` (conditioned on ``conditioning``): the teacher a
+    method that needs one (``Method.teacher_method``) gets in its tiny runs. Trained once per process into a
+    temporary folder, removed when the process exits."""
+    root = Path(tempfile.mkdtemp(prefix="genzoo-smoke-teacher-"))
+    atexit.register(shutil.rmtree, root, True)
+    output = root / f"{method}-{dataset}-{conditioning}"
+    run_training(method, dataset, output, "--conditioning", conditioning, "--checkpointing_steps", "1000",
+                 "--save_images_steps", "1000")
+    return output
 
 
 def run_training(method: str, dataset: str, output_dir, *extra):
