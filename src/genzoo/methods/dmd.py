@@ -218,8 +218,9 @@ class DMDMethod(Method):
     def student_scheduler(self) -> FlowMapEulerScheduler:
         """The saved pipeline's scheduler: a flow-map Euler step on the straight path, in the teacher's time units
         for a flow-matching teacher (so a student copied from it reads its time input as the teacher did)."""
-        teacher_config = self._teacher().scheduler.config
-        if self._teacher().model_kind == "flow":
+        teacher = self._teacher()
+        if teacher.model_kind == "flow":
+            teacher_config = teacher.scheduler.config
             keep = ("num_train_timesteps", "scale_timesteps", "shift")
             return FlowMapEulerScheduler(**{k: teacher_config[k] for k in keep if k in teacher_config})
         return FlowMapEulerScheduler()
@@ -235,23 +236,35 @@ class DMDMethod(Method):
         return self._grid
 
     # ------------------------------------------------------------------ conditioning
-    def conditions(self, batch, device, batch_size: int) -> tuple[dict, dict | None]:
-        """``(cond, uncond)``: the models' conditioning keyword arguments for a batch (the real batch's labels or
-        captions) and the unconditional ones guidance mixes in (``None`` when unconditional)."""
+    def conditions(self, batch, device) -> dict:
+        """The models' conditioning keyword arguments for a batch: the real batch's labels or captions."""
         teacher = self._teacher()
         if self.conditioning == "class":
-            labels = batch["label"].to(device)[:batch_size]
-            return {"class_labels": labels}, {"class_labels": torch.full_like(labels, null_label_id(teacher.id2label))}
+            return {"class_labels": batch["label"].to(device)}
         if self.conditioning == "text":
             from ..text import encode_prompts
 
-            captions = list(batch["caption"])[:batch_size]
-            encoder = teacher.text_encoder
             with torch.no_grad():
-                cond = encode_prompts(teacher.tokenizer, encoder, captions, device=device)
-                uncond = encode_prompts(teacher.tokenizer, encoder, [EMPTY_PROMPT] * len(captions), device=device)
-            return {"encoder_hidden_states": cond}, {"encoder_hidden_states": uncond}
-        return {}, None
+                hidden = encode_prompts(teacher.tokenizer, teacher.text_encoder, list(batch["caption"]), device=device)
+            return {"encoder_hidden_states": hidden}
+        return {}
+
+    def unconditional(self, cond: dict) -> dict | None:
+        """The conditioning guidance mixes in for ``cond``'s batch: the null label, or the empty prompt's hidden
+        states (the frozen encoder's, computed once); ``None`` for an unconditional teacher."""
+        if self.conditioning == "class":
+            return {"class_labels": torch.full_like(cond["class_labels"], null_label_id(self._teacher().id2label))}
+        if self.conditioning == "text":
+            hidden = cond["encoder_hidden_states"]
+            if getattr(self, "_empty_prompt", None) is None or self._empty_prompt.device != hidden.device:
+                from ..text import encode_prompts
+
+                teacher = self._teacher()
+                with torch.no_grad():
+                    self._empty_prompt = encode_prompts(teacher.tokenizer, teacher.text_encoder, [EMPTY_PROMPT],
+                                                        device=hidden.device)
+            return {"encoder_hidden_states": self._empty_prompt.expand_as(hidden)}
+        return None
 
     # ------------------------------------------------------------------ the student's samples
     def generate(self, student, batch_size: int, cond: dict, like: torch.Tensor, generator) -> torch.Tensor:
@@ -273,11 +286,10 @@ class DMDMethod(Method):
     # ------------------------------------------------------------------ losses
     def loss(self, phase, models, batch, step, generator):
         real = batch["sample"]
-        n = real.shape[0]
-        cond, uncond = self.conditions(batch, real.device, n)
+        cond = self.conditions(batch, real.device)
         if phase == "fake":
             return self._fake_loss(models, real, cond, generator)
-        return self._student_loss(models, real, cond, uncond, generator)
+        return self._student_loss(models, real, cond, generator)
 
     def _noised(self, x, generator):
         scheduler = self._teacher().scheduler
@@ -308,11 +320,11 @@ class DMDMethod(Method):
             loss = loss + loss_d
         return loss, terms
 
-    def _student_loss(self, models, real, cond, uncond, generator):
+    def _student_loss(self, models, real, cond, generator):
         x = self.generate(models["unet"], real.shape[0], cond, real, generator)
         noisy, _, timesteps = self._noised(x.detach(), generator)
         with torch.no_grad():
-            real_estimate = self.teacher_estimate(noisy, timesteps, cond, uncond)
+            real_estimate = self.teacher_estimate(noisy, timesteps, cond, self.unconditional(cond))
             fake_estimate = self.data_estimate(models["fake_unet"], noisy, timesteps, cond)
         loss = distribution_matching_loss(x, real_estimate, fake_estimate)
         terms = {"loss_dmd": loss.detach()}
