@@ -14,8 +14,20 @@ os.environ["HF_HOME"] = _HF_HOME
 os.environ["HF_MODULES_CACHE"] = os.path.join(_HF_HOME, "modules")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# pytest-xdist's workers (`pytest -n 2`, the README's command) share the cores: one torch thread each, or they fight
+# over them (two processes of two threads on two cores run many times slower than one alone).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def two_process_runs(tmp_path_factory):
+    """The tests' two-process training runs (helpers.TWO_PROCESS_RUNS), all in one ``accelerate launch``."""
+    from helpers import TwoProcessRuns
+
+    return TwoProcessRuns(tmp_path_factory.mktemp("two-processes"))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -21,6 +22,7 @@ from torch.utils.data import default_collate
 import genzoo
 from genzoo import registry
 from genzoo.testing import SMOKE_DATASETS, tiny_args
+from genzoo.testing.methods import smoke_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = Path(__file__).resolve().parent / "plugins"
@@ -106,20 +108,63 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_with_two_processes(method, dataset, output_dir, *extra, env=None, timeout=600):
-    """``accelerate launch --multi_gpu --num_processes 2`` on the CPU (gloo), one thread per process (two torch
-    processes sharing two cores each with two threads run many times slower), with genzoo.testing's ``tiny_args``
-    plus ``extra``; asserts it succeeded and returns the finished process."""
-    env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": "1"}
-    command = [
+def launch_command(script, *args) -> list[str]:
+    """``accelerate launch --multi_gpu --num_processes 2`` of ``script`` on the CPU (gloo), one thread per process
+    (two torch processes sharing two cores each with two threads run many times slower)."""
+    return [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1",
-        "--main_process_port", str(free_port()), str(ROOT / "train" / "train.py"),
-        *tiny_args(method, dataset, output_dir, *extra),
+        "--main_process_port", str(free_port()), str(script), *map(str, args),
     ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+
+
+#: The two-process runs the tests share (``TwoProcessRuns``): name -> (method, data set, options after tiny_args').
+#: Methods that need a teacher get genzoo.testing's smoke teacher.
+SHORT = ("--train_batch_size", "8", "--max_train_steps", "3", "--lr_warmup_steps", "0")
+TWO_PROCESS_RUNS = {
+    "moment-matching": ("moment-matching", "moons", ("--record_batches", "--train_batch_size", "8",
+                                                     "--lr_warmup_steps", "0")),  # the example plugin's method
+    "meanflow": ("meanflow", "moons", SHORT),
+    "rectified-flow": ("rectified-flow", "moons", ("--num_pairs", "64", "--teacher_steps", "4", *SHORT)),
+    "ot-global": ("flow-matching", "moons", ("--coupling", "ot", "--ot_scope", "global", *SHORT)),
+    "dmd": ("dmd", "moons", ()),
+}
+
+
+class TwoProcessRuns:
+    """Every run of ``TWO_PROCESS_RUNS`` trained in one ``accelerate launch`` of two CPU processes
+    (tests/launch_runs.py): the tests of two-process training read their own run's folder, stderr and status. The
+    launch's genzoo cache is ``self.cache`` (only the rectified-flow run writes there) and the example plugins are
+    installed in it."""
+
+    def __init__(self, root: Path, timeout: float = 900):
+        self.root, self.cache = Path(root), Path(root) / "cache"
+        with plugins_installed():  # the example plugin's method is one of them
+            runs = [{"name": name, "argv": tiny_args(method, dataset, self.folder(name), *extra),
+                     "log_dir": str(self.root / "logs" / name)}
+                    for name, (method, dataset, extra) in TWO_PROCESS_RUNS.items()]
+        runs[list(TWO_PROCESS_RUNS).index("rectified-flow")]["argv"] += [  # its teacher is optional: given here
+            "--teacher", str(smoke_teacher("flow-matching", "moons"))]
+        (self.root / "runs.json").write_text(json.dumps(runs))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "GENZOO_CACHE": str(self.cache),
+               "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")])}
+        self.result = subprocess.run(launch_command(ROOT / "tests" / "launch_runs.py", self.root / "runs.json"),
+                                     env=env, capture_output=True, text=True, timeout=timeout)
+
+    def folder(self, name: str) -> Path:
+        return self.root / name
+
+    def stderr(self, name: str) -> str:
+        return "".join((self.root / "logs" / name / f"stderr-rank{r}.txt").read_text() for r in (0, 1)
+                       if (self.root / "logs" / name / f"stderr-rank{r}.txt").is_file())
+
+    def check(self, name: str) -> Path:
+        """Assert that the run ``name`` succeeded in both processes; returns its folder."""
+        statuses = [(self.root / "logs" / name / f"status-rank{r}.txt") for r in (0, 1)]
+        ok = all(s.is_file() and s.read_text() == "0" for s in statuses)
+        assert ok, (f"{name}: {[s.read_text() if s.is_file() else None for s in statuses]}\n{self.stderr(name)[-3000:]}"
+                    f"\nlaunch (status {self.result.returncode}):\n{self.result.stderr[-2000:]}")
+        return self.folder(name)
 
 
 # ------------------------------------------------------------------------------------------------ loss tests

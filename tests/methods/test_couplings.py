@@ -22,8 +22,7 @@ from genzoo.config import RecipeError
 from genzoo.couplings import class_blocks, ot_pairing, transport_cost
 from genzoo.methods.flow_matching import FlowMatchingConfig
 from genzoo.testing import assert_resumes_exactly
-from helpers import (ROOT, assert_same_state, build, clone, data_for, free_port, per_example, seeded,
-                     train_with_two_processes)
+from helpers import ROOT, assert_same_state, build, clone, data_for, free_port, per_example, seeded
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -275,12 +274,10 @@ def test_global_scope_solves_one_plan_over_both_processes_and_each_keeps_its_own
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_two_processes_train_with_a_global_plan(tmp_path):
+def test_two_processes_train_with_a_global_plan(two_process_runs):
     """accelerate launch, 2 CPU processes (gloo): the all-gather inside the distributed-wrapped loss runs, training
     finishes, saves and loads."""
-    out = tmp_path / "ddp"
-    train_with_two_processes("flow-matching", "moons", out, "--coupling", "ot", "--ot_scope", "global",
-                             "--train_batch_size", "8", "--max_train_steps", "3", "--lr_warmup_steps", "0")
+    out = two_process_runs.check("ot-global")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_processes"] == 2 and metrics["global_step"] == 3
     assert (metrics["coupling"], metrics["ot_scope"]) == ("ot", "global")

@@ -20,7 +20,7 @@ from genzoo.config import RecipeError
 from genzoo.methods import MeanFlowConfig, MeanFlowMethod
 from genzoo.models import MLPDenoiser, takes_time_interval
 from genzoo.testing import run_training
-from helpers import build, seeded, tiny_pipeline, train_with_two_processes
+from helpers import build, seeded, tiny_pipeline
 
 
 # ------------------------------------------------------------------------------------------------ the scheduler
@@ -186,11 +186,9 @@ def test_meanflow_trains_to_a_pipeline_that_samples_in_one_call_by_default(tmp_p
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_two_processes_train_meanflow(tmp_path):
+def test_two_processes_train_meanflow(two_process_runs):
     """accelerate launch, 2 CPU processes (gloo): the JVP inside the distributed-wrapped loss runs."""
-    out = tmp_path / "ddp"
-    train_with_two_processes("meanflow", "moons", out, "--train_batch_size", "8", "--max_train_steps", "3",
-                             "--lr_warmup_steps", "0")
+    out = two_process_runs.check("meanflow")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_processes"] == 2 and metrics["global_step"] == 3
     assert all(np.isfinite(v) for v in metrics["final_losses"].values())

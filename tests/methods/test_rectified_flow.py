@@ -17,7 +17,7 @@ from genzoo.methods.rectified_flow import RectifiedFlowConfig
 from genzoo.teacher_pairs import METADATA, load_pairs, pair_seed
 from genzoo.testing import assert_resumes_exactly, assert_same_weights, run_training, tiny_args
 from genzoo.training import main
-from helpers import put_in_hub_cache, tiny_pipeline, train_with_two_processes
+from helpers import put_in_hub_cache, tiny_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -195,14 +195,11 @@ def test_teachers_that_cannot_make_pairs_are_refused(family, data, message, tmp_
 
 # ------------------------------------------------------------------------------------------------ two processes
 @pytest.mark.subprocess
-def test_two_processes_train_on_the_same_pairs(teacher, tmp_path, cache):
+def test_two_processes_train_on_the_same_pairs(two_process_runs):
     """accelerate launch, 2 CPU processes (gloo): both find the same key, process 0 caches the pairs, and neither
     process's pairs differ from process 0's."""
-    out = tmp_path / "ddp"
-    result = train_with_two_processes("rectified-flow", "moons", out, "--teacher", teacher, *PAIRS, "--train_batch_size",
-                                      "8", "--max_train_steps", "3", "--lr_warmup_steps", "0",
-                                      env={"GENZOO_CACHE": str(cache)})
-    assert "differed from process 0" not in result.stderr
+    out, cache = two_process_runs.check("rectified-flow"), two_process_runs.cache
+    assert "differed from process 0" not in two_process_runs.stderr("rectified-flow")
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["num_processes"], metrics["global_step"], metrics["pairs_source"]) == (2, 3, "generated")
     assert [p.name for p in (cache / "teacher_pairs").iterdir()] == [os.path.basename(metrics["pairs_dir"])]

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
 import genzoo
 from genzoo import registry
 from genzoo.testing import (METHOD_CHECKS, assert_resumes_exactly, assert_same_weights, check_method, run_training,
                             tiny_args)
 from genzoo.training import RecipeError, TrainingError, list_checkpoints, parse_args, train
-from helpers import PLUGINS, ROOT, registered_methods, smoke_cases, train_with_two_processes, write_distribution
+from helpers import ROOT, registered_methods, smoke_cases, write_distribution
 
 pytestmark = pytest.mark.slow
 
@@ -64,15 +66,17 @@ def test_resume_across_an_epoch_with_a_dropped_partial_accumulation(tmp_path):
 
 
 @pytest.mark.subprocess
-def test_resume_after_sigkill(tmp_path):
+@pytest.mark.parametrize("method, dataset", [("flow-matching", "digits"), ("dmd", "moons")])
+def test_resume_after_sigkill(method, dataset, tmp_path):
     """A real interruption: the process is killed with SIGKILL mid-training, then resumed from 'latest'. All three
-    runs are processes with the same thread count, as float sums must be added in the same order to agree."""
+    runs are processes with the same thread count, as float sums must be added in the same order to agree. dmd
+    (student, fake denoiser, discriminator with R1, three optimisers) resumes every one of its models exactly."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     longer = ["--max_train_steps", "60", "--checkpointing_steps", "10", "--save_images_steps", "1000"]
 
     def command(output_dir, *extra):
-        return [sys.executable, str(ROOT / "train" / "train.py"), *tiny_args("flow-matching", "digits", output_dir),
-                *longer, *extra]
+        return [sys.executable, str(ROOT / "train" / "train.py"), *tiny_args(method, dataset, output_dir), *longer,
+                *extra]
 
     proc = subprocess.Popen(command(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -86,9 +90,20 @@ def test_resume_after_sigkill(tmp_path):
         proc.wait()
     killed_at = max(int(p.name.split("-")[1]) for p in list_checkpoints(tmp_path / "killed"))
     assert killed_at < 60 and not (tmp_path / "killed" / "model_index.json").exists()
-    for args in (command(tmp_path / "killed", "--resume_from_checkpoint", "latest"), command(tmp_path / "full")):
-        subprocess.run(args, env=env, check=True, capture_output=True, timeout=1800)
+    # The resume and the uninterrupted run side by side (one thread each on two cores), each in its own process.
+    runs = [subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for args in
+            (command(tmp_path / "killed", "--resume_from_checkpoint", "latest"), command(tmp_path / "full"))]
+    for run in runs:
+        _, err = run.communicate(timeout=1800)
+        assert run.returncode == 0, err[-3000:]
     assert_same_weights(tmp_path / "full", tmp_path / "killed")
+    # the last checkpoints agree too: every model (student, fake denoiser, discriminator), EMA and random state
+    last = [list_checkpoints(tmp_path / run)[-1] for run in ("full", "killed")]
+    files = [sorted(p.relative_to(folder) for p in folder.rglob("*.safetensors")) for folder in last]
+    assert files[0] == files[1] and len(files[0]) >= 2, files
+    for name in files[0]:
+        a, b = (load_file(folder / name) for folder in last)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
 def test_half_written_checkpoints_are_never_latest(tmp_path):
@@ -151,13 +166,10 @@ def test_data_the_model_cannot_take_fails_before_training(tmp_path):
 
 
 @pytest.mark.subprocess
-def test_two_processes_with_accelerate_launch(tmp_path, example_plugins):
+def test_two_processes_with_accelerate_launch(two_process_runs, example_plugins):
     """accelerate launch --multi_gpu --num_processes 2 on CPU (gloo): both ranks keep identical weights, each sees
     its own shard of every batch, and the saved pipeline loads."""
-    out = tmp_path / "ddp"
-    train_with_two_processes("moment-matching", "moons", out, "--record_batches", "--train_batch_size", "8",
-                             "--lr_warmup_steps", "0", timeout=1800,
-                             env={"PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")])})
+    out = two_process_runs.check("moment-matching")
     records = [[json.loads(line) for line in (out / f"record-rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
     assert [r["step"] for r in records[0]] == [r["step"] for r in records[1]] == list(range(6))
     for step0, step1 in zip(*records):

@@ -165,7 +165,7 @@ class Trainer:
         self.args = args
         self.config = TrainerConfig.from_mapping(args)
         self.output_dir = Path(self.config.output_dir)
-        self._grid_samples = (None, None)  # (step, samples) of the last sample grid
+        self._grid_samples = (None, None, None)  # (step, samples, PNG) of the last sample grid
         self.lock: FolderLock | None = None  # the output folder's lock, held by the main process
         self._signal: int | None = None  # a stop signal that arrived while training, handled at the end of the step
         self._training = False  # False while setting up: a signal then stops the run at once
@@ -431,11 +431,17 @@ class Trainer:
         return out.images if hasattr(out, "images") else out.samples
 
     def save_sample_grid(self, path: Path, title: str):
-        """A grid of ``--num_sample_images`` samples at ``path``. The samples of the last step are kept: the final
-        ``samples.png`` shows the same models with the same seed, so it reuses them instead of sampling again."""
-        if self._grid_samples[0] != self.global_step:
-            self._grid_samples = (self.global_step, self.sample(self.config.num_sample_images))
-        save_samples(self._grid_samples[1], path, title=title)
+        """A grid of ``--num_sample_images`` samples at ``path``. The grid of the last step is kept: the final
+        ``samples.png`` shows the same models with the same seed, so it is a copy of that step's grid (title
+        included) instead of sampling and drawing again."""
+        step, samples, drawn = self._grid_samples
+        if step == self.global_step and drawn is not None and Path(drawn).is_file():
+            shutil.copyfile(drawn, path)
+            return path
+        if step != self.global_step:
+            samples = self.sample(self.config.num_sample_images)
+        save_samples(samples, path, title=title)
+        self._grid_samples = (self.global_step, samples, path)
         return path
 
     def log_sample_grid(self):
