@@ -101,6 +101,14 @@ def check_number(
     return number
 
 
+def check_guidance_scale(name: str, value, maximum: float | None = None) -> float:
+    """A classifier-free guidance scale (the ``guidance_scale`` of a call, a pipeline's stored default): a finite real
+    number >= 0, at most ``maximum`` when given; returned as a ``float``, else a one-line ``ValueError``."""
+    bound = f" and <= {maximum:g}" if maximum is not None else ""
+    rule = f"a finite number >= 0{bound} (0: unconditional, 1: conditional alone, more: stronger guidance)"
+    return check_number(name, value, low=0, high=maximum, low_open=False, high_open=False, rule=rule)
+
+
 def check_int(
     name: str,
     value,

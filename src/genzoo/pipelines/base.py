@@ -6,8 +6,6 @@ sampling request needs, estimated by :mod:`genzoo.pipelines.memory`), the starti
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 import os
 import tempfile
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..checks import check_positive_int
+from ..checks import check_guidance_scale, check_positive_int
 from ..conditioning import class_label_ids, conditioning_of, model_id2label
 from ..hub import push_folder
 from ..model_index import PipelineLoadError, one_line, pipeline_class_name, pipeline_config_values, read_model_index
@@ -315,12 +313,7 @@ class GenzooPipeline(DiffusionPipeline):
         if guidance_scale is not None:
             if isinstance(guidance_scale, torch.Tensor) and guidance_scale.numel() == 1:
                 guidance_scale = guidance_scale.item()
-            real = isinstance(guidance_scale, numbers.Real) and not isinstance(guidance_scale, bool)
-            if not real or not math.isfinite(guidance_scale) or guidance_scale < 0:
-                raise ValueError(
-                    f"guidance_scale must be a finite number >= 0 (0: unconditional, 1: conditional alone, more: "
-                    f"stronger guidance) or None, got {guidance_scale!r}."
-                )
+            check_guidance_scale("guidance_scale", guidance_scale)
         if output_type not in self.output_types:
             raise ValueError(
                 f"output_type={output_type!r} is not supported; use one of {self.output_types} ('pil' for images "

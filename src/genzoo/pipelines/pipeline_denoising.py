@@ -4,11 +4,10 @@ guidance."""
 
 from __future__ import annotations
 
-import math
 
 import torch
 
-from ..checks import check_int, describe, is_real
+from ..checks import check_guidance_scale, check_int
 from ..conditioning import expand_to_batch, null_label_id
 from ..latents import decode_latents
 from ..models import denoiser_sample_shape
@@ -91,11 +90,9 @@ class DenoisingPipeline(GenzooPipeline):
             self.register_to_config(default_num_inference_steps=int(steps))
             self.default_num_inference_steps = int(steps)
         if guidance is not None:
-            if not is_real(guidance) or not math.isfinite(guidance) or not 0 <= guidance <= MAX_STORED_GUIDANCE:
-                raise ValueError(f"default_guidance_scale must be a number in [0, {MAX_STORED_GUIDANCE:g}], got "
-                                 f"{describe(guidance)}.")
-            self.register_to_config(default_guidance_scale=float(guidance))
-            self.default_guidance_scale = float(guidance)
+            guidance = check_guidance_scale("default_guidance_scale", guidance, maximum=MAX_STORED_GUIDANCE)
+            self.register_to_config(default_guidance_scale=guidance)
+            self.default_guidance_scale = guidance
 
     @property
     def vae_scale_factor(self) -> int:
