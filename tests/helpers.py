@@ -124,7 +124,7 @@ SHORT = ("--train_batch_size", "8", "--max_train_steps", "3", "--lr_warmup_steps
 TWO_PROCESS_RUNS = {
     "moment-matching": ("moment-matching", "moons", ("--record_batches", "--train_batch_size", "8",
                                                      "--lr_warmup_steps", "0")),  # the example plugin's method
-    "meanflow": ("meanflow", "moons", SHORT),
+    "meanflow": ("meanflow", "moons", ("--gan_weight", "0.1", *SHORT)),  # JVP and the discriminator under DDP
     "rectified-flow": ("rectified-flow", "moons", ("--num_pairs", "64", "--teacher_steps", "4", *SHORT)),
     "ot-global": ("flow-matching", "moons", ("--coupling", "ot", "--ot_scope", "global", *SHORT)),
     "dmd": ("dmd", "moons", ()),

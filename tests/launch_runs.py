@@ -14,7 +14,6 @@ import sys
 import traceback
 from pathlib import Path
 
-import torch.distributed
 from accelerate.state import PartialState
 
 from genzoo.training import main

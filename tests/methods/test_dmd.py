@@ -16,7 +16,6 @@ from genzoo.schedulers import DDPMScheduler, FlowMatchEulerScheduler
 from genzoo.testing import run_training
 from genzoo.testing.methods import smoke_teacher
 from genzoo.training import TrainingError
-from helpers import train_with_two_processes
 
 
 # ------------------------------------------------------------------------------------------------ the gradient
@@ -95,6 +94,23 @@ def test_a_two_step_student_stores_its_steps_and_samples_in_them(tmp_path):
             genzoo.load_pipeline(tmp_path)
 
 
+def test_a_text_conditional_teacher_gives_a_student_that_follows_prompts_in_one_pass(tmp_path):
+    """A text-conditional teacher: the student keeps its tokenizer and frozen text encoder, the real score is guided
+    at --teacher_guidance, and the saved student samples with guidance 1 -- one pass of the prompt's batch, no
+    unconditional half -- and its samples depend on the prompt."""
+    run_training("dmd", "digits", tmp_path, "--conditioning", "text", "--teacher_guidance", "3")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert (metrics["conditioning"], metrics["teacher_guidance"]) == ("text", 3.0)
+    pipe = genzoo.load_pipeline(tmp_path)
+    assert isinstance(pipe, genzoo.FlowMapPipeline) and pipe.text_encoder is not None
+    assert (pipe.default_num_inference_steps, pipe.default_guidance_scale) == (1, 1.0)
+    batches = []
+    pipe.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    seven, one = (pipe(prompt=[prompt] * 2, generator=torch.Generator().manual_seed(0), output_type="pt").images
+                  for prompt in ("a handwritten seven", "the digit 1"))
+    assert batches == [2, 2] and seven.shape == (2, 1, 8, 8) and not torch.equal(seven, one)
+
+
 def test_the_student_starts_as_the_teacher_unless_asked_to_start_afresh(tmp_path):
     """With --student_init teacher (the default) the student begins with the teacher's weights (a run at learning rate
     0 saves them unchanged); --student_init scratch starts from a fresh initialisation."""
@@ -115,7 +131,7 @@ def test_the_student_starts_as_the_teacher_unless_asked_to_start_afresh(tmp_path
     [
         ("digits", ["--conditioning", "class"], r"is unconditional and --conditioning is class.*use --conditioning none"),
         ("moons", ["--r1_gamma", "1", "--gan_weight", "0"], r"--r1_gamma 1.0 needs the GAN loss"),
-        ("moons", ["--gan_loss", "wgan_gp"], r"--gan_loss wgan_gp with --method dmd"),
+        ("moons", ["--gan_loss", "wgan_gp"], r"--gan_loss wgan_gp is --method gan's own.*use non_saturating or hinge"),
     ],
 )
 def test_refusals_are_one_line(tmp_path, dataset, extra, message):
@@ -159,12 +175,12 @@ def test_a_teacher_of_another_kind_or_shape_is_refused(tmp_path):
 
 @pytest.mark.subprocess
 @pytest.mark.slow
-def test_two_processes_train_dmd(tmp_path):
+def test_two_processes_train_dmd(two_process_runs):
     """Student, fake denoiser and discriminator under DDP on two CPU processes: the run saves a pipeline whose
     metrics say two processes."""
-    train_with_two_processes("dmd", "moons", tmp_path)
-    assert json.loads((tmp_path / "metrics.json").read_text())["num_processes"] == 2
-    assert genzoo.load_pipeline(tmp_path)(batch_size=4, output_type="np").samples.shape == (4, 2)
+    out = two_process_runs.check("dmd")
+    assert json.loads((out / "metrics.json").read_text())["num_processes"] == 2
+    assert genzoo.load_pipeline(out)(batch_size=4, output_type="np").samples.shape == (4, 2)
 
 
 def test_nan_is_refused_in_a_teacher_and_stops_a_diverging_run(tmp_path):

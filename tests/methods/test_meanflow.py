@@ -187,9 +187,11 @@ def test_meanflow_trains_to_a_pipeline_that_samples_in_one_call_by_default(tmp_p
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_two_processes_train_meanflow(two_process_runs):
-    """accelerate launch, 2 CPU processes (gloo): the JVP inside the distributed-wrapped loss runs."""
+    """accelerate launch, 2 CPU processes (gloo): the JVP inside the distributed-wrapped loss runs, beside the GAN
+    loss's discriminator."""
     out = two_process_runs.check("meanflow")
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["num_processes"] == 2 and metrics["global_step"] == 3
+    assert metrics["num_processes"] == 2 and metrics["global_step"] == 3 and metrics["gan_weight"] == 0.1
+    assert {"loss_d", "loss_g", "mse"} <= set(metrics["final_losses"])
     assert all(np.isfinite(v) for v in metrics["final_losses"].values())
     assert genzoo.load_pipeline(out)(batch_size=4, output_type="np").samples.shape == (4, 2)

@@ -46,7 +46,7 @@ from typing import ClassVar
 
 import torch
 
-from ..config import RecipeError, option
+from ..config import option
 from ..conditioning import null_label_id
 from ..models import denoiser_sample_shape
 from ..pipelines import FlowMapPipeline
@@ -54,7 +54,8 @@ from ..pipelines.pipeline_denoising import guide
 from ..schedulers import FlowMapEulerScheduler
 from .base import Method, randn_like, teacher_option
 from .denoising import EMPTY_PROMPT
-from .gan import DiscriminatorConfig, build_discriminator, discriminator_loss, generator_loss, gradient_norm_penalty
+from .adversarial import AdversarialConfig, adversarial_term, critic_loss
+from .gan import build_discriminator
 
 DMD = "distribution matching"
 #: The ``model_kind`` of the teachers whose denoiser gives a data estimate at any noise level.
@@ -65,7 +66,7 @@ MAX_STUDENT_STEPS = 8
 
 
 @dataclass
-class DMDConfig(DiscriminatorConfig):
+class DMDConfig(AdversarialConfig):
     group_title: ClassVar[str] = "dmd"
 
     teacher: str | None = teacher_option(
@@ -79,19 +80,6 @@ class DMDConfig(DiscriminatorConfig):
                                         "time-scale rule)", minimum=1, group=DMD)
     teacher_guidance: float = option(2.0, "class- or text-conditional teachers: classifier-free guidance of the real "
                                      "score, baked into the student (1: none)", minimum=0.0, group=DMD)
-    gan_weight: float = option(0.0, "weight of the GAN loss on real data in the student's loss (DMD2); 0: none",
-                               minimum=0.0, group=DMD)
-    # the discriminator is a critic beside the fake denoiser: smaller than the GAN method's own by default
-    base_channels: int = option(32, "images: DCGAN width at full resolution", minimum=1)
-    max_channels: int = option(128, "images: DCGAN width cap", minimum=1)
-
-    def check(self):
-        if self.gan_loss == "wgan_gp":
-            raise RecipeError("--gan_loss wgan_gp with --method dmd: its critic needs a gradient penalty the "
-                              "distillation does not train; use non_saturating or hinge.")
-        if self.gan_weight == 0 and self.r1_gamma > 0:
-            raise RecipeError(f"--r1_gamma {self.r1_gamma} needs the GAN loss: set --gan_weight > 0 (0 trains no "
-                              "discriminator).")
 
 
 class DMDMethod(Method):
@@ -309,15 +297,8 @@ class DMDMethod(Method):
         loss = (output.float() - target.float()).pow(2).mean()
         terms = {"loss_fake": loss.detach()}
         if self.config.gan_weight > 0:
-            D, labels = models["discriminator"], cond.get("class_labels")
-            d_real, d_fake = D(real, labels).float(), D(x, labels).float()
-            loss_d = discriminator_loss(self.config.gan_loss, d_real, d_fake)
-            terms.update(loss_d=loss_d.detach(), d_real=d_real.mean().detach(), d_fake=d_fake.mean().detach())
-            if self.config.r1_gamma > 0:
-                r1 = gradient_norm_penalty(D, real, target_norm=None, class_labels=labels)
-                loss_d = loss_d + 0.5 * self.config.r1_gamma * r1
-                terms["r1"] = r1.detach()
-            loss = loss + loss_d
+            loss_d, more = critic_loss(self.config, models["discriminator"], real, x, cond.get("class_labels"))
+            loss, terms = loss + loss_d, {**terms, **more}
         return loss, terms
 
     def _student_loss(self, models, real, cond, generator):
@@ -329,9 +310,8 @@ class DMDMethod(Method):
         loss = distribution_matching_loss(x, real_estimate, fake_estimate)
         terms = {"loss_dmd": loss.detach()}
         if self.config.gan_weight > 0:
-            loss_g = generator_loss(self.config.gan_loss, models["discriminator"](x, cond.get("class_labels")).float())
-            loss = loss + self.config.gan_weight * loss_g
-            terms["loss_g"] = loss_g.detach()
+            term, more = adversarial_term(self.config, models["discriminator"], x, cond.get("class_labels"))
+            loss, terms = loss + term, {**terms, **more}
         terms["loss"] = loss.detach()
         return loss, terms
 

@@ -51,6 +51,7 @@ class FlowPathConfig(DenoisingConfig):
                            choices=OT_SCOPES, group=PATH)
 
     def check(self):
+        super().check()
         if self.coupling == "ot" and self.conditioning == "text":
             raise RecipeError("--coupling ot pairs noise with data within each class, and captions are not classes; "
                               "use --coupling independent with --conditioning text.")

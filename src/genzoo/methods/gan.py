@@ -25,6 +25,7 @@ from ..pipelines import GANPipeline
 from .base import Method, MethodConfig, randn_like
 
 GAN_LOSSES = ("non_saturating", "hinge", "wgan_gp")
+GAN = "gan"
 
 
 @dataclass
@@ -32,15 +33,17 @@ class DiscriminatorConfig(MethodConfig):
     """A discriminator's options, shared by every method that trains one (the GAN, distribution matching's GAN
     loss): its loss, R1 penalty and size."""
 
-    group_title: ClassVar[str] = "gan"
+    group_title: ClassVar[str] = GAN
 
-    gan_loss: str = option("non_saturating", "the adversarial loss", choices=GAN_LOSSES)
-    r1_gamma: float = option(0.0, "weight gamma of the R1 penalty gamma/2*|grad D(x)|^2 on real data", minimum=0.0)
-    base_channels: int = option(64, "images: DCGAN width at full resolution", minimum=1)
-    max_channels: int = option(256, "images: DCGAN width cap", minimum=1)
-    spectral_norm: bool = option(False, "spectral normalisation in the discriminator")
-    gan_hidden_dim: int = option(128, "vectors: MLP width", minimum=1)
-    gan_num_layers: int = option(3, "vectors: MLP hidden layers", minimum=1)
+    # in the "gan" section of --help whichever method's options they are
+    gan_loss: str = option("non_saturating", "the adversarial loss", choices=GAN_LOSSES, group=GAN)
+    r1_gamma: float = option(0.0, "weight gamma of the R1 penalty gamma/2*|grad D(x)|^2 on real data", minimum=0.0,
+                             group=GAN)
+    base_channels: int = option(64, "images: DCGAN width at full resolution", minimum=1, group=GAN)
+    max_channels: int = option(256, "images: DCGAN width cap", minimum=1, group=GAN)
+    spectral_norm: bool = option(False, "spectral normalisation in the discriminator", group=GAN)
+    gan_hidden_dim: int = option(128, "vectors: MLP width", minimum=1, group=GAN)
+    gan_num_layers: int = option(3, "vectors: MLP hidden layers", minimum=1, group=GAN)
 
 
 @dataclass

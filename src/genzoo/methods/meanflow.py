@@ -37,6 +37,8 @@ import torch
 
 from ..config import option
 from ..pipelines import FlowMapPipeline
+from .adversarial import DISCRIMINATOR, AdversarialConfig, AdversarialLoss
+from .base import randn_like
 from .flow_matching import FlowMatchingMethod, FlowPathConfig, path_scheduler_kwargs
 
 MEANFLOW = "meanflow"
@@ -45,7 +47,7 @@ ADAPTIVE_EPS = 1e-3
 
 
 @dataclass
-class MeanFlowConfig(FlowPathConfig):
+class MeanFlowConfig(FlowPathConfig, AdversarialConfig):
     group_title: ClassVar[str] = "meanflow"
 
     flow_ratio: float = option(0.75, "fraction of examples trained with r = t (the instantaneous velocity, plain flow "
@@ -55,9 +57,11 @@ class MeanFlowConfig(FlowPathConfig):
                                "error)", minimum=0.0, group=MEANFLOW)
 
 
-class MeanFlowMethod(FlowMatchingMethod):
+class MeanFlowMethod(AdversarialLoss, FlowMatchingMethod):
     """MeanFlow (Geng et al. 2025): an average-velocity model ``u(x_t, t, r)`` trained through the MeanFlow identity
-    (``--method meanflow``); samples in one step.
+    (``--method meanflow``); samples in one step. With ``--gan_weight`` > 0 a discriminator scores its one-step
+    samples against the data and the generator loss joins the MeanFlow loss
+    (:mod:`genzoo.methods.adversarial`).
 
     Saves a ``FlowMapPipeline`` with a ``FlowMapEulerScheduler``; see the few-step guide for the identity.
 
@@ -93,7 +97,15 @@ class MeanFlowMethod(FlowMatchingMethod):
         extra = {"add_attention": False} if self.data.kind == "image" else {}
         return {"class_embed_type": "timestep", **extra}
 
+    def generated(self, models, batch, generator):
+        """One-step samples ``x_1 = x_0 + u(x_0, 0, 1)``, as the saved pipeline draws them (with gradients)."""
+        noise = randn_like(batch["sample"], generator)
+        scale, zeros = self.training_scheduler.time_scale, noise.new_zeros(noise.shape[0])
+        return noise + models["unet"](noise, zeros, class_labels=(zeros + 1) * scale).sample
+
     def loss(self, phase, models, batch, step, generator):
+        if phase == DISCRIMINATOR:
+            return self.critic_step(models, batch, generator)
         scheduler, unet = self.training_scheduler, models["unet"]
         x1, x0, _ = self.training_pair(models, batch, generator)  # unconditional: no conditioning arguments
         n, scale = x1.shape[0], scheduler.time_scale
@@ -124,7 +136,7 @@ class MeanFlowMethod(FlowMatchingMethod):
             error[jumps] = (u.float() - target.float()).pow(2).flatten(1).mean(dim=1)
         weight = (error.detach() + ADAPTIVE_EPS).pow(-self.config.adaptive_p)
         loss = (weight * error).mean()
-        return loss, {"loss": loss, "mse": error.mean().detach()}
+        return self.with_gan_term(models, batch, generator, loss, {"loss": loss, "mse": error.mean().detach()})
 
     def describe(self):
         return {**super().describe(), "flow_ratio": self.config.flow_ratio, "adaptive_p": self.config.adaptive_p}

@@ -43,16 +43,17 @@ from ..config import RecipeError, option
 from ..pipelines import FlowMapPipeline
 from ..schedulers import FlowMapEulerScheduler
 from ..teacher_pairs import TeacherPairs, teacher_pairs
-from .base import teacher_option
+from .adversarial import DISCRIMINATOR, AdversarialConfig, AdversarialLoss
+from .base import randn_like, teacher_option
 from .flow_matching import FlowMatchingConfig, FlowMatchingMethod
 
 RF = "rectified flow"
 #: Options that only mean something with a teacher.
-TEACHER_OPTIONS = ("num_pairs", "teacher_steps", "pairs_dir", "distill_steps")
+TEACHER_OPTIONS = ("num_pairs", "teacher_steps", "pairs_dir", "distill_steps", "gan_weight")
 
 
 @dataclass
-class RectifiedFlowConfig(FlowMatchingConfig):
+class RectifiedFlowConfig(FlowMatchingConfig, AdversarialConfig):
     group_title: ClassVar[str] = RF
 
     teacher: str | None = teacher_option(
@@ -90,6 +91,11 @@ class RectifiedFlowConfig(FlowMatchingConfig):
                 f"--conditioning {self.conditioning} with --teacher: rectified flow from a teacher is unconditional "
                 "(its pairs of noise and samples carry no label or caption); use --conditioning none."
             )
+        if self.gan_weight > 0 and self.distill_steps is None:
+            raise RecipeError(
+                f"--gan_weight {self.gan_weight} with a reflow: the GAN loss scores the samples of a model that draws "
+                "them in a few calls; add --distill_steps K (1-4), or use --gan_weight 0."
+            )
         if self.distill_steps is not None:
             conflicts = {
                 "prediction_type": self.prediction_type not in (None, "velocity"),
@@ -108,13 +114,14 @@ class RectifiedFlowConfig(FlowMatchingConfig):
                     )
 
 
-class RectifiedFlowMethod(FlowMatchingMethod):
+class RectifiedFlowMethod(AdversarialLoss, FlowMatchingMethod):
     """Rectified flow (Liu et al. 2022): flow matching on the data without a teacher; with one (``--teacher``),
     reflow (a straighter flow-matching model) or, with ``--distill_steps`` K, a K-step flow map
     (``--method rectified-flow``).
 
     Saves a ``FlowMatchingPipeline`` (a ``FlowMapPipeline`` when distilling); the teacher's pairs of noise and
-    samples are made once and cached (see the few-step guide).
+    samples are made once and cached (see the few-step guide). A distillation with ``--gan_weight`` > 0 also trains
+    a discriminator on its K-step samples against the data (:mod:`genzoo.methods.adversarial`).
 
     Args:
         config (RectifiedFlowConfig): the method's options (``--method rectified-flow``; see the trainer options).
@@ -136,7 +143,7 @@ class RectifiedFlowMethod(FlowMatchingMethod):
         super().check_data()
         if self.config.vae is not None and self.config.teacher is not None:
             raise ValueError(
-                f"--vae with --teacher: rectified flow takes its teacher's pairs in the teacher's own sample space, "
+                "--vae with --teacher: rectified flow takes its teacher's pairs in the teacher's own sample space, "
                 "and a reflow or distillation of a latent model is not supported yet; train the latent model with "
                 "--method flow-matching or meanflow, or drop --vae."
             )
@@ -189,11 +196,32 @@ class RectifiedFlowMethod(FlowMatchingMethod):
     @property
     def distill_grid(self) -> torch.Tensor:
         """The model times of the saved scheduler's ``distill_steps``-step sampling grid (CPU, float32)."""
-        if not hasattr(self, "_distill_grid"):
+        return self._distill_schedule[0]
+
+    @property
+    def _distill_schedule(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(timesteps, times)``: the saved scheduler's K model time inputs and its flow times ``t_0 .. t_K``
+        (CPU)."""
+        if not hasattr(self, "_schedule"):
             scheduler = self.make_scheduler()
             scheduler.set_timesteps(self.distill_steps)
-            self._distill_grid = scheduler.timesteps.float().cpu()
-        return self._distill_grid
+            self._schedule = (scheduler.timesteps.float().cpu(), scheduler.times.double().cpu())
+        return self._schedule
+
+    def loss(self, phase, models, batch, step, generator):
+        if phase == DISCRIMINATOR:
+            return self.critic_step(models, batch, generator)
+        loss, terms = super().loss(phase, models, batch, step, generator)
+        return self.with_gan_term(models, batch, generator, loss, terms)
+
+    def generated(self, models, batch, generator):
+        """K-step samples of the distilled model, ``x_{k+1} = x_k + (t_{k+1} - t_k) v(x_k, t_k)`` from noise as the
+        saved pipeline draws them (with gradients through every call)."""
+        timesteps, times = self._distill_schedule
+        x = randn_like(batch["sample"], generator)
+        for k, t in enumerate(timesteps):
+            x = x + float(times[k + 1] - times[k]) * models["unet"](x, t.to(x.device).expand(x.shape[0])).sample
+        return x
 
     # ------------------------------------------------------------------ facts
     def describe(self):
