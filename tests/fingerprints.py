@@ -2,6 +2,7 @@
 every zoo recipe's weights after a few training steps, as sha256 digests of the exact tensor bytes (CPU, one thread).
 
     python tests/fingerprints.py --write   # record them (tests/fingerprints.json), before a refactor
+    python tests/fingerprints.py --write dmd-class-digits   # record a new zoo folder beside the others
     python tests/fingerprints.py           # compare, after it (tests/test_fingerprints.py does the same)
 
 A digest changes with any bit of any value, so record them again only for a change that is meant to alter numbers,
@@ -111,7 +112,10 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="*")
     args = parser.parse_args(argv)
     found = compute(args.names)
-    if args.write:
+    if args.write:  # named pipelines (a new zoo folder) join the recorded ones; no names records every one afresh
+        if args.names and STORE.is_file():
+            stored = json.loads(STORE.read_text())
+            found = {part: {**stored[part], **found[part]} for part in found}
         STORE.parent.mkdir(exist_ok=True)
         STORE.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
         print(f"wrote {STORE}")

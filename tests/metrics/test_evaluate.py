@@ -36,6 +36,21 @@ def test_point_cloud_metrics_and_flow_likelihood(runs):
                                           likelihood_steps=20), "sampling_seconds": result["sampling_seconds"]}
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("num_samples", 1, "num_samples must be an integer >= 2, got 1"),
+    ("likelihood_points", 0, "likelihood_points must be a positive integer, got 0"),
+    ("likelihood_steps", 2.5, "likelihood_steps must be a positive integer, got 2.5"),
+    ("iwae_k", True, "iwae_k must be a positive integer, got True"),
+])
+def test_counts_that_cannot_work_are_refused_before_sampling(runs, option, value, message):
+    pipe = genzoo.load_pipeline(runs / "flow-matching-moons")
+    calls = []
+    pipe.unet.register_forward_hook(lambda *args: calls.append(1))
+    with pytest.raises(ValueError, match=message):
+        evaluate_pipeline(pipe, "moons", **{"num_samples": 10, option: value})
+    assert calls == []
+
+
 def test_vae_bound_and_ddpm(runs):
     vae = evaluate_pipeline(genzoo.load_pipeline(runs / "vae-moons"), "moons", num_samples=100, iwae_k=4)
     assert np.isfinite(vae["iwae_nll_nats"]) and vae["iwae_k"] == 4 and vae["model_calls_per_sample"] == 1

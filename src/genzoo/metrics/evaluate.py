@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..checks import check_positive_int
 from ..pipelines.base import VectorPipelineOutput
 
 
@@ -163,12 +164,15 @@ def evaluate_pipeline(
         ``num_inference_steps``, ``model_calls_per_sample``, ``seed``, ``sampling_seconds``, ...), JSON-ready.
 
     Raises:
-        ValueError: fewer than 2 samples, or a data set the pipeline's samples cannot be compared with.
+        ValueError: fewer than 2 samples, a count that is not a positive integer (``likelihood_points``,
+            ``likelihood_steps``, ``iwae_k``), or a data set the pipeline's samples cannot be compared with.
     """
     from ..data.sets import get_dataset
 
-    if num_samples < 2:
-        raise ValueError(f"num_samples must be at least 2, got {num_samples}.")
+    check_positive_int("num_samples", num_samples, minimum=2)
+    for name, value in (("likelihood_points", likelihood_points), ("likelihood_steps", likelihood_steps),
+                        ("iwae_k", iwae_k)):
+        check_positive_int(name, value)
     conditioning = pipe.conditioning
     data = get_dataset(dataset)
     prompts = None
