@@ -49,8 +49,10 @@ build = load_build_script()
 FAMILIES = [entry.name for entry in registry.entries("method") if entry.package == "genzoo"]
 #: and, on the 32x32 colour shapes, a VAE and flow matching in pixels and in that VAE's latents
 SHAPES_NAMES = ["vae-shapes", "flow-matching-shapes", "latent-flow-matching-shapes"]
+#: and a class-conditional digits teacher with its one-call student
+CLASS_NAMES = ["flow-matching-class-digits", "dmd-class-digits"]
 NAMES = [f"{family}-{data}" for kind, data in build.ZOO_DATASETS.items() for family in FAMILIES
-         if kind in registry.get("method", family).data_kinds] + SHAPES_NAMES
+         if kind in registry.get("method", family).data_kinds] + SHAPES_NAMES + CLASS_NAMES
 
 
 def card_results(folder: Path) -> dict:
@@ -148,6 +150,8 @@ def test_loads_offline_and_keeps_the_quality_in_its_card(name):
     result = evaluate_pipeline(pipe, measured["dataset"], num_samples=settings["num_samples"], seed=settings["seed"],
                                steps=settings["num_inference_steps"], likelihood=False)
     card = check or card_results(folder)
+    if "class_accuracy" in settings:  # class-conditional: the asked-for digit, as often as the card says
+        assert result["class_accuracy"] >= settings["class_accuracy"] - ABSOLUTE_MARGIN, result["class_accuracy"]
     for metric, better in get_dataset(measured["dataset"]).headline_metrics.items():
         if better == "lower":
             assert result[metric] <= card[metric] * (1 + RELATIVE_MARGIN), (metric, result[metric], card[metric])
