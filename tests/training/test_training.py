@@ -129,6 +129,26 @@ def test_nan_stops_with_the_step_and_the_term(tmp_path, example_plugins):
     assert not (tmp_path / "model_index.json").exists()
 
 
+def test_init_from_starts_the_models_from_a_saved_pipeline_and_refuses_one_that_does_not_fit(tmp_path):
+    """--init_from copies a saved pipeline's components into the method's models of the same name (a run at learning
+    rate 0 saves them unchanged; the GAN loss's discriminator, which the pipeline lacks, starts fresh); a component
+    built with other options, or a pipeline with no component the method trains, is refused in one line."""
+    source = tmp_path / "source"
+    run_training("meanflow", "digits", source)  # a UNet: its config holds tuples, saved as lists
+    run_training("meanflow", "digits", tmp_path / "tuned", "--init_from", source, "--gan_weight", "0.1",
+                 "--learning_rate", "0", "--use_ema", "false", "--max_train_steps", "2")
+    tuned, saved = (genzoo.load_pipeline(tmp_path / name).unet.state_dict() for name in ("tuned", "source"))
+    assert tuned.keys() == saved.keys() and all(torch.equal(tuned[k], saved[k]) for k in tuned)
+    with pytest.raises(TrainingError, match=r"--init_from .*source: its unet is a UNet2DModel built with other options "
+                                            r"than this recipe's UNet2DModel \(differing: block_out_channels\)"):
+        run_training("meanflow", "digits", tmp_path / "wider", "--init_from", source, "--block_out_channels", "8,24")
+    run_training("gan", "moons", tmp_path / "gan")
+    with pytest.raises(TrainingError, match=r"--init_from .*gan: none of its components \(.*generator.*\) is one of "
+                                            r"this method's models \(unet\)"):
+        run_training("meanflow", "moons", tmp_path / "from-gan", "--init_from", tmp_path / "gan")
+    assert not any((tmp_path / name / "model_index.json").exists() for name in ("wider", "from-gan"))
+
+
 def test_recipe_file_and_command_line_precedence(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"method": "ddpm", "dataset": "moons", "learning_rate": "3e-4",

@@ -92,6 +92,10 @@ class TrainerConfig(Options):
     checkpoints_total_limit: int | None = option(None, "keep at most this many checkpoints", minimum=1,
                                                  group=CHECKPOINTS)
     resume_from_checkpoint: str | None = option(None, "'latest' or a checkpoint folder", group=CHECKPOINTS)
+    init_from: str | None = option(None, "start from a saved pipeline's weights (folder or Hub id): each of its "
+                                   "components named like one of the method's models (unet, generator, ...) and "
+                                   "built by this recipe's configuration; a fine-tune, e.g. of a one-call pipeline "
+                                   "with --gan_weight", metavar="PIPELINE", group=CHECKPOINTS)
     checkpoint_on_signal: bool = option(False, "on SIGTERM or SIGINT, save a checkpoint of the step the run stops at "
                                         "before exiting (preemptible clusters); without it the run stops at the end "
                                         "of its step, keeping the checkpoints it has", group=CHECKPOINTS)

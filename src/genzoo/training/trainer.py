@@ -135,6 +135,35 @@ def load_teacher(source: str, device: torch.device):
         raise TrainingError(str(exc)) from None
 
 
+def start_from(models: dict, source: str, device: torch.device) -> list[str]:
+    """``--init_from``: copy the weights of the pipeline ``source`` (folder or Hub id) into ``models``, component by
+    component where a component has a model's name; returns the names copied. A ``TrainingError`` (one line) when no
+    component matches, or when a matching one was built with another configuration than the model (naming the
+    differing keys): its weights would not fit, or would mean something else."""
+    pipe = load_teacher(source, device)
+    copied = []
+    for name, model in models.items():
+        component = pipe.components.get(name)
+        if not isinstance(component, torch.nn.Module):
+            continue
+        # as config.json holds them (tuples as lists), the bookkeeping keys (_name_or_path, _id2label...) aside
+        ours, theirs = (json.loads(json.dumps(dict(getattr(m, "config", {})), default=str)) for m in (model, component))
+        differ = sorted(k for k in set(ours) | set(theirs) if not k.startswith("_") and ours.get(k) != theirs.get(k))
+        if type(component) is not type(model) or differ:
+            raise TrainingError(
+                f"--init_from {source}: its {name} is a {type(component).__name__} built with other options than this "
+                f"recipe's {type(model).__name__} (differing: {', '.join(differ) or 'the class'}); use the recipe that "
+                "trained it (its recipe.yaml), changing only what does not build the model."
+            )
+        model.load_state_dict(component.state_dict())
+        copied.append(name)
+    if not copied:
+        raise TrainingError(f"--init_from {source}: none of its components ({', '.join(pipe.components)}) is one of "
+                            f"this method's models ({', '.join(models)}).")
+    logger.info("--init_from %s: started %s from its weights", source, ", ".join(copied))
+    return copied
+
+
 # ------------------------------------------------------------------------------------------------ the trainer
 class PhaseModule(torch.nn.Module):
     """The models one optimiser updates, with the method's loss as ``forward``.
@@ -317,6 +346,8 @@ class Trainer:
             self.method.teacher = load_teacher(teacher, accelerator.device)
             logger.info("teacher: %s (%s)", teacher, type(self.method.teacher).__name__)
         self.raw = self.method.build_models()  # name -> plain module; what EMA, samples and the pipeline use
+        if self.config.init_from is not None:
+            start_from(self.raw, self.config.init_from, accelerator.device)
         self.method.prepare_training()
         self.model_names = list(self.raw)
         groups = self.method.optimizer_groups()
