@@ -154,13 +154,16 @@ class TwoProcessRuns:
     def folder(self, name: str) -> Path:
         return self.root / name
 
+    def logs(self, name: str, what: str) -> list[Path]:
+        """The run's ``what`` ("stderr" or "status") files of ranks 0 and 1, as tests/launch_runs.py names them."""
+        return [self.root / "logs" / name / f"{what}-rank{rank}.txt" for rank in (0, 1)]
+
     def stderr(self, name: str) -> str:
-        return "".join((self.root / "logs" / name / f"stderr-rank{r}.txt").read_text() for r in (0, 1)
-                       if (self.root / "logs" / name / f"stderr-rank{r}.txt").is_file())
+        return "".join(log.read_text() for log in self.logs(name, "stderr") if log.is_file())
 
     def check(self, name: str) -> Path:
         """Assert that the run ``name`` succeeded in both processes; returns its folder."""
-        statuses = [(self.root / "logs" / name / f"status-rank{r}.txt") for r in (0, 1)]
+        statuses = self.logs(name, "status")
         ok = all(s.is_file() and s.read_text() == "0" for s in statuses)
         assert ok, (f"{name}: {[s.read_text() if s.is_file() else None for s in statuses]}\n{self.stderr(name)[-3000:]}"
                     f"\nlaunch (status {self.result.returncode}):\n{self.result.stderr[-2000:]}")

@@ -218,9 +218,7 @@ class DMDMethod(Method):
         """``(timesteps, flow_times)`` of the student's sampling grid: its ``student_steps`` model time inputs and
         the flow times ``t_0 = 0 < ... < t_K = 1`` (CPU)."""
         if not hasattr(self, "_grid"):
-            scheduler = self.student_scheduler
-            scheduler.set_timesteps(self.config.student_steps)
-            self._grid = (scheduler.timesteps.float().cpu(), scheduler.times.double().cpu())
+            self._grid = self.student_scheduler.grid(self.config.student_steps)
         return self._grid
 
     # ------------------------------------------------------------------ conditioning

@@ -203,9 +203,7 @@ class RectifiedFlowMethod(AdversarialLoss, FlowMatchingMethod):
         """``(timesteps, times)``: the saved scheduler's K model time inputs and its flow times ``t_0 .. t_K``
         (CPU)."""
         if not hasattr(self, "_schedule"):
-            scheduler = self.make_scheduler()
-            scheduler.set_timesteps(self.distill_steps)
-            self._schedule = (scheduler.timesteps.float().cpu(), scheduler.times.double().cpu())
+            self._schedule = self.make_scheduler().grid(self.distill_steps)
         return self._schedule
 
     def loss(self, phase, models, batch, step, generator):

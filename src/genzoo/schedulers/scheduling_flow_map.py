@@ -45,6 +45,13 @@ class FlowMapEulerScheduler(FlowMatchEulerScheduler):
         super().set_timesteps(num_inference_steps=num_inference_steps, device=device, timesteps=timesteps)
         self.r_timesteps = self.times[1:] * self.time_scale
 
+    def grid(self, num_inference_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``set_timesteps(num_inference_steps)``, then ``(timesteps, times)`` on the CPU: the model's time inputs
+        (float32) and the flow times ``t_0 = 0 < ... < t_K = 1`` (float64) of that grid -- what a method training a
+        few-step model feeds it, so that training sees the calls sampling makes."""
+        self.set_timesteps(num_inference_steps)
+        return self.timesteps.float().cpu(), self.times.double().cpu()
+
     def step(
         self,
         model_output: torch.Tensor,
