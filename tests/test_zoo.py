@@ -47,8 +47,9 @@ def load_build_script():
 build = load_build_script()
 #: genzoo's own methods (plugins' are not in the zoo), each on the zoo's data set of every kind it trains on
 FAMILIES = [entry.name for entry in registry.entries("method") if entry.package == "genzoo"]
-#: and, on the 32x32 colour shapes, a VAE and flow matching in pixels and in that VAE's latents
-SHAPES_NAMES = ["vae-shapes", "flow-matching-shapes", "latent-flow-matching-shapes"]
+#: and, on the 32x32 colour shapes, a VAE and flow matching in pixels and in that VAE's latents, with the latent
+#: model's one-call student
+SHAPES_NAMES = ["vae-shapes", "flow-matching-shapes", "latent-flow-matching-shapes", "latent-dmd-shapes"]
 #: and a class-conditional digits teacher with its one-call student
 CLASS_NAMES = ["flow-matching-class-digits", "dmd-class-digits"]
 NAMES = [f"{family}-{data}" for kind, data in build.ZOO_DATASETS.items() for family in FAMILIES
@@ -85,8 +86,9 @@ def test_card_metadata_recipe_and_size(name):
     assert metrics["global_step"] == args.max_train_steps
     limit = MAX_WALL_MINUTES_SHAPES if dataset == "shapes" else MAX_WALL_MINUTES
     assert metrics["wall_seconds_this_run"] / 60 <= limit and "CPU cores" in metrics["machine"]
-    # a latent pipeline also carries its --vae, a copy of another zoo folder's weights, counted apart
-    own_mib = build.folder_mib(folder) - (build.folder_mib(folder / "vae") if recipe.get("vae") else 0.0)
+    # a latent pipeline also carries its --vae (a latent student its teacher's), a copy of another zoo folder's
+    # weights, counted apart
+    own_mib = build.folder_mib(folder) - (build.folder_mib(folder / "vae") if (folder / "vae").is_dir() else 0.0)
     assert own_mib <= MAX_MIB, f"{name} is {own_mib:.1f} MiB besides the vae it carries"
     # exactly what a push uploads: no checkpoints, logs or intermediate grids
     assert not {"checkpoints", "logs", "samples"} & {p.name for p in folder.iterdir()}
