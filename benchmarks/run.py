@@ -35,7 +35,7 @@ if str(HERE) not in sys.path:  # the sections and the harness beside this file, 
     sys.path.insert(0, str(HERE))
 
 from harness import plot_curves  # noqa: E402
-from sections import calls, few_step, guidance, latent, quality, scale, speed  # noqa: E402
+from sections import calls, few_step, guidance, latent, one_call, quality, scale, speed  # noqa: E402
 
 
 FULL = dict(seeds=(0, 1, 2), image_steps=1000, point_steps=1500, eval_samples=1000,
@@ -49,7 +49,10 @@ FULL = dict(seeds=(0, 1, 2), image_steps=1000, point_steps=1500, eval_samples=10
                             images=512, steps={8: 120, 16: 60, 32: 24, 64: 8}, latent_resolutions=(16, 32, 64),
                             plain_steps=16, plain_repeats=3, sampling_steps=20, sampling_batch=16),
             latent=dict(resolution=32, budget_seconds=420, batch=32, eval_samples=500, eval_steps=20, probe_steps=15,
-                        pixel_widths=(16, 32, 64), latent_widths=(64, 128)))
+                        pixel_widths=(16, 32, 64), latent_widths=(64, 128)),
+            one_call=dict(datasets={"moons": dict(samples=4000, seeds=5, calls=(1, 2, 4), multi_step_calls=(8, 32)),
+                                    "digits": dict(samples=500, seeds=5, calls=(1, 2, 4, 8, 16)),
+                                    "shapes": dict(samples=500, seeds=3, calls=(1, 2, 4))}))
 QUICK = dict(seeds=(0,), image_steps=6, image_batch=32, point_steps=10, eval_samples=100, grid_samples=8,
              nfe=(1, 4), nfe_samples=100, speed_steps=4, batch_sizes=(8, 64),
              guidance_train_steps=4, guidance_samples=30, guidance_sampling_steps={"ddpm": 4, "flow-matching": 4},
@@ -60,8 +63,9 @@ QUICK = dict(seeds=(0,), image_steps=6, image_batch=32, point_steps=10, eval_sam
                              steps={8: 2, 16: 2}, latent_resolutions=(16,), plain_steps=2, plain_repeats=1,
                              sampling_steps=2, sampling_batch=2),
              latent=dict(resolution=16, budget_seconds=3, batch=8, eval_samples=50, eval_steps=2, probe_steps=2,
-                         pixel_widths=(8, 16), latent_widths=(8, 16), images=32))
-SECTIONS = ("quality", "calls", "speed", "scale", "guidance", "few-step", "latent")
+                         pixel_widths=(8, 16), latent_widths=(8, 16), images=32),
+             one_call=dict(datasets={"moons": dict(samples=100, seeds=2, calls=(1, 2))}))
+SECTIONS = ("quality", "calls", "speed", "scale", "guidance", "few-step", "latent", "one-call")
 
 
 def write_report(results: dict, out: Path, command: str):
@@ -95,6 +99,8 @@ def write_report(results: dict, out: Path, command: str):
         lines += few_step.report(results["few_step"])
     if "latent" in results:
         lines += latent.report(results["latent"])
+    if "one_call" in results:
+        lines += one_call.report(results["one_call"])
     atomic_write_text(out / "RESULTS.md", "\n".join(lines))
 
 
@@ -159,6 +165,9 @@ def main(argv=None):
         results["latent"] = timed_section("latent", lambda: latent.measure(cfg, work))
         latent.side_by_side([results["latent"]["runs"][s]["samples_png"] for s in ("pixel", "latent")],
                      args.out / "latent_vs_pixel.png")
+    if "one-call" in sections:
+        results["one_call"] = timed_section("one-call", lambda: one_call.measure(cfg, work))
+        one_call.plot(results["one_call"], args.out / "one_call.png")
     elapsed = time.perf_counter() - start
     results["total_seconds"] = elapsed if "quality" in sections else results.get("total_seconds", elapsed)
     results.setdefault("reruns", [])

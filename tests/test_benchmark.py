@@ -68,15 +68,17 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     for heading in ("## 1. Quality", "## 2. Quality against model calls", "## 3. Speed", "## 4. Scale",
                     "## 5. Conditional digits: accuracy against guidance",
                     "## 6. Few-step and one-step: quality against calls, all methods",
-                    "### Cost against resolution: pixels and latents", "## 7. Pixels against latents at the same wall-clock"):
+                    "### Cost against resolution: pixels and latents", "## 7. Pixels against latents at the same wall-clock",
+                    "## 8. One call against many: the zoo's students against their teachers"):
         assert heading in report
     assert "python benchmarks/run.py --quick" in report and "quick mode" in report
     assert "Two CPU processes against one: not measured in this run (quick mode)." in report
-    for png in ("quality_vs_nfe.png", "few_step.png", "scale.png", "latent_vs_pixel.png"):
+    for png in ("quality_vs_nfe.png", "few_step.png", "scale.png", "latent_vs_pixel.png", "one_call.png"):
         assert PIL.Image.open(tmp_path / png).size[0] > 100
     grids = [PIL.Image.open(results["latent"]["runs"][space]["samples_png"]).size for space in ("pixel", "latent")]
     assert PIL.Image.open(tmp_path / "latent_vs_pixel.png").size == (grids[0][0] + grids[1][0] + 8, grids[0][1])
     check_few_step(results["few_step"], report)
+    check_one_call(results["one_call"], report)
 
 
 def check_resolution_and_latent(scale, latent):
@@ -135,6 +137,36 @@ def check_few_step(section, report):
         assert peer["reason"].startswith("not installed") and "not installed" in report
 
 
+def check_one_call(section, report):
+    """Section 8 (quick mode: moons): every zoo pipeline on moons measured, teachers named by their students'
+    metrics.json, flow-map pipelines at 1 and 2 calls, multi-step ones also at their card's steps, a verdict per
+    student."""
+    [group] = section["groups"]
+    zoo = {p.parent.name: json.loads(p.read_text()) for p in (ROOT / "pipelines").glob("*-moons/metrics.json")}
+    rows = {r["name"]: r for r in group["rows"]}
+    assert set(rows) == set(zoo) and group["seeds"] == 2 and group["floor"] > 0
+    teachers = {Path(m["teacher"]).name for m in zoo.values() if m.get("teacher")}
+    assert {n for n, r in rows.items() if r["role"] == "teacher"} == teachers and teachers
+    for name, row in rows.items():
+        calls = [p["calls"] for p in row["points"]]
+        card = json.loads((ROOT / "pipelines" / name / "eval.json").read_text())
+        if card["pipeline"] in ("GANPipeline", "VAEPipeline"):
+            assert calls == [1]
+        elif card["pipeline"] == "FlowMapPipeline":
+            assert calls == [1, 2]
+        else:
+            assert calls[:2] == [1, 2] and len(calls) == 3  # and the card's steps
+        assert all(p["w2"] > 0 and p["w2_sd"] >= 0 for p in row["points"])
+        assert row["train_seconds"] >= zoo[name]["wall_seconds_this_run"]
+    students = {n for n, m in zoo.items() if m.get("teacher")}
+    assert {(v["student"], v["key"]) for v in group["verdicts"]} == {(s, "w2") for s in students}
+    for student in students:  # its training time includes its teacher's
+        teacher = Path(zoo[student]["teacher"]).name
+        assert rows[student]["train_seconds"] == pytest.approx(
+            zoo[student]["wall_seconds_this_run"] + zoo[teacher]["wall_seconds_this_run"], abs=0.1)
+        assert f"`{student}` w2 " in report
+
+
 def load_benchmark(monkeypatch):
     """benchmarks/run.py as a module, its harness and sections importable for this test only."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
@@ -175,3 +207,25 @@ def test_a_plugin_method_is_benchmarked_like_a_built_in(monkeypatch, example_plu
                                                  "fm_steps_per_second": 1.0}}}))
     assert "Also registered, trained with their defaults and sampled with their own sampler: `moment-matching`." in report
     assert "| moment-matching | 0.500 | – | 1.0 |" in report
+
+
+def test_one_call_verdicts_weigh_the_gap_against_the_seed_spread(monkeypatch):
+    """Section 8 calls a student better or worse than its teacher only where the means differ by more than their
+    spreads combined; its best one-call point against the teacher's best point at any number of calls; a score
+    where higher is better (class accuracy) the other way round."""
+    run = load_benchmark(monkeypatch)
+
+    def row(name, teacher, points):
+        return {"name": name, "teacher": teacher, "points": [
+            {"calls": c, "w2": m, "w2_sd": s, "class_accuracy": a, "class_accuracy_sd": 0.0} for c, m, s, a in points]}
+
+    teacher = row("t", None, [(1, 0.9, 0.0, 0.5), (8, 0.20, 0.03, 0.99), (50, 0.25, 0.01, 0.98)])
+    rows = [teacher, row("better", "t", [(1, 0.10, 0.04, 0.995), (2, 0.05, 0.0, 1.0)]),
+            row("level", "t", [(1, 0.24, 0.03, 0.99)]), row("worse", "t", [(1, 0.40, 0.05, 0.90)])]
+    verdicts = {(v["student"], v["key"]): v for v in run.one_call.verdicts(rows, "w2", ("class_accuracy",))}
+    assert {s: verdicts[s, "w2"]["verdict"] for s in ("better", "level", "worse")} == {
+        "better": "better", "level": "level (within the seed spread)", "worse": "worse"}
+    assert (verdicts["better", "w2"]["student_value"], verdicts["better", "w2"]["teacher_calls"]) == (0.10, 8)
+    assert verdicts["better", "class_accuracy"]["verdict"] == "better"  # 0.995 > 0.99, no spread
+    assert verdicts["worse", "class_accuracy"]["verdict"] == "worse"
+    assert ("t", "w2") not in verdicts  # a teacher is no student
