@@ -50,6 +50,20 @@ def test_no_command_prints_help(capsys):
     assert code == 0 and "list" in out and "sample" in out
 
 
+def test_help_names_every_registered_method_a_plugins_included(capsys, example_plugins):
+    """`genzoo --help` and `genzoo train --help` name the methods from the registry, not a hand-written list."""
+    from genzoo import registry
+
+    methods = registry.names("method")
+    assert "moment-matching" in methods  # the example plugin's
+    listed = ",".join(methods)
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and listed in "".join(out.split())  # argparse wraps the line, even inside "flow-matching"
+    code, out, _ = run(capsys, "train", "--method", "moment-matching", "--help")
+    out = "".join(out.split())
+    assert code == 0 and listed in out and "here--methodmoment-matching" in out
+
+
 # --------------------------------------------------------------------------------------------------------- list
 def test_list_shows_genzoo_components_as_a_table(capsys):
     code, out, err = run(capsys, "list")

@@ -146,8 +146,9 @@ def add_train_command(subparsers) -> None:
     subparsers.add_parser(
         "train",
         add_help=False,
-        help="train a GAN, VAE, DDPM or flow-matching model (`genzoo train --help` lists every option; "
-        "--num_processes N > 1 runs it under `accelerate launch`)",
+        help=f"train a model by one of the registered methods ({', '.join(registry.names('method'))}; "
+        "`genzoo train --method M --help` lists every option; --num_processes N > 1 runs it under "
+        "`accelerate launch`)",
     )
 
 

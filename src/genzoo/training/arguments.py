@@ -163,7 +163,8 @@ def build_parser(method_name: str = DEFAULT_METHOD, prog: str = "genzoo train") 
     Raises:
         RecipeError: for an unknown method.
     """
-    parser = _Parser(prog=prog, description="Train a GAN, VAE, DDPM or flow-matching model (or a plugin's method).")
+    parser = _Parser(prog=prog, description=f"Train a model by one of the registered methods "
+                                            f"({', '.join(registry.names('method'))}): here --method {method_name}.")
     TrainerConfig.add_arguments(parser)
     add_data_arguments(parser)
     cls = method_class(method_name)
