@@ -88,6 +88,11 @@ def test_genzoo_eval_mistakes(runs, capsys, tmp_path):
                  "--out", str(tmp_path / "x.json")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("genzoo: error:") and "'digits'" in err and len(err.splitlines()) == 1
+    # too few samples for the image metrics: the option the user set and its minimum, before any sampling
+    code = main(["eval", str(runs / "gan-digits"), "--num-samples", "2", "--out", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "num_samples=2 is too few for the 'digits' metrics" in err and "--num-samples 6" in err
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_conditional_pipelines_are_asked_for_every_digit_and_scored_on_it(runs, tmp_path, capsys):

@@ -167,6 +167,8 @@ class DigitsDataSet(DataSet):
     #: The test suite repeats each digits card's evaluation (DDPM's 100 steps included) with 200 samples.
     check_samples = 200
     check_metrics = ("digits_fd", "coverage", "precision", "recall")
+    #: precision and recall look at each sample's 5 nearest neighbours among the others
+    min_samples = 6
 
     def rows(self, opts, seed: int):
         if opts.num_samples is not None:  # a recipe shared by toys and images may set it: not an error

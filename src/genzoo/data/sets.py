@@ -47,6 +47,8 @@ class DataSet:
         eval_samples: samples of a zoo card's evaluation.
         check_samples: where the card's evaluation is too slow for the test suite to repeat, the samples of the
             smaller one it repeats instead (``None``: it repeats the card's), with its figures ``check_metrics``.
+        min_samples: the fewest samples :meth:`evaluate` can score (an evaluation of fewer is refused up front,
+            naming it).
     """
 
     name: str = ""
@@ -59,6 +61,7 @@ class DataSet:
     eval_samples: int = 1000
     check_samples: int | None = None
     check_metrics: tuple[str, ...] = ()
+    min_samples: int = 2
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {self.data_kind} {self.sample_shape}>"

@@ -273,6 +273,8 @@ class ShapesDataSet(DataSet):
     eval_samples = 500
     check_samples = 50
     check_metrics = ("shapes_fd", "precision", "recall")
+    #: precision and recall look at each sample's 5 nearest neighbours among the others
+    min_samples = 6
     #: Text-conditional models are also asked for held-out compositions: this many samples per 4 samples of the
     #: main draw (at least 2), from the seed ``seed + unseen_seed_offset``.
     unseen_share = 0.25

@@ -177,6 +177,9 @@ def evaluate_pipeline(
     data = get_dataset(dataset)
     prompts = None
     if data is not None:
+        if num_samples < data.min_samples:
+            raise ValueError(f"num_samples={num_samples} is too few for the {dataset!r} metrics: they need at least "
+                             f"{data.min_samples} samples (`genzoo eval --num-samples {data.min_samples}` or more).")
         data.check_pipeline(pipe)
         if conditioning == "text":
             prompts = data.prompts(pipe, num_samples)
