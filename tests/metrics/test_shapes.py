@@ -307,7 +307,7 @@ def test_evaluate_pipeline_unconditional_and_class_conditional():
         evaluate_pipeline(shapes_pipeline(), "moons", num_samples=4, steps=1)
     grey = genzoo.DDPMPipeline(unet=tiny_unet(size=16), scheduler=genzoo.DDPMScheduler(num_train_timesteps=50))
     with pytest.raises(ValueError, match="'shapes' needs RGB samples"):
-        evaluate_pipeline(grey, "shapes", num_samples=4, steps=1)
+        evaluate_pipeline(grey, "shapes", num_samples=6, steps=1)  # at least min_samples
 
 
 def test_evaluate_pipeline_text_conditional_asks_for_test_and_unseen_compositions():
