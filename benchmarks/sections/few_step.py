@@ -120,6 +120,7 @@ def measure(cfg, work: Path) -> dict:
 
     import genzoo
     from genzoo import registry
+    from genzoo.data import get_dataset
     from genzoo.schedulers import diffusers_scheduler
 
     fs = cfg["few_step"]
@@ -132,7 +133,7 @@ def measure(cfg, work: Path) -> dict:
     curves, ot_cost = [], {}
     for dataset in fs["datasets"]:
         image = dataset == "digits"
-        metric = "digits_fd" if image else "w2"
+        metric = get_dataset(dataset).summary_metrics[0]  # its first comparison column: digits_fd, w2
         steps = fs["image_steps" if image else "point_steps"]
         teacher = ["--num_pairs", str(fs["image_pairs" if image else "point_pairs"]),
                    "--teacher_steps", str(fs["teacher_steps"])]

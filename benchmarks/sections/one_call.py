@@ -16,10 +16,9 @@ from pathlib import Path
 
 from harness import fmt, mean_spread
 
-#: The quality each data set is scored by (lower is better), and the conditional scores shown beside it
-#: (higher is better): the asked-for class, and a text model's prompt faithfulness on held-out captions and on
-#: held-out shape-colour compositions.
-METRIC = {"moons": "w2", "8gaussians": "w2", "digits": "digits_fd", "shapes": "shapes_fd"}
+#: The conditional scores shown beside a data set's quality (its first comparison column, lower is better), higher
+#: is better: the asked-for class, and a text model's prompt faithfulness on held-out captions and on held-out
+#: shape-colour compositions.
 EXTRA = {"class": ("class_accuracy",), "text": ("faithfulness_all", "unseen_faithfulness_all")}
 
 
@@ -107,7 +106,8 @@ def measure(cfg, work: Path) -> dict:
     for group in groups(models, list(oc["datasets"])):
         dataset = group["dataset"]
         budget = oc["datasets"][dataset]
-        seeds, n, metric = range(budget["seeds"]), budget["samples"], METRIC[dataset]
+        seeds, n = range(budget["seeds"]), budget["samples"]
+        metric = get_dataset(dataset).summary_metrics[0]  # the registered data set's first comparison column
         extras = EXTRA.get(group["conditioning"], ())
         floors = [get_dataset(dataset).real_data_floor(n, seed=s)[metric] for s in seeds]
         rows = []
