@@ -2,7 +2,6 @@
 gradio_client, the page itself in headless Chromium driven by Selenium, and `genzoo space` / `push --repo-type space`
 against the test Hub."""
 
-import io
 import os
 import runpy
 import shutil
@@ -15,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import ROOT, free_port
+from helpers import ROOT
 
 import genzoo
 from genzoo import registry
@@ -140,8 +139,8 @@ def test_mistakes_are_the_pipelines_own_messages():
         fm.sample(num_samples=2, seed=0, steps=0)
     with pytest.raises(ValueError, match="hexagon"):
         shapes.sample(num_samples=2, seed=0, steps=2, class_label="hexagon")
-    with pytest.raises((ValueError, TypeError), match="prompt"):
-        fm.sample(num_samples=2, seed=0, steps=2, prompt="a seven")
+    _, what = fm.sample(num_samples=2, seed=0, steps=2, prompt="a seven")  # not a mistake: ignored, and said
+    assert what.endswith("; ignored, as flow-matching-digits does not take them: prompt")
     with pytest.raises(ValueError, match=r"guidance scale must be a number in \[0, 30\] .*, got 'strong'"):
         fm.sample(num_samples=2, seed=0, steps=2, guidance_scale="strong")
     with pytest.raises(ValueError, match="not one for"):
@@ -160,32 +159,10 @@ def test_no_models_is_a_clear_error(monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- the served app
 @pytest.fixture(scope="module")
-def served():
+def served(demo_server):
     """`genzoo demo` in its own process on a free local port, as a user starts it; yields its URL."""
-    import subprocess
-    import sys
-    from urllib.request import urlopen
-
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-    server = subprocess.Popen([sys.executable, "-m", "genzoo.cli", "demo", *SOURCES, "--port", str(port)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                page = urlopen(url, timeout=5).read().decode()
-                break
-            except OSError:
-                assert server.poll() is None, f"genzoo demo exited: {server.stdout.read()}"
-                assert time.monotonic() < deadline, "genzoo demo did not serve within 120 s"
-                time.sleep(0.5)
-        assert "gradio" in page.lower()
+    with demo_server(SOURCES) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.mark.slow
@@ -221,110 +198,91 @@ def test_the_api_through_gradio_client(served, request):
     assert names == ["gan-digits", "flow-matching-digits", "ddpm-digits", "vae-digits"]
 
 
-def chromium():
-    """Headless Chromium through Selenium (Debian's chromium and chromium-driver)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.browser
+def test_the_page_in_a_real_browser(served, open_page, tmp_path):
+    page = open_page(served)
+    # the page opens on the first model, a GAN: no steps box, and Generate works as it is
+    assert page.value_of("model") == "gan-digits"
+    assert not page.shown("steps")
+    gan = page.generate()
+    assert gan.std() > 1 and min(gan.shape[:2]) >= 512  # 16 digits of 8x8 pixels, at a readable size
+    assert page.text("info").startswith("GANPipeline: 16 samples, seed 0")
+    page.choose_model("flow-matching-shapes")
+    page.wait.until(lambda _: page.shown("class_label"))  # and its labels
+    assert page.value_of("steps") == "20"  # the card's steps
+    page.choose("class_label", "triangle")
+    page.type_into("seed", 7)
+    page.type_into("steps", 10)
+    first = page.generate()
+    assert first.std() > 1 and first.shape[0] > 64  # a grid of colour images, not a blank tile
+    assert "seed 7" in page.text("info") and page.text("info").endswith("not the card's 20 steps")
+    # exactly the pipeline's samples for what the page was given (the label, and the card's guidance)
+    expected, _ = model("flow-matching-shapes").sample(num_samples=16, seed=7, steps=10, class_label="triangle")
+    np.testing.assert_array_equal(first, np.asarray(picture(expected).convert("RGB")))
+    assert "shapes-FD" in page.text("figures")  # the card's figures
+    page.type_into("seed", 8)
+    other = page.generate()
+    assert other.shape == first.shape and not np.array_equal(other, first)
+    page.type_into("seed", 7)
+    np.testing.assert_array_equal(page.generate(), first)  # same seed, same picture
+    page.browser.save_screenshot(str(tmp_path / "demo.png"))
+    assert PIL.Image.open(tmp_path / "demo.png").size[0] >= 1000
 
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (binary and driver):
-        if os.environ.get("GENZOO_REQUIRE_BROWSER"):
-            pytest.fail("chromium and chromedriver are required here (apt-get install chromium chromium-driver)")
-        pytest.skip("no chromium/chromedriver (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(driver), options=options)
+    page.type_into("steps", 5000)  # a mistake: the bound in the page, and the page still works
+    page.find("#generate")[0].click()
+    page.wait.until(lambda _: "num_inference_steps must be a positive integer at most 1000 (the demo's bound), got "
+                    "5000." in page.find("body")[0].text)
+    page.type_into("steps", 10)
+    page.type_into("seed", 8)
+    np.testing.assert_array_equal(page.generate(), other)
 
 
 @pytest.mark.slow
 @pytest.mark.subprocess
 @pytest.mark.browser
-def test_the_page_in_a_real_browser(served, tmp_path):
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser = chromium()
-    wait = WebDriverWait(browser, 60)
-    try:
-        browser.get(served)
-        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#generate")))
-
-        def value_of(elem_id):
-            return browser.find_element(By.CSS_SELECTOR, f"#{elem_id} input").get_attribute("value")
-
-        def choose(elem_id, text):
-            for _ in range(5):  # the page may re-render the drop-down while we type: then type again
-                try:
-                    box = browser.find_element(By.CSS_SELECTOR, f"#{elem_id} input")
-                    box.click()
-                    box.send_keys(Keys.CONTROL, "a")
-                    box.send_keys(text, Keys.ENTER)
-                    wait.until(lambda _: value_of(elem_id) == text)
-                    return
-                except StaleElementReferenceException:
-                    continue
-            raise AssertionError(f"could not choose {text!r} in #{elem_id}")
-
-        def type_number(elem_id, value):
-            box = browser.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=number]")
-            box.send_keys(Keys.CONTROL, "a")
-            box.send_keys(str(value))
-
-        def generate() -> np.ndarray:
-            """Press Generate and read the new picture (a new picture has a new URL: the page's files are named by
-            their content, so two presses in a row must ask for different pictures)."""
-            old = [e.get_attribute("src") for e in browser.find_elements(By.CSS_SELECTOR, "#output img")]
-            browser.find_element(By.CSS_SELECTOR, "#generate").click()
-            wait.until(lambda _: [e.get_attribute("src") for e in browser.find_elements(By.CSS_SELECTOR, "#output img")]
-                       not in ([], old))
-            src = browser.find_element(By.CSS_SELECTOR, "#output img").get_attribute("src")
-            from urllib.request import urlopen
-
-            return np.asarray(PIL.Image.open(io.BytesIO(urlopen(src).read())).convert("RGB"))
-
-        # the page opens on the first model, a GAN: no steps box, and Generate works as it is
-        assert value_of("model") == "gan-digits"
-        assert not browser.find_elements(By.CSS_SELECTOR, "#steps input") or not browser.find_element(
-            By.CSS_SELECTOR, "#steps").is_displayed()
-        assert generate().std() > 1
-        assert browser.find_element(By.CSS_SELECTOR, "#info").text.startswith("GANPipeline: 16 samples, seed 0")
-        choose("model", "flow-matching-shapes")
-        # the page has caught up with the choice when it shows the model's card figures and its labels
-        wait.until(lambda _: "flow-matching-shapes" in browser.find_element(By.CSS_SELECTOR, "#figures").text)
-        wait.until(lambda _: browser.find_element(By.CSS_SELECTOR, "#class_label").is_displayed())
-        choose("class_label", "triangle")
-        type_number("seed", 7)
-        type_number("steps", 10)
-        first = generate()
-        assert first.std() > 1 and first.shape[0] > 64  # a grid of colour images, not a blank tile
-        assert "seed 7" in browser.find_element(By.CSS_SELECTOR, "#info").text
-        # exactly the pipeline's samples for what the page was given (the label, and the model's default guidance)
-        expected, _ = model("flow-matching-shapes").sample(num_samples=16, seed=7, steps=10, class_label="triangle")
-        np.testing.assert_array_equal(first, np.asarray(picture(expected).convert("RGB")))
-        assert "shapes-FD" in browser.find_element(By.CSS_SELECTOR, "#figures").text  # the card's figures
-        type_number("seed", 8)
-        other = generate()
-        assert other.shape == first.shape and not np.array_equal(other, first)
-        type_number("seed", 7)
-        np.testing.assert_array_equal(generate(), first)  # same seed, same picture
-        browser.save_screenshot(str(tmp_path / "demo.png"))
-        if SCREENSHOT:
-            shutil.copy(tmp_path / "demo.png", SCREENSHOT)
-        assert PIL.Image.open(tmp_path / "demo.png").size[0] >= 1000
-
-        type_number("steps", 0)  # a mistake: the pipeline's message in the page, and the page still works
-        browser.find_element(By.CSS_SELECTOR, "#generate").click()
-        wait.until(lambda _: "num_inference_steps" in browser.find_element(By.TAG_NAME, "body").text)
-        type_number("steps", 10)
-        type_number("seed", 8)
-        np.testing.assert_array_equal(generate(), other)
-    finally:
-        browser.quit()
+def test_no_value_of_one_model_traps_the_next(served, open_page, tmp_path):
+    """Issue 26's report, in the browser: a text model with a prompt, then every model that takes no text; example
+    prompts to click; the card's settings under the picture; a name that is not served empties the card panel."""
+    page = open_page(served)
+    page.choose_model("latent-flow-matching-shapes")
+    page.wait.until(lambda _: page.shown("examples"))
+    examples = genzoo.data.get_dataset("shapes").example_prompts(6)
+    shown = [e.text for e in page.find("#examples button")]
+    assert len(shown) == 6 and shown[:4] == examples[:4]  # (a long one is shown cut short)
+    page.find("#examples button")[1].click()  # an example becomes the prompt
+    page.wait.until(lambda _: page.value_of("prompt") == examples[1])
+    page.type_into("prompt", "a red circle and a cat")
+    text = page.generate()
+    info = page.text("info")
+    assert "20 steps, guidance 2, seed 0" in info and "the card's settings" in info
+    assert info.endswith("words this model does not know (not in its training captions): cat")
+    expected, _ = model("latent-flow-matching-shapes").sample(num_samples=16, seed=0, prompt="a red circle and a cat")
+    np.testing.assert_array_equal(text, np.asarray(picture(expected).convert("RGB")))
+    for name, kind in [("gan-digits", "GANPipeline"), ("vae-digits", "VAEPipeline"), ("ddpm-digits", "DDPMPipeline")]:
+        page.choose_model(name)
+        assert not page.shown("prompt") and not page.shown("examples")
+        assert page.generate().std() > 1
+        info = page.text("info")
+        assert info.startswith(f"{kind}: 16 samples") and "ignored" not in info, info  # nothing left over
+        assert info.endswith("the card's settings")
+    assert "100 steps" in info  # ddpm-digits at its card's 100 steps, not DDPM's 1000
+    page.choose_model("latent-flow-matching-shapes")  # the prompt box is empty again: nothing was kept hidden
+    assert page.value_of("prompt") == ""
+    page.choose("model", "no-such-model")
+    page.wait.until(lambda _: page.text("figures").startswith("This model cannot be shown"))
+    assert "shapes-FD" not in page.text("figures") and not page.shown("steps")
+    page.browser.save_screenshot(str(tmp_path / "after.png"))
+    if SCREENSHOT:  # the docs' screenshot: the text model with a prompt and the card's settings
+        page.choose_model("latent-flow-matching-shapes")
+        page.find("#examples button")[4].click()
+        page.wait.until(lambda _: page.value_of("prompt") == examples[4])
+        page.generate()
+        page.browser.set_window_size(1400, 1500)  # the whole Generate tab, from the top
+        page.browser.execute_script("window.scrollTo(0, 0)")
+        time.sleep(0.5)
+        page.browser.save_screenshot(SCREENSHOT)
 
 
 # -------------------------------------------------------------------------------------------------------- the Space
@@ -355,7 +313,8 @@ def test_a_space_for_a_hub_model_loads_it_by_id_and_is_pushed(hub, tmp_path, cap
 
 
 def test_a_space_for_a_folder_carries_it_and_nothing_is_overwritten(tmp_path, capsys):
-    out = write_space(str(ZOO / "vae-digits"), tmp_path / "space")
+    out = write_space(str(ZOO / "vae-digits"), tmp_path / "space",
+                      requirement="genzoo[demo] @ git+https://example/genzoo")
     from genzoo.hub import files_to_upload
 
     carried = sorted(p.relative_to(out / "model") for p in (out / "model").rglob("*") if p.is_file())

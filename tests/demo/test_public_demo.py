@@ -30,6 +30,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from genzoo.demo import (  # noqa: E402
     MAX_GUIDANCE,
     MAX_PROMPT_CHARS,
+    MAX_SAMPLE_STEPS,
     MAX_SAMPLES,
     MAX_SEED,
     MAX_STEPS,
@@ -181,6 +182,8 @@ def test_any_model_refuses_folders_that_lead_outside_and_answers_non_pipelines_a
     ("steps", 10**6, f"num_inference_steps must be a positive integer at most {MAX_STEPS} (the demo's bound), got "
                      "1000000."),
     ("steps", 0, "num_inference_steps must be a positive integer"),
+    ("num_samples", MAX_SAMPLES, f"samples x sampling steps must be at most {MAX_SAMPLE_STEPS} (the demo's bound), got "
+                                 f"{MAX_SAMPLES} x 1000 = {MAX_SAMPLES * 1000}; ask for fewer samples or steps."),
     ("seed", -1, "seed must be a non-negative integer at most 4294967295, got -1."),
     ("seed", MAX_SEED + 1, "seed must be a non-negative integer at most 4294967295, got 4294967296."),
     ("seed", 1.5, "seed must be a non-negative integer"),
@@ -202,6 +205,8 @@ def test_every_number_and_text_of_a_request_is_bounded_on_the_server(option, val
     one-line message naming the value and the bound."""
     backend = DemoBackend([str(ZOO / "flow-matching-shapes")])
     request = dict(name="flow-matching-shapes", num_samples=2, seed=0, steps=2)
+    if option == "num_samples" and value == MAX_SAMPLES:
+        request["steps"] = MAX_STEPS  # allowed alone, too costly together
     start = time.monotonic()
     with pytest.raises(ValueError) as caught:
         backend.generate(**{**request, option: value})
@@ -230,7 +235,7 @@ def test_one_pass_models_and_the_backends_time_bound():
     backend = DemoBackend([str(ZOO / "ddpm-digits"), str(ZOO / "flow-matching-digits")], max_seconds_per_request=0.5)
     start = time.monotonic()
     with pytest.raises(RequestTimeout, match="at most 0.5 s per request"):
-        backend.generate("ddpm-digits", MAX_SAMPLES, 0, steps=MAX_STEPS)  # the longest request there is
+        backend.generate("ddpm-digits", MAX_SAMPLE_STEPS // MAX_STEPS, 0, steps=MAX_STEPS)  # the longest there is
     assert time.monotonic() - start < 10
     with pytest.raises(ValueError, match="max_seconds_per_request must be a positive number, got 0"):
         DemoBackend(STARTED, max_seconds_per_request=0)
@@ -284,9 +289,9 @@ def test_a_public_host_prints_what_is_exposed(capsys, monkeypatch):
     assert "models served: gan-digits, flow-matching-digits" in out
     assert "models typed into the box: off: only the models above" in out
     assert "the operator's Hub token: found; never used for visitors' requests" in out
-    assert (f"samples 1..{MAX_SAMPLES}, sampling steps 1..{MAX_STEPS}, seed 0..{MAX_SEED}, guidance scale 0..30, "
-            "prompts up to 300 characters, 60 s") in out
-    assert "queue: 2 samplings at a time, one per model" in out
+    assert (f"samples 1..{MAX_SAMPLES}, sampling steps 1..{MAX_STEPS}, samples x steps <= {MAX_SAMPLE_STEPS}, seed "
+            f"0..{MAX_SEED}, guidance scale 0..30, prompts up to 300 characters, 60 s") in out
+    assert "queue: 2 samplings of more than one step at a time, one per model, one-step requests beside them" in out
     wide = DemoBackend(STARTED, allow_any_model=True, share_token_with_visitors=True, max_model_bytes=5000)
     out = announce(wide, "192.168.1.5")
     assert "ON (--allow-any-model)" in out and "at most 5000 bytes of files" in out
@@ -350,7 +355,8 @@ def test_a_space_pastes_nothing_into_code_or_front_matter(tmp_path, capsys):
     a folder whose name holds a newline and front matter is written only with a title of its own, and its name
     reaches neither file."""
     title = 'x""" + __import__("os").system("id") + """ \'\'\' {} sdk: docker'
-    out = write_space("user/gan-digits", tmp_path / "a", title=title)
+    out = write_space("user/gan-digits", tmp_path / "a", title=title,
+                      requirement="genzoo[demo] @ git+https://example/genzoo")
     check_space(out, "user/gan-digits", title, local=False)
     for source, kwargs, message in [
         ("user/gan-digits\nsdk: docker", {}, "is neither a pipeline folder nor a valid Hub id"),
@@ -371,7 +377,7 @@ def test_a_space_pastes_nothing_into_code_or_front_matter(tmp_path, capsys):
     odd = copy_pipeline("vae-digits", tmp_path / 'vae"""\nsdk: docker')
     with pytest.raises(ValueError, match="title must be one line .* \\(from the folder's name; pass --title\\)"):
         write_space(str(odd), tmp_path / "c")
-    out = write_space(str(odd), tmp_path / "c", title="a VAE")
+    out = write_space(str(odd), tmp_path / "c", title="a VAE", requirement="genzoo[demo] @ git+https://example/genzoo")
     check_space(out, str(odd), "a VAE", local=True)
     assert "sdk: docker" not in (out / "README.md").read_text() + (out / "app.py").read_text()
 
@@ -382,10 +388,10 @@ def test_a_space_refuses_a_link_outside_the_pipeline_and_writes_nothing(tmp_path
     folder = copy_pipeline("vae-digits", tmp_path / "vae")
     (folder / "notes.txt").symlink_to(secret)
     with pytest.raises(OutsideFolderError) as caught:
-        write_space(str(folder), tmp_path / "space")
+        write_space(str(folder), tmp_path / "space", requirement="genzoo[demo] @ git+https://example/genzoo")
     assert str(folder / "notes.txt") in str(caught.value) and str(secret) in str(caught.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.txt", "vae"]  # no Space, no staging folder
-    assert main(["space", str(folder), str(tmp_path / "space")]) == 2
+    assert main(["space", str(folder), str(tmp_path / "space"), "--requirement", "genzoo[demo]==0.1"]) == 2
 
 
 @pytest.mark.slow
@@ -404,7 +410,7 @@ def test_a_space_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
 
     monkeypatch.setattr(genzoo.demo.space.shutil, "copyfile", copy_then_fail)
     with pytest.raises(OSError, match="No space left"):
-        write_space(str(ZOO / "vae-digits"), out)
+        write_space(str(ZOO / "vae-digits"), out, requirement="genzoo[demo] @ git+https://example/genzoo")
     monkeypatch.undo()
     assert copied and list(tmp_path.iterdir()) == []  # no half Space, no staging folder
     import subprocess
@@ -415,7 +421,7 @@ def test_a_space_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     stale = tmp_path / f".space.genzoo-new-{killed.pid}-deadbeef"  # what a write killed in that process leaves
     (stale / "model").mkdir(parents=True)
     out.mkdir()  # an empty folder is fine
-    write_space(str(ZOO / "vae-digits"), out)
+    write_space(str(ZOO / "vae-digits"), out, requirement="genzoo[demo] @ git+https://example/genzoo")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["space"]
     check_space(out, str(ZOO / "vae-digits"), "genzoo: vae-digits", local=True)
 
@@ -529,6 +535,6 @@ def test_the_page_answers_arbitrary_values_with_a_picture_or_one_line(handlers, 
         image, used_seed, what = result
         assert isinstance(image, PIL.Image.Image) and 0 <= used_seed <= MAX_SEED and one_line(what)
     described = check_answer(lambda: handlers["describe"](request["name"]))
-    assert described is None or len(described) == 7
+    assert len(described) == 8  # describe never fails: a model it cannot show empties the controls and says why
     gallery = check_answer(lambda: handlers["compare"](dataset, request["num_samples"], request["seed"]))
     assert gallery is None or all(isinstance(image, PIL.Image.Image) for image, _ in gallery)

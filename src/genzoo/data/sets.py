@@ -118,6 +118,11 @@ class DataSet:
         """Points drawn behind 2-D samples in the demo (the data's density), or ``None`` (images: nothing)."""
         return None
 
+    def example_prompts(self, num: int) -> list[str] | None:
+        """A few captions of the training data's kind, offered as clickable prompts by the demo for a text-conditional
+        model of this data set; ``None``: none."""
+        return None
+
 
 class PointDataSet(DataSet):
     """A vector data set drawn by ``sampler(n, rng) -> array (n, D)``, every draw from ``rng`` (a

@@ -300,6 +300,12 @@ class ShapesDataSet(DataSet):
                     "needs RGB samples")
         return super().refuses(pipe, samples)
 
+    def example_prompts(self, num: int) -> list[str]:
+        """``num`` captions of the "train" grammar (compositions the models were trained on), in each phrasing in turn;
+        drawn from a fixed seed, nothing rendered."""
+        rng = np.random.default_rng(SHAPES_SPLIT_SEEDS["train"])
+        return [describe(draw_objects(rng, "train"), i % len(OBJECT_TEMPLATES)) for i in range(num)]
+
     def prompts(self, pipe, num_samples: int) -> list[str] | None:
         """Captions (every attribute named) of the "test" split's images, in order."""
         from ..metrics.shapes import shapes_prompts

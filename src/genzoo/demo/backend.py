@@ -8,6 +8,7 @@ import io
 import ipaddress
 import os
 import random
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from .limits import (
     MAX_NAME_CHARS,
     MAX_PROMPT_CHARS,
     MAX_QUEUE,
+    MAX_SAMPLE_STEPS,
     MAX_SAMPLES,
     MAX_SECONDS_PER_REQUEST,
     MAX_SEED,
@@ -65,10 +67,22 @@ def data_background(dataset: str | None, n: int = 20000) -> np.ndarray | None:
     return None if data is None else data.demo_background(n)
 
 
+#: The demo's pictures are at least this many pixels on their longer side: a small grid (16 digits of 8x8 pixels) is
+#: enlarged by a whole factor, nearest-neighbour, so it shows at a readable size and every pixel stays visible.
+MIN_PICTURE_SIZE = 512
+
+
 def picture(samples: np.ndarray, title: str = "", dataset: str | None = None) -> PIL.Image.Image:
-    """Samples as a picture: an image grid, or a scatter plot over the data's density for 2-D points."""
+    """Samples as a picture: an image grid of at least :data:`MIN_PICTURE_SIZE` pixels on its longer side, or a
+    scatter plot over the data's density for 2-D points (its title wrapped to the figure's width; a description's
+    `` — ...`` remark is left out of it)."""
     if samples.ndim == 4:
-        return PIL.Image.fromarray(image_grid(samples, *grid_shape(len(samples))))
+        grid = PIL.Image.fromarray(image_grid(samples, *grid_shape(len(samples))))
+        factor = -(-MIN_PICTURE_SIZE // max(grid.size))  # ceil
+        if factor > 1:
+            grid = grid.resize((grid.width * factor, grid.height * factor), PIL.Image.NEAREST)
+        return grid
+    title = textwrap.fill(title.split(" — ")[0], 40)
     fig = scatter_figure(samples, title=title, background=data_background(dataset))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -124,8 +138,8 @@ class DemoBackend:
         max_cache_bytes (int): the most bytes of weights (parameters and buffers) of models typed into the box kept
             in memory at once; the least recently used go first. The started models are loaded once and kept (the
             operator chose them), outside this bound.
-        max_seconds_per_request (float): a request's sampling stops after this many seconds (checked before every
-            sampling step; one-pass models, GANs and VAEs, are a single cheap call).
+        max_seconds_per_request (float): a request stops after this many seconds, its wait for a busy model
+            included (checked before every sampling step; one-pass models, GANs and VAEs, are a single cheap call).
 
     Raises:
         ValueError: no sources, a source that is neither a pipeline folder nor a valid Hub id, or a bad bound.
@@ -268,13 +282,24 @@ class DemoBackend:
 
     # --------------------------------------------------------------------------------------------- the page's calls
     def describe(self, name) -> dict:
-        """What the page shows for the model ``name``: :meth:`Model.controls` and its card's figures."""
+        """What the page shows for the model ``name``: :meth:`Model.controls`, its card's figures and the settings
+        they were measured with."""
         model = self.model_for(name)
-        return {**model.controls(), "figures": model.figures_markdown()}
+        controls = model.controls()
+        figures = model.figures_markdown()
+        card = controls["card"]
+        if card is not None:
+            measured = [f"{card['steps']} steps"] if card["steps"] is not None else []
+            if card["guidance"] is not None:
+                measured.append(f"guidance {card['guidance']:g}")
+            figures += (f"\n\nMeasured with {', '.join(measured)}: the page's defaults." if measured else
+                        "\n\nMeasured in one pass, as the page samples it.")
+        return {**controls, "figures": figures}
 
     def generate(self, name, num_samples, seed, randomize=False, steps=None, solver=OWN_SOLVER, class_label=None,
                  guidance_scale=None, prompt="", negative_prompt="", progress=None):
-        """Sample one model: (the picture, the seed used, a one-line description)."""
+        """Sample one model: (the picture, the seed used, a one-line description of the settings that drew it,
+        and whether they are its card's). What the model does not take is ignored (:meth:`Model.sample`)."""
         model = self.model_for(name)
         if check_bool("randomize", randomize):
             seed = random.randint(0, MAX_SEED)
@@ -291,8 +316,8 @@ class DemoBackend:
         return sorted({m.dataset for m in self.models.values() if m.dataset})
 
     def compare(self, dataset, num_samples, seed, progress=None) -> list:
-        """Every started model trained on ``dataset``, sampled with one seed at its own default settings, all within
-        one request's time."""
+        """Every started model trained on ``dataset``, sampled with one seed at its own default settings (its card's,
+        :attr:`Model.default_steps`), all within one request's time."""
         check_text("data set", dataset, MAX_LABEL_CHARS)
         chosen = [m for m in self.models.values() if m.dataset == dataset]
         if not chosen:
@@ -337,9 +362,11 @@ class DemoBackend:
             f"  models served: {', '.join(self.models)}",
             f"  models typed into the box: {typed}",
             f"  the operator's Hub token: {token}",
-            f"  bounds per request: samples 1..{MAX_SAMPLES}, sampling steps 1..{MAX_STEPS}, seed 0..{MAX_SEED}, "
+            f"  bounds per request: samples 1..{MAX_SAMPLES}, sampling steps 1..{MAX_STEPS}, samples x steps "
+            f"<= {MAX_SAMPLE_STEPS}, seed 0..{MAX_SEED}, "
             f"guidance scale 0..{MAX_GUIDANCE:g}, prompts up to {MAX_PROMPT_CHARS} characters, "
             f"{self.max_seconds_per_request:g} s",
-            f"  queue: {CONCURRENCY_LIMIT} samplings at a time, one per model; at most {MAX_QUEUE} requests waiting",
+            f"  queue: {CONCURRENCY_LIMIT} samplings of more than one step at a time, one per model, one-step "
+            f"requests beside them; at most {MAX_QUEUE} requests waiting",
         ])
 

@@ -16,6 +16,8 @@ ALL_CLASSES = "every class in turn"
 MAX_SAMPLES = 64
 MAX_STEPS = 1000  # DDPM's default, the most steps any pipeline of the zoo takes
 MAX_SEED = 2**32 - 1
+#: samples x sampling steps of one request (a one-pass model counts one step): 16 samples of DDPM's 1000 steps
+MAX_SAMPLE_STEPS = 16 * MAX_STEPS
 MAX_GUIDANCE = 30.0
 MAX_PROMPT_CHARS = 300
 MAX_LABEL_CHARS = 100  # a class label, a solver's name
@@ -24,7 +26,8 @@ MAX_NAME_CHARS = 300  # what is typed into the model box
 MAX_MODEL_BYTES = 200 * 10**6  # files of a model typed into the box (allow_any_model)
 MAX_CACHE_BYTES = 2 * 10**9  # weights of the models typed into the box kept in memory at once
 MAX_SECONDS_PER_REQUEST = 60.0
-#: Samplings at once (Gradio's queue); each model samples one request at a time besides.
+#: Samplings of more than one step at once; each model samples one request at a time besides, and one-step requests
+#: (GANs, VAEs, a flow map at one step) are served beside them.
 CONCURRENCY_LIMIT = 2
 #: Requests waiting in the queue; more are refused by Gradio until some are served.
 MAX_QUEUE = 64
@@ -72,3 +75,11 @@ def check_guidance(value) -> float | None:
 class RequestTimeout(TimeoutError):
     """A request ran past the demo's ``max_seconds_per_request``; shown in the page as one line."""
 
+
+
+def check_sample_steps(num_samples: int, steps: int) -> None:
+    """A one-line ``ValueError`` when ``num_samples`` x ``steps`` (the cost of one request) is over
+    :data:`MAX_SAMPLE_STEPS`."""
+    if num_samples * steps > MAX_SAMPLE_STEPS:
+        raise ValueError(f"samples x sampling steps must be at most {MAX_SAMPLE_STEPS} (the demo's bound), got "
+                         f"{num_samples} x {steps} = {num_samples * steps}; ask for fewer samples or steps.")

@@ -1,8 +1,10 @@
-"""One pipeline of the demo (:class:`Model`): loaded once, on first use; what the page offers for it; seeded
-sampling within the demo's bounds and time limit, with a solver swapped in for one call only."""
+"""One pipeline of the demo (:class:`Model`): loaded once, on first use; what the page offers for it (its card's
+measurement settings as defaults, example prompts); seeded sampling within the demo's bounds and time limit, with a
+solver swapped in for one call only and the options the model does not take ignored."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import threading
@@ -17,6 +19,7 @@ from ..conditioning import label_from_text
 from ..pipelines.drivers import solver_choices
 from .limits import (
     ALL_CLASSES,
+    CONCURRENCY_LIMIT,
     MAX_LABEL_CHARS,
     MAX_PROMPT_CHARS,
     MAX_SAMPLES,
@@ -26,16 +29,57 @@ from .limits import (
     RequestTimeout,
     _whole,
     check_guidance,
+    check_sample_steps,
     check_text,
 )
 
+#: At most CONCURRENCY_LIMIT samplings of more than one step run at once in this process (each model also samples one
+#: request at a time); one-step requests (GAN, VAE, a flow map at one step) do not wait for these.
+_MANY_STEP_SAMPLINGS = threading.BoundedSemaphore(CONCURRENCY_LIMIT)
+#: Example prompts offered for a text-conditional model.
+NUM_EXAMPLE_PROMPTS = 6
 
-def _time_bounded(pipe, max_seconds: float):
-    """A ``progress_bar`` for ``pipe`` that stops the sampling loop (:class:`RequestTimeout`) once ``max_seconds``
-    have passed: genzoo's pipelines with steps (DDPM, flow matching, flow maps) iterate
-    ``self.progress_bar(timesteps)``, as Diffusers' do, so the deadline is checked before every step."""
+
+def _acquire(lock, deadline: float | None, what: str, max_seconds) -> None:
+    """Take ``lock`` (a lock or semaphore), waiting at most until ``deadline`` (``time.monotonic()``; ``None``: as
+    long as it takes); past it, a :class:`RequestTimeout` that says what was busy."""
+    if deadline is None:
+        lock.acquire()
+    elif not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        raise RequestTimeout(f"{what} stayed busy with other requests for {max_seconds:g} s, this demo's bound per "
+                             "request; try again in a moment.")
+
+
+def read_eval_settings(path) -> dict | None:
+    """The settings a card's figures were measured with, from the ``eval.json`` that ``genzoo eval`` writes beside a
+    pipeline: ``{"steps": int | None, "guidance": float | None}`` (``None``: the pipeline's own default); ``None``
+    when there is no such file or it does not parse. Values outside the demo's bounds are left out."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8")) if Path(path).is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    settings = {"steps": None, "guidance": None}
+    try:
+        if data.get("num_inference_steps") is not None:
+            settings["steps"] = check_int("num_inference_steps", data["num_inference_steps"], 1, MAX_STEPS)
+    except ValueError:
+        pass
+    try:
+        if data.get("guidance_scale") is not None:
+            settings["guidance"] = check_guidance(data["guidance_scale"])
+    except ValueError:
+        pass
+    return settings
+
+
+def _time_bounded(pipe, deadline: float, max_seconds: float):
+    """A ``progress_bar`` for ``pipe`` that stops the sampling loop (:class:`RequestTimeout`) once ``deadline``
+    (``time.monotonic()``, ``max_seconds`` after the request began) has passed: genzoo's pipelines with steps (DDPM,
+    flow matching, flow maps) iterate ``self.progress_bar(timesteps)``, as Diffusers' do, so the deadline is
+    checked before every step."""
     original = pipe.progress_bar
-    deadline = time.monotonic() + max_seconds
 
     def progress_bar(iterable=None, total=None):
         bar = original(iterable=iterable, total=total)
@@ -97,6 +141,8 @@ class Model:
         self._pipe = None
         self._scheduler = None  # the scheduler it was saved with, to build solvers from
         self._card = None
+        self._eval = None  # eval.json's settings: None unread, False absent
+        self._examples = None
         self._load_lock = threading.Lock()
         self.lock = threading.Lock()  # one sampling at a time per pipeline (the scheduler is swapped per call)
 
@@ -122,6 +168,7 @@ class Model:
                 folder = resolve_pretrained_path(self.source, revision=self.revision, token=self.token,
                                                  cache_dir=cache, local_files_only=True)
                 self._card = self._read_card(folder / "README.md")
+                self._eval = read_eval_settings(folder / "eval.json") or False
             finally:
                 shutil.rmtree(cache, ignore_errors=True)
         else:
@@ -161,6 +208,88 @@ class Model:
         return self._card or None
 
     @property
+    def card_settings(self) -> dict | None:
+        """The settings its card's figures were measured with (``eval.json`` beside the pipeline, as the zoo's folders
+        and ``genzoo eval --update-card`` have it): ``{"steps", "guidance"}``, each the pipeline's own default where
+        the file leaves it open (``None`` for a one-pass model, or an unconditional one's guidance); ``None`` when
+        the model has no ``eval.json``."""
+        if self._eval is None:
+            if self.local:
+                self._eval = read_eval_settings(Path(self.source) / "eval.json") or False
+            elif self.fresh_cache:
+                self.pipe  # reads it from the download
+            else:
+                from huggingface_hub import hf_hub_download
+
+                try:
+                    path = hf_hub_download(self.source, "eval.json", token=self.token, revision=self.revision)
+                    self._eval = read_eval_settings(path) or False
+                except Exception:  # no eval.json, or a Hub that cannot be reached: the pipeline's defaults
+                    self._eval = False
+        if not self._eval:
+            return None
+        pipe = self.pipe
+        steps = self._eval["steps"]
+        if self._scheduler is None:
+            steps = None
+        elif steps is None:
+            steps = pipe.default_num_inference_steps
+        guidance = self._eval["guidance"]
+        if getattr(pipe, "conditioning", "none") == "none":
+            guidance = None
+        elif guidance is None:
+            guidance = getattr(pipe, "default_guidance_scale", None)
+        return {"steps": steps, "guidance": guidance}
+
+    @property
+    def default_steps(self) -> int | None:
+        """The sampling steps a request leaves empty takes: its card's, else the pipeline's default (``None``: a
+        one-pass model)."""
+        self.pipe  # loads it, and the scheduler it was saved with
+        if self._scheduler is None:
+            return None
+        card = self.card_settings
+        return card["steps"] if card else self.pipe.default_num_inference_steps
+
+    @property
+    def default_guidance(self) -> float | None:
+        """The guidance scale a request leaves empty takes: its card's, else the pipeline's default (``None``: an
+        unconditional model)."""
+        if getattr(self.pipe, "conditioning", "none") == "none":
+            return None
+        card = self.card_settings
+        return card["guidance"] if card else getattr(self.pipe, "default_guidance_scale", None)
+
+    def example_prompts(self) -> list[str]:
+        """A few prompts for a text-conditional model: its data set's own captions
+        (:meth:`genzoo.data.DataSet.example_prompts`, a plugin's data set included), those whose every word its
+        tokenizer knows; none for other models and data sets no package registers."""
+        if self._examples is None:
+            examples = []
+            if getattr(self.pipe, "conditioning", "none") == "text" and self.dataset:
+                from ..data.sets import get_dataset
+
+                data = get_dataset(self.dataset)
+                captions = (data.example_prompts(NUM_EXAMPLE_PROMPTS) if data is not None else None) or []
+                examples = [c for c in captions if isinstance(c, str) and not self.unknown_words(c)]
+            self._examples = examples
+        return list(self._examples)
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        """The words of ``prompt`` its tokenizer does not know (each read as one unknown token, which says nothing
+        to the model), in order, once each; ``[]`` for a model without a tokenizer."""
+        tokenizer = getattr(self.pipe, "tokenizer", None)
+        unk = getattr(tokenizer, "unk_token_id", None)
+        if tokenizer is None or unk is None or not prompt.strip():
+            return []
+        try:
+            encoded = tokenizer(prompt, return_offsets_mapping=True, truncation=False)
+        except Exception:  # a slow tokenizer has no offsets: nothing to say
+            return []
+        words = [prompt[a:b] for token, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"]) if token == unk]
+        return list(dict.fromkeys(words))
+
+    @property
     def dataset(self) -> str | None:
         card = self.card
         datasets = getattr(card.data, "datasets", None) if card else None
@@ -182,28 +311,36 @@ class Model:
         return f"**{self.name}**: its model card's evaluation{data}\n\n| metric | value |\n|---|---|\n{rows}"
 
     def controls(self) -> dict:
-        """What the page offers for this pipeline: steps, solvers (the model's own, then
-        :func:`~genzoo.pipelines.drivers.solver_choices` of its ``model_kind``: registered schedulers, plugins'
-        included, and Diffusers' solvers), class labels, prompts, guidance."""
+        """What the page offers for this pipeline: steps and guidance (their defaults: :attr:`default_steps`,
+        :attr:`default_guidance`, the card's where it has them; ``None`` where the model takes none), solvers (the
+        model's own, then :func:`~genzoo.pipelines.drivers.solver_choices` of its ``model_kind``: registered
+        schedulers, plugins' included, and Diffusers' solvers), class labels, the conditioning (``"none"``,
+        ``"class"``, ``"text"``), example prompts and the card's settings (:attr:`card_settings`)."""
         pipe = self.pipe
-        steps = None if getattr(pipe, "scheduler", None) is None else pipe.default_num_inference_steps
         conditioning = getattr(pipe, "conditioning", "none")
         labels = list((getattr(pipe, "id2label", None) or {}).values()) if conditioning == "class" else []
-        guidance = getattr(pipe, "default_guidance_scale", None) if conditioning != "none" else None
         solvers = [OWN_SOLVER, *self._solver_choices()]
-        return {"steps": steps, "solvers": solvers, "labels": labels, "conditioning": conditioning,
-                "guidance": guidance}
+        return {"steps": self.default_steps, "solvers": solvers, "labels": labels, "conditioning": conditioning,
+                "guidance": self.default_guidance, "examples": self.example_prompts(), "card": self.card_settings}
 
     def sample(self, *, num_samples: int, seed: int, steps=None, solver: str = OWN_SOLVER, class_label=None,
                guidance_scale=None, prompt: str = "", negative_prompt: str = "",
                max_seconds: float | None = None) -> tuple[np.ndarray, str]:
-        """Seeded samples (``output_type="np"``) and a one-line description of the call. Options left empty are
-        not passed, so the pipeline's own defaults apply and its own errors name what it does not take.
+        """Seeded samples (``output_type="np"``) and a one-line description of the call: the settings that drew
+        them and whether they are its card's (``... -- the card's settings`` or ``... -- not the card's 100
+        steps``). Steps and guidance left empty take :attr:`default_steps` and :attr:`default_guidance`.
 
         Every value is checked against the demo's bounds first (samples 1 to :data:`MAX_SAMPLES`, steps 1 to
-        :data:`MAX_STEPS`, seed 0 to :data:`MAX_SEED`, guidance in [0, :data:`MAX_GUIDANCE`], prompts of at most
-        :data:`MAX_PROMPT_CHARS` characters): a ``ValueError`` names the value and the bound. ``max_seconds``
-        stops a sampling loop that runs longer (:class:`RequestTimeout`)."""
+        :data:`MAX_STEPS`, samples x steps at most :data:`MAX_SAMPLE_STEPS`, seed 0 to :data:`MAX_SEED`, guidance
+        in [0, :data:`MAX_GUIDANCE`], prompts of at most :data:`MAX_PROMPT_CHARS` characters): a ``ValueError``
+        names the value and the bound. Then what the model does not take is ignored, and the description says so:
+        steps and solver of a one-pass model, a prompt of a model without text conditioning, a class label of one
+        without classes, guidance of an unconditional one (so values left in the page from another model never make
+        a request fail). Words of a prompt the model's tokenizer does not know are named in the description.
+
+        ``max_seconds`` bounds the whole request, the wait for the model (one request at a time per model, at most
+        :data:`CONCURRENCY_LIMIT` samplings of more than one step at once) included: past it a
+        :class:`RequestTimeout` stops the sampling loop before its next step."""
         num_samples = check_int("samples", _whole(num_samples), 1, MAX_SAMPLES, "the demo's bound")
         seed = check_int("seed", _whole(seed), 0, MAX_SEED)
         solver = check_text("solver", solver, MAX_LABEL_CHARS) or OWN_SOLVER
@@ -215,11 +352,29 @@ class Model:
         negative_prompt = check_text("negative prompt", negative_prompt, MAX_PROMPT_CHARS)
         if max_seconds is not None:
             max_seconds = check_number("max_seconds", max_seconds, 0, low_open=False)
-        pipe = self.pipe
-        if self._scheduler is None:  # one pass (GAN, VAE): the page hides its steps box, whatever it holds
-            steps = None
-        elif steps is not None:
+        if steps is not None:
             steps = check_int("num_inference_steps", _whole(steps), 1, MAX_STEPS, "the demo's bound")
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        pipe = self.pipe
+        conditioning = getattr(pipe, "conditioning", "none")
+        ignored = []  # what this model does not take: values left in the page by another model, or an API client's
+        if self._scheduler is None:
+            ignored += ["sampling steps"] * (steps is not None) + ["solver"] * (solver != OWN_SOLVER)
+            steps, solver = None, OWN_SOLVER
+        if conditioning != "text":
+            ignored += ["prompt"] * bool(prompt.strip()) + ["negative prompt"] * bool(negative_prompt.strip())
+            prompt = negative_prompt = ""
+        if conditioning != "class":
+            ignored += ["class label"] * (class_label not in ("", ALL_CLASSES))
+            class_label = ""
+        if conditioning == "none":
+            ignored += ["guidance scale"] * (guidance_scale is not None)
+            guidance_scale = None
+        steps = self.default_steps if steps is None else steps
+        card = self.card_settings
+        if guidance_scale is None and card is not None:
+            guidance_scale = card["guidance"]  # else the pipeline's own default, which it applies itself
+        check_sample_steps(num_samples, steps or 1)
         options = {}
         if class_label not in ("", ALL_CLASSES):
             options["class_labels"] = label_from_text(class_label, getattr(pipe, "id2label", None))
@@ -229,12 +384,58 @@ class Model:
             options["negative_prompt"] = negative_prompt
         if guidance_scale is not None:
             options["guidance_scale"] = guidance_scale
-        with self.lock, torch.no_grad():
+        many_steps = steps is not None and steps > 1
+        _acquire(self.lock, deadline, self.name, max_seconds)
+        try:
+            if many_steps:
+                _acquire(_MANY_STEP_SAMPLINGS, deadline, "the demo", max_seconds)
+            try:
+                samples, seconds = self._call(pipe, num_samples, seed, steps, solver, options, deadline, max_seconds)
+            finally:
+                if many_steps:
+                    _MANY_STEP_SAMPLINGS.release()
+        finally:
+            self.lock.release()
+        shown = [f"{len(samples)} sample{'s' * (len(samples) != 1)}"]
+        if steps is not None:
+            shown.append(f"{steps} step{'s' * (steps != 1)}" + ("" if solver == OWN_SOLVER else f" ({solver})"))
+        used_guidance = self.default_guidance if guidance_scale is None else guidance_scale
+        if used_guidance is not None:
+            shown.append(f"guidance {used_guidance:g}")
+        what = f"{type(pipe).__name__}: {', '.join([*shown, f'seed {seed}', f'{seconds:.2f} s'])}"
+        what += self._against_card(steps, used_guidance, solver)
+        if ignored:
+            what += f"; ignored, as {self.name} does not take them: {', '.join(ignored)}"
+        unknown = self.unknown_words(prompt) + [w for w in self.unknown_words(negative_prompt)
+                                                if w not in self.unknown_words(prompt)]
+        if unknown:
+            what += f"; words this model does not know (not in its training captions): {', '.join(unknown)}"
+        return samples, what
+
+    def _against_card(self, steps, guidance, solver) -> str:
+        """`` -- the card's settings``, `` -- not the card's 100 steps``, or nothing for a model without an
+        ``eval.json``."""
+        card = self.card_settings
+        if card is None:
+            return ""
+        differs = []
+        if card["steps"] is not None and steps != card["steps"]:
+            differs.append(f"{card['steps']} steps")
+        if solver != OWN_SOLVER:
+            differs.append("the model's own solver")
+        if card["guidance"] is not None and guidance != card["guidance"]:
+            differs.append(f"guidance {card['guidance']:g}")
+        return f" — not the card's {', '.join(differs)}" if differs else " — the card's settings"
+
+    def _call(self, pipe, num_samples, seed, steps, solver, options, deadline, max_seconds):
+        """One call of the pipeline (the model's lock held): the solver swapped in and the time bound set for this
+        call only. Returns (samples, seconds)."""
+        with torch.no_grad():
             pipe.scheduler = self._solver(solver) if self._scheduler is not None else None
             own_bar = "progress_bar" in pipe.__dict__
             original_bar = pipe.progress_bar
-            if max_seconds is not None:
-                pipe.progress_bar = _time_bounded(pipe, max_seconds)
+            if deadline is not None:
+                pipe.progress_bar = _time_bounded(pipe, deadline, max_seconds)
             try:
                 start = time.perf_counter()
                 out = pipe(batch_size=num_samples, generator=torch.Generator().manual_seed(seed),
@@ -243,16 +444,12 @@ class Model:
             finally:
                 if self._scheduler is not None:
                     pipe.scheduler = self._scheduler
-                if max_seconds is not None:
+                if deadline is not None:
                     if own_bar:
                         pipe.progress_bar = original_bar
                     else:
                         del pipe.progress_bar
-        samples = out.images if hasattr(out, "images") else out.samples
-        shown_steps = "" if self._scheduler is None else f", {steps or pipe.default_num_inference_steps} steps"
-        shown_solver = "" if solver == OWN_SOLVER else f" ({solver})"
-        return samples, (f"{type(pipe).__name__}: {len(samples)} samples{shown_steps}{shown_solver}, seed {seed}, "
-                         f"{seconds:.2f} s")
+        return (out.images if hasattr(out, "images") else out.samples), seconds
 
     def _solver_choices(self) -> dict:
         """The solvers this pipeline can swap in: :func:`~genzoo.pipelines.drivers.solver_choices` of its kind and
