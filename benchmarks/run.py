@@ -35,7 +35,7 @@ if str(HERE) not in sys.path:  # the sections and the harness beside this file, 
     sys.path.insert(0, str(HERE))
 
 from harness import plot_curves  # noqa: E402
-from sections import calls, few_step, guidance, latent, one_call, quality, scale, speed  # noqa: E402
+from sections import calls, cli_start, few_step, guidance, latent, one_call, quality, scale, speed  # noqa: E402
 
 
 FULL = dict(seeds=(0, 1, 2), image_steps=1000, point_steps=1500, eval_samples=1000,
@@ -64,8 +64,8 @@ QUICK = dict(seeds=(0,), image_steps=6, image_batch=32, point_steps=10, eval_sam
                              sampling_steps=2, sampling_batch=2),
              latent=dict(resolution=16, budget_seconds=3, batch=8, eval_samples=50, eval_steps=2, probe_steps=2,
                          pixel_widths=(8, 16), latent_widths=(8, 16), images=32),
-             one_call=dict(datasets={"moons": dict(samples=100, seeds=2, calls=(1, 2))}))
-SECTIONS = ("quality", "calls", "speed", "scale", "guidance", "few-step", "latent", "one-call")
+             one_call=dict(datasets={"moons": dict(samples=100, seeds=2, calls=(1, 2))}), cli_repeats=1)
+SECTIONS = ("quality", "calls", "speed", "scale", "guidance", "few-step", "latent", "one-call", "cli-start")
 
 
 def write_report(results: dict, out: Path, command: str):
@@ -101,6 +101,8 @@ def write_report(results: dict, out: Path, command: str):
         lines += latent.report(results["latent"])
     if "one_call" in results:
         lines += one_call.report(results["one_call"])
+    if "cli_start" in results:
+        lines += cli_start.report(results["cli_start"])
     atomic_write_text(out / "RESULTS.md", "\n".join(lines))
 
 
@@ -168,6 +170,8 @@ def main(argv=None):
     if "one-call" in sections:
         results["one_call"] = timed_section("one-call", lambda: one_call.measure(cfg, work))
         one_call.plot(results["one_call"], args.out / "one_call.png")
+    if "cli-start" in sections:
+        results["cli_start"] = timed_section("cli-start", lambda: cli_start.measure(cfg, work))
     elapsed = time.perf_counter() - start
     results["total_seconds"] = elapsed if "quality" in sections else results.get("total_seconds", elapsed)
     results.setdefault("reruns", [])

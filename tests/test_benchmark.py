@@ -79,6 +79,17 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert PIL.Image.open(tmp_path / "latent_vs_pixel.png").size == (grids[0][0] + grids[1][0] + 8, grids[0][1])
     check_few_step(results["few_step"], report)
     check_one_call(results["one_call"], report)
+    check_cli_start(results["cli_start"], report)
+
+
+def check_cli_start(section, report):
+    """Section 9 times every command against the `import torch` baseline, and says so in the report."""
+    commands = section["commands"]
+    assert next(iter(commands)) == section["baseline"] == 'python -c "import torch"'
+    assert commands[section["baseline"]]["ratio_to_import_torch"] == 1
+    assert {"genzoo --help", "genzoo list", "genzoo train --help"} <= set(commands)
+    assert all(r["median_seconds"] > 0 for r in commands.values())
+    assert "## 9. Command-line start" in report and "| `genzoo --help` |" in report
 
 
 def check_resolution_and_latent(scale, latent):

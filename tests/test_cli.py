@@ -69,10 +69,14 @@ def test_list_shows_genzoo_components_as_a_table(capsys):
     code, out, err = run(capsys, "list")
     assert (code, err) == (0, "")
     header, *rows = out.splitlines()
-    assert header.split() == ["KIND", "NAME", "CLASS", "PACKAGE", "VERSION", "STATUS"]
+    assert header.split() == ["KIND", "NAME", "CLASS", "PACKAGE", "VERSION"]  # read from metadata: no STATUS
     cells = {row.split()[1]: row.split() for row in rows}
     assert cells["GANPipeline"] == ["pipeline", "GANPipeline", "genzoo.pipelines:GANPipeline", "genzoo",
-                                    genzoo.__version__, "ok"]
+                                    genzoo.__version__]
+    code, out, _ = run(capsys, "list", "--check")
+    header, *rows = out.splitlines()
+    assert header.split() == ["KIND", "NAME", "CLASS", "PACKAGE", "VERSION", "STATUS"]
+    assert {row.split()[1]: row.split()[-1] for row in rows}["GANPipeline"] == "ok"
     assert cells["FlowMatchHeunScheduler"][0] == "scheduler" and cells["MLPVAE"][0] == "model"
     assert len({row.index("genzoo.") for row in rows}) == 1  # the CLASS column is aligned
 
@@ -86,7 +90,7 @@ def test_list_one_kind(capsys):
 
 
 def test_list_shows_plugins_and_broken_ones(example_plugins, capsys):
-    code, out, _ = run(capsys, "list", "--kind", "pipeline")
+    code, out, _ = run(capsys, "list", "--kind", "pipeline", "--check")
     assert code == 0
     rows = {row.split()[1]: row for row in out.splitlines()[1:]}
     assert "genzoo-example-plugin  0.1.0" in rows["ExampleFlowPipeline"] and rows["ExampleFlowPipeline"].endswith("ok")
@@ -99,13 +103,29 @@ def test_list_shows_plugins_and_broken_ones(example_plugins, capsys):
 def test_list_in_a_real_process_with_plugins_installed():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_plugins_dir(), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run(
-        [sys.executable, "-m", "genzoo.cli", "list"], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "genzoo.cli", "list", "--check"], env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr
     rows = {row.split()[1]: row for row in proc.stdout.splitlines()[1:]}
     assert {"ExampleFlowPipeline", "ShiftedFlowScheduler", "TinyMLPDenoiser", "DDPMPipeline"} <= set(rows)
     assert "genzoo-example-plugin" in rows["ShiftedFlowScheduler"]
     assert "BROKEN" in rows["BrokenPipeline"] and "genzoo_missing_dependency" in rows["BrokenPipeline"]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "--kind", "method"], ["sample"],
+                                  ["sample", "x", "--num-samples", "0"], ["eval", "--help"], ["frobnicate"]])
+def test_answers_without_importing_torch_or_diffusers(argv):
+    """Help, the registry's list and argument mistakes need no model: a fresh process answers them without torch,
+    Diffusers, transformers or Gradio (`import genzoo` is light; the heavy imports wait for the command that samples,
+    trains or serves)."""
+    heavy = ("torch", "diffusers", "transformers", "gradio", "accelerate", "datasets")
+    code = ("import sys; from genzoo.cli import main; status = main(sys.argv[1:]); "
+            f"print('HEAVY', sorted(m for m in {heavy!r} if m in sys.modules)); sys.exit(status)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines()[-1] == "HEAVY []", proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.returncode == (0 if argv[0] in ("--help", "list") or "--help" in argv else 2)
     assert "Traceback" not in proc.stderr
 
 
@@ -226,7 +246,7 @@ def test_a_failed_sample_write_keeps_the_old_file(suffix, image_pipeline, tmp_pa
     if suffix == ".npy":
         monkeypatch.setattr(np, "save", lambda file, array: fail_midway(file))
     else:
-        monkeypatch.setattr("genzoo.cli.save_samples", lambda samples, path, title="": fail_midway(path))
+        monkeypatch.setattr("genzoo.visualize.save_samples", lambda samples, path, title="": fail_midway(path))
     code, out, err = run(capsys, "sample", image_pipeline, "--num-samples", 9, "--seed", 1, "--out", out_path)
     assert_usage_error(code, out, err, "No space left on device")
     assert out_path.read_bytes() == before

@@ -48,7 +48,7 @@ def test_the_registry_and_genzoo_list_show_each_addition(extension, capsys):
     assert "vp" in path_names() and type(get_path("vp")).__name__ == "VPPath"
     assert "gaussian-mixture" in registry.names("method")
     assert registry.get("pipeline", "MixturePipeline").model_kind == "mixture"
-    assert main(["list"]) == 0
+    assert main(["list", "--check"]) == 0
     listed = capsys.readouterr().out
     for kind, name in [("dataset", "ring"), ("path", "vp"), ("method", "gaussian-mixture"),
                        ("pipeline", "MixturePipeline"), ("model", "GaussianMixture")]:

@@ -23,7 +23,7 @@ ABOVE_PIPELINES = ("genzoo.data", "genzoo.metrics", *ABOVE_DATA)
 ABOVE_MODELS = ("genzoo.pipelines", *ABOVE_PIPELINES)
 ABOVE_FOUNDATION = ("genzoo.schedulers", "genzoo.models", *ABOVE_MODELS)
 FOUNDATION = ("genzoo.registry", "genzoo.checks", "genzoo.config", "genzoo.files", "genzoo.secrets",
-              "genzoo.model_index", "genzoo.latents")
+              "genzoo.model_index", "genzoo.latents", "genzoo.project", "genzoo.lazy")
 #: Imports that go up on purpose, each with its reason: (importing module, imported package) -> why.
 EXCEPTIONS = {
     ("genzoo.pipelines.base", "genzoo.hub"): "Diffusers puts push_to_hub on the pipeline; genzoo.hub writes the card",

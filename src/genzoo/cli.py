@@ -13,14 +13,11 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from . import VectorPipelineOutput, __version__, load_pipeline, registry
+from . import __version__, registry
 from .checks import error_line
-from .conditioning import label_from_text
-from .files import write_replacing
-from .visualize import save_samples
+
+# torch, Diffusers and the pipelines are imported inside the commands that sample or train, so that `genzoo --help`,
+# `genzoo list` and a mistyped argument answer at once (benchmarks/cli_start.py measures it).
 
 #: Errors reported as ``genzoo: error: <message>`` (exit status 2): missing or unreadable pipelines
 #: (``PipelineLoadError`` is an ``OSError``), bad values, unknown registry names, missing plugins or packages.
@@ -270,6 +267,7 @@ def run_eval(args) -> int:
     from .files import atomic_write_text
     from .metrics.evaluate import evaluate_pipeline
     from .model_index import PipelineLoadError, folder_root, read_yaml_mapping
+    from .pipelines import load_pipeline
     from .pipelines.resolve import resolve_pretrained_path
 
     if args.update_card and not Path(args.pretrained).is_dir():
@@ -351,7 +349,7 @@ def run_push(args) -> int:
 
 # ------------------------------------------------------------------------------------------------------- demo, space
 def add_demo_command(subparsers) -> None:
-    from .demo import CONCURRENCY_LIMIT, MAX_CACHE_BYTES, MAX_MODEL_BYTES, MAX_SECONDS_PER_REQUEST
+    from .demo.limits import CONCURRENCY_LIMIT, MAX_CACHE_BYTES, MAX_MODEL_BYTES, MAX_SECONDS_PER_REQUEST
 
     def seconds(text: str) -> float:
         try:
@@ -367,8 +365,9 @@ def add_demo_command(subparsers) -> None:
         help="serve a web demo (Gradio) of saved pipelines; needs genzoo[demo]",
         description="Starts a Gradio app: sample any of the given pipelines (seed, samples, steps, solver, class "
         "label, prompt, guidance) next to its model card's figures, or compare every model trained on one data set "
-        f"with one seed. Only the given pipelines are served. Requests are queued ({CONCURRENCY_LIMIT} samplings at "
-        "a time, one per model) and bounded (samples, steps, seed, guidance, prompt length, seconds); each pipeline "
+        f"with one seed. Only the given pipelines are served. Requests are queued ({CONCURRENCY_LIMIT} samplings of "
+        "more than one step at a time, one per model, one-step requests beside them) and bounded (samples, steps, "
+        "samples x steps, seed, guidance, prompt length, seconds); each pipeline "
         "is loaded once, when first used. On a --host other than a loopback address it first prints what is "
         "exposed.",
     )
@@ -389,7 +388,7 @@ def add_demo_command(subparsers) -> None:
                         help=f"with --allow-any-model, the most bytes of weights of typed models kept in memory "
                         f"(default: {MAX_CACHE_BYTES})")
     parser.add_argument("--max-seconds-per-request", type=seconds, default=MAX_SECONDS_PER_REQUEST,
-                        help="a request's sampling stops after this many seconds "
+                        help="a request (its wait for a busy model included) stops after this many seconds "
                         f"(default: {MAX_SECONDS_PER_REQUEST:g})")
     parser.set_defaults(run=run_demo)
 
@@ -418,8 +417,10 @@ def add_space_command(subparsers) -> None:
     parser.add_argument("source", metavar="PATH_OR_REPO_ID", help="a save_pretrained folder or a Hub id")
     parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="a new (or empty) folder")
     parser.add_argument("--title", help="the Space's title, one line (default: genzoo: <name>)")
-    parser.add_argument("--requirement", help="the pip requirement that installs genzoo in the Space "
-                        "(default: genzoo[demo]==<this version>; e.g. a git+https:// URL)")
+    parser.add_argument("--requirement", help="the pip requirement that installs genzoo in the Space, e.g. "
+                        "\"genzoo[demo] @ git+https://github.com/genzoo/genzoo@<commit-or-tag>\" (default: "
+                        "genzoo[demo]==<this version> for a release; needed for a development version, which no "
+                        "package index has)")
     parser.set_defaults(run=run_space)
 
 
@@ -436,27 +437,36 @@ def run_space(args) -> int:
 def add_list_command(subparsers) -> None:
     parser = subparsers.add_parser(
         "list",
-        help="show the registered pipelines, schedulers, models and methods (genzoo's and plugins')",
-        description="Every name registered through genzoo's entry points, with the package that provides it. "
-        "A plugin that fails to import is shown as BROKEN with its error; the others are unaffected.",
+        help="show the registered pipelines, schedulers, models, methods, paths and data sets (genzoo's and "
+        "plugins')",
+        description="Every name registered through genzoo's entry points, with the package that provides it, read "
+        "from the installed packages' metadata (nothing is imported, so it answers at once). --check also imports "
+        "each one: a plugin that fails to import is shown as BROKEN with its error; the others are unaffected.",
     )
     parser.add_argument("--kind", choices=list(registry.GROUPS), help="only this kind")
+    parser.add_argument("--check", action="store_true",
+                        help="import every component and add a STATUS column: ok, or BROKEN and the error (this "
+                        "imports torch, Diffusers and each plugin, so it takes seconds)")
     parser.set_defaults(run=run_list)
 
 
 def run_list(args) -> int:
     rows = []
     for entry in registry.entries(args.kind):
-        try:
-            entry.load()
-            status = "ok"
-        except ImportError:
-            status = f"BROKEN: {' '.join(entry.error.split())}"
-        rows.append((entry.kind, entry.name, entry.target, entry.package, entry.version, status))
+        row = (entry.kind, entry.name, entry.target, entry.package, entry.version)
+        if args.check:
+            try:
+                entry.load()
+                status = "ok"
+            except ImportError:
+                status = f"BROKEN: {' '.join(entry.error.split())}"
+            row += (status,)
+        rows.append(row)
     if not rows:
         print(f"No genzoo {args.kind}s are registered." if args.kind else "Nothing is registered.")
         return 0
-    print(_table(("KIND", "NAME", "CLASS", "PACKAGE", "VERSION", "STATUS"), rows))
+    header = ("KIND", "NAME", "CLASS", "PACKAGE", "VERSION", "STATUS")
+    print(_table(header[:len(rows[0])], rows))
     return 0
 
 
@@ -504,6 +514,13 @@ def add_sample_command(subparsers) -> None:
 
 
 def run_sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from .files import write_replacing
+    from .pipelines import VectorPipelineOutput, load_pipeline
+    from .visualize import save_samples
+
     out = Path(args.out)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise CLIError(f"--out {out}: unsupported file type {out.suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)}.")
@@ -547,6 +564,8 @@ def run_sample(args) -> int:
 def _condition_options(pipe, args) -> dict:
     """The conditioning options the user gave, as pipeline arguments (only those given, so an unconditional
     pipeline's own error names what it does not take)."""
+    from .conditioning import label_from_text
+
     options = {}
     if args.class_labels is not None:
         id2label = getattr(pipe, "id2label", None)
@@ -568,7 +587,9 @@ def _condition_options(pipe, args) -> dict:
     return options
 
 
-def _check_device(name: str) -> torch.device:
+def _check_device(name: str):
+    import torch
+
     try:
         device = torch.device(name)
     except RuntimeError as exc:

@@ -20,7 +20,7 @@ A package adds components by declaring entry points in its metadata, exactly as 
 For pipelines, schedulers and models the entry-point name is the name genzoo writes into ``model_index.json`` and looks
 classes up by, so use the class name; a method's is its ``--method`` name, a probability path's its ``--path`` name (a
 :class:`genzoo.schedulers.paths.ProbabilityPath` subclass), a data set's its ``--dataset`` name (it names an
-instance of :class:`genzoo.data.DataSet`, not a class). A plugin whose import fails is reported (``genzoo list`` shows it with its error) and skipped; it never stops
+instance of :class:`genzoo.data.DataSet`, not a class). A plugin whose import fails is reported (``genzoo list --check`` shows it with its error) and skipped; it never stops
 the others from loading.
 """
 

@@ -76,7 +76,7 @@ def _loaded() -> list[tuple[registry.RegistryEntry, type]]:
         try:
             cls = entry.load()
         except ImportError:
-            continue  # reported by `genzoo list`; it never stops the others
+            continue  # reported by `genzoo list --check`; it never stops the others
         if isinstance(cls, type):
             found.append((entry, cls))
     return found

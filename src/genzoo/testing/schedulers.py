@@ -130,7 +130,7 @@ def compatible_classes(cls) -> list[type]:
         try:
             other = entry.load()
         except ImportError:
-            continue  # broken plugins are reported by `genzoo list`, and are not this class's business
+            continue  # broken plugins are reported by `genzoo list --check`, and are not this class's business
         if other is not cls and other not in found and isinstance(other, type) and _init_keys(other) == keys:
             found.append(other)
     return found
