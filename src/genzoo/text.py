@@ -62,14 +62,24 @@ def _check_strings(values, what: str) -> list[str]:
     return values
 
 
+def _split_captions(captions) -> list[list[str]]:
+    """Each caption as the tokenizer's words: NFKC-normalised, lower-cased, split on whitespace and punctuation (each
+    run of punctuation is a word of its own)."""
+    normalizer, pre_tokenizer = _normalizer_and_pre_tokenizer()
+    return [[word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(caption))]
+            for caption in _check_strings(captions, "captions")]
+
+
 def caption_words(captions) -> list[str]:
     """The sorted unique words of ``captions`` as the tokenizer sees them: NFKC-normalised, lower-cased, split on
     whitespace and punctuation (each run of punctuation is a word of its own)."""
-    normalizer, pre_tokenizer = _normalizer_and_pre_tokenizer()
-    words = set()
-    for caption in _check_strings(captions, "captions"):
-        words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(caption)))
-    return sorted(words)
+    return sorted({word for words in _split_captions(captions) for word in words})
+
+
+def caption_length(captions) -> int:
+    """The tokens of the longest of ``captions``, BOS and EOS included: the ``model_max_length`` that cuts none of
+    them (at most :data:`MAX_MODEL_LENGTH`)."""
+    return min(MAX_MODEL_LENGTH, 2 + max(len(words) for words in _split_captions(captions)))
 
 
 def build_caption_tokenizer(captions, model_max_length: int = DEFAULT_MAX_LENGTH):

@@ -15,6 +15,7 @@ from genzoo.text import (
     UNK_TOKEN,
     build_caption_tokenizer,
     build_text_encoder,
+    caption_length,
     caption_words,
     encode_prompts,
     tokenize_prompts,
@@ -53,6 +54,17 @@ def test_special_tokens_and_vocabulary(tokenizer):
     assert len(tokenizer) == 4 + len(words)
     vocab = tokenizer.get_vocab()
     assert [vocab[w] for w in words] == list(range(4, 4 + len(words)))  # specials first, then the sorted words
+
+
+def test_caption_length_is_the_longest_caption_in_tokens_with_bos_and_eos():
+    """The trainer's default --max_prompt_length: a tokenizer of this length cuts none of the captions."""
+    captions = ["a seven", "One small red circle, at the TOP left", "x"]
+    assert caption_length(captions) == 2 + 9  # one small red circle , at the top left
+    tokenizer = build_caption_tokenizer(captions, model_max_length=caption_length(captions))
+    ids = tokenize_prompts(tokenizer, captions)
+    assert (ids[:, -1] == EOS).tolist() == [False, True, False]  # the longest fills every position, EOS last
+    with pytest.raises(ValueError, match="empty list"):
+        caption_length([])
 
 
 def test_vocabulary_is_deterministic():

@@ -226,9 +226,17 @@ def test_text_pipelines_save_and_load_with_genzoo_and_plain_diffusers(family, tm
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method,extra", [("flow-matching", []), ("ddpm", ["--train_text_encoder"])])
-def test_text_conditional_training_saves_a_prompted_pipeline(method, extra, tmp_path):
-    run_training(method, "digits", tmp_path, "--conditioning", "text", "--text_hidden_size", "16", *extra)
+def test_text_conditional_training_saves_a_prompted_pipeline(method, extra, tmp_path, caplog):
+    from genzoo.data import digits_dataset
+    from genzoo.text import caption_length
+
+    with caplog.at_level("INFO", logger="genzoo.methods"):
+        run_training(method, "digits", tmp_path, "--conditioning", "text", "--text_hidden_size", "16", *extra)
     pipe = genzoo.load_pipeline(tmp_path)
+    # no --max_prompt_length: the longest training caption's length, said in the log, so no caption was cut
+    longest = caption_length(digits_dataset("train")["caption"])
+    assert pipe.tokenizer.model_max_length == longest and "truncated" not in caplog.text
+    assert f"--max_prompt_length not given: {longest} tokens, the longest of the" in caplog.text
     pipe.set_progress_bar_config(disable=True)
     assert pipe.tokenizer("the digit 7").input_ids[-1] != pipe.tokenizer.unk_token_id
     assert samples_of(pipe, prompt="a handwritten seven", steps=2).shape == (3, 1, 8, 8)

@@ -9,6 +9,7 @@ The two methods differ only in the scheduler that defines the path and the pipel
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -21,6 +22,8 @@ from ..config import option
 from ..models import MLPDenoiser
 from ..schedulers.kinds import registered_schedulers
 from .base import Method, MethodConfig, randn_like
+
+logger = logging.getLogger("genzoo.methods")
 
 EMPTY_PROMPT = ""  # the "no text" of classifier-free guidance, as in Stable Diffusion
 MODEL, TEXT, LATENT = "model", "text conditioning", "latent space"
@@ -39,8 +42,9 @@ class DenoisingConfig(MethodConfig):
                                       group=TEXT)
     text_hidden_size: int = option(64, "CLIPTextModel width", minimum=1, group=TEXT)
     text_num_layers: int = option(2, "CLIPTextModel layers", minimum=1, group=TEXT)
-    max_prompt_length: int = option(16, "tokens per prompt, BOS and EOS included (longer ones are cut)", minimum=3,
-                                    group=TEXT)
+    max_prompt_length: int | None = option(None, "tokens per prompt, BOS and EOS included (longer ones are cut; "
+                                           "default: the longest training caption's, said in the log)", minimum=3,
+                                           group=TEXT)
     vae: str | None = option(None, "images: train in the latent space of this trained genzoo VAE (a folder or Hub "
                              "id of `genzoo train --method vae`), kept frozen; the pipeline decodes with it",
                              metavar="PATH_OR_REPO_ID", group=LATENT)
@@ -179,10 +183,15 @@ class DenoisingMethod(Method):
     def _build_text_models(self):
         """A word-level tokenizer built from the training captions, a small ``CLIPTextModel`` and a
         ``UNet2DConditionModel`` that cross-attends to its hidden states at every level but the lowest."""
-        from ..text import build_caption_tokenizer, build_text_encoder
+        from ..text import build_caption_tokenizer, build_text_encoder, caption_length
 
         config = self.config
-        self.tokenizer = build_caption_tokenizer(self.data.captions, model_max_length=config.max_prompt_length)
+        length = config.max_prompt_length
+        if length is None:  # from the data: the longest caption, so no training caption is cut
+            length = caption_length(self.data.captions)
+            logger.info("--max_prompt_length not given: %d tokens, the longest of the %d training captions (BOS and "
+                        "EOS included)", length, len(self.data.captions))
+        self.tokenizer = build_caption_tokenizer(self.data.captions, model_max_length=length)
         text_encoder = build_text_encoder(
             self.tokenizer, hidden_size=config.text_hidden_size, num_hidden_layers=config.text_num_layers,
             num_attention_heads=max(1, config.text_hidden_size // 16), intermediate_size=2 * config.text_hidden_size,
