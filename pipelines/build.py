@@ -4,6 +4,7 @@ upload (pipeline, model card, sample grid, metrics, evaluation, recipe) into ``p
     python pipelines/build.py                          # every zoo pipeline, one after the other
     python pipelines/build.py flow-matching-digits     # one
     python pipelines/build.py vae-shapes --no-train    # evaluate and write the folder of a finished run again
+    python pipelines/build.py --cards                  # only rewrite the cards and genzoo_hub.py files (no training)
 
 Each recipe trains in ``runs/zoo/<name>`` (its ``output_dir``); only what a push uploads is copied here, and the
 recipe is replaced by the complete one the trainer wrote (every option, defaults included), so the folder says
@@ -25,6 +26,7 @@ import yaml
 
 from genzoo import registry
 from genzoo.data import get_dataset, registered_datasets
+from genzoo.project import REPOSITORY_URL
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -176,8 +178,9 @@ def write_card(name: str, train_minutes: float | None = None) -> None:
     about = f"## About\n\n{ABOUT[name]}\n\n" if name in ABOUT else ""
     notes = about + f"""## Reproduce
 
-This is genzoo's zoo pipeline `{name}` (`pipelines/{name}` in the genzoo repository). One command retrains it from
-its recipe, seeded (`--seed {recipe.get('seed', 0)}`), into `runs/zoo/{name}`:
+This is genzoo's zoo pipeline `{name}` (`pipelines/{name}` in the
+[genzoo repository]({REPOSITORY_URL})). In a clone of it, one command retrains it from its recipe, seeded
+(`--seed {recipe.get('seed', 0)}`), into `runs/zoo/{name}`:
 
 ```bash
 genzoo train --config pipelines/{name}/recipe.yaml
@@ -190,6 +193,15 @@ folder. The model is tiny on purpose (a few MB). To scale it up: {registry.get("
 """
     card = make_model_card(folder, f"pipelines/{name}", notes=notes)
     (folder / "README.md").write_text(str(card))
+
+
+def write_shims(name: str) -> None:
+    """Rewrite the ``genzoo_hub.py`` files the built folder ``pipelines/<name>`` has with the installed genzoo's
+    text (``genzoo.pipelines.loading.SHIM_SOURCE``); no other file changes."""
+    from genzoo.pipelines.loading import SHIM_MODULE, SHIM_SOURCE
+
+    for path in sorted((HERE / name).rglob(f"{SHIM_MODULE}.py")):
+        path.write_text(SHIM_SOURCE)
 
 
 TABLE_START, TABLE_END = "<!-- zoo table: written by pipelines/build.py -->", "<!-- end of zoo table -->"
@@ -233,7 +245,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help=f"zoo pipelines to build (default: all of {', '.join(zoo_names())})")
     parser.add_argument("--cards", action="store_true",
-                        help="only rewrite the model cards of the built folders from their files (no training or evaluation)")
+                        help="only rewrite the model cards and genzoo_hub.py files of the built folders from their "
+                        "files (no training or evaluation)")
     parser.add_argument("--checks", action="store_true",
                         help="only re-measure the test suite's smaller evaluation (eval.json's check) of the built folders")
     parser.add_argument("--no-train", action="store_true",
@@ -245,6 +258,7 @@ def main(argv=None):
     for name in [n for n in zoo_names() if n in args.names] if args.names else zoo_names():
         if args.cards:
             write_card(name)
+            write_shims(name)
         elif args.checks:
             write_check(name)
         else:

@@ -28,3 +28,14 @@ def test_the_site_home_page_shows_the_readme_commands():
     """docs/index.md (the documentation site's home) repeats README.md's two commands: they must stay the same."""
     home = re.findall(r"```bash\n(.*?)```", (ROOT / "docs" / "index.md").read_text(), re.S)[:2]
     assert home == readme_commands(), "docs/index.md's commands differ from README.md's: copy them across"
+
+
+def test_the_site_home_page_shows_the_readme_results_table():
+    """docs/index.md repeats README.md's five-answers table (benchmark section 8): the numbers must stay the same."""
+    def table(path):
+        text = path.read_text()
+        start = text.index("| family | digits-FD | moons W2 | calls per sample |")
+        return text[start:text.index("\n\n", start)]
+
+    assert table(ROOT / "docs" / "index.md") == table(ROOT / "README.md"), (
+        "docs/index.md's results table differs from README.md's: copy it across")

@@ -32,6 +32,7 @@ from .model_index import (
     read_model_index,
     read_yaml_mapping,
 )
+from .project import PYPI_INSTALL, SOURCE_INSTALL, TORCH_CPU_INSTALL
 from .secrets import check_files, secrets_in_play
 
 #: Metrics of `genzoo eval` that come from what a pipeline declares (its likelihoods), whatever the data set, with
@@ -336,7 +337,14 @@ A genzoo `{pipeline}` ({method}) trained on `{dataset}`.
 
 {samples}{facts}## How to use
 
-With genzoo (`pip install genzoo`):
+Install genzoo from its repository (once genzoo is on PyPI: `{PYPI_INSTALL}`); on a machine without a GPU, install
+torch from its CPU index first (`{TORCH_CPU_INSTALL}`):
+
+```bash
+{SOURCE_INSTALL}
+```
+
+With genzoo:
 
 ```python
 import torch

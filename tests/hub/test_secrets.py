@@ -195,7 +195,7 @@ def test_a_symlink_leading_outside_is_refused_by_push_and_the_space_copy(hub, ru
     from genzoo.demo import write_space
 
     with pytest.raises(OutsideFolderError, match=r"notes\.txt"):
-        write_space(str(run_copy), tmp_path / "space")
+        write_space(str(run_copy), tmp_path / "space", requirement="genzoo[demo] @ git+https://example/genzoo")
     assert not (tmp_path / "space" / "model" / "notes.txt").exists()
     # a Space folder with such a link is refused too
     space = tmp_path / "space2"

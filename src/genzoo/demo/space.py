@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..checks import describe, error_line
 from ..files import check_inside, commit_folder, folder_files, remove_stale_staging
+from ..project import source_requirement
 
 
 MAX_TITLE_CHARS = 100
@@ -61,14 +62,34 @@ def check_requirement(requirement: str) -> str:
     return text
 
 
+def default_requirement(version: str | None = None) -> str:
+    """The pip requirement a Space installs genzoo with when it is given none: ``genzoo[demo]==<version>`` for a
+    release (``version``: default, the running genzoo's). A development or local version (``0.1.0.dev0``,
+    ``1.0+local``) is on no package index, so that line could not install: a one-line ``ValueError`` names the
+    version and the fix (a ``--requirement`` that installs genzoo from its repository at a commit or tag)."""
+    from packaging.version import InvalidVersion, Version
+
+    from .. import __version__
+
+    version = __version__ if version is None else version
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        parsed = None
+    if parsed is None or parsed.is_devrelease or parsed.local is not None:
+        fix = source_requirement("demo", "<commit-or-tag>")
+        raise ValueError(f"genzoo {version} is a development or local version that no package index has, so a "
+                         f"Space cannot install genzoo[demo]=={version}; give the requirement that installs the genzoo "
+                         f"it should run: --requirement \"{fix}\" (requirement= from Python).")
+    return f"genzoo[demo]=={version}"
+
+
 def space_files(source: str, *, title: str | None = None, requirement: str | None = None) -> dict:
     """The checked values of a Space: ``{"local": bool, "source": str, "title": str, "requirement": str, "app":
     app.py's text, "readme": README.md's text}``. Every value reaches the files through ``repr`` (app.py) or
     ``yaml.safe_dump`` (the README's front matter); see :func:`write_space`."""
     import gradio
     import yaml
-
-    from .. import __version__
 
     if not isinstance(source, (str, os.PathLike)):
         raise ValueError(f"source must be a folder or a Hub id, got {describe(source)}.")
@@ -99,7 +120,7 @@ def space_files(source: str, *, title: str | None = None, requirement: str | Non
         check_line("title", title, MAX_TITLE_CHARS, hint=" (from the folder's name; pass --title)")
     else:
         check_line("title", title, MAX_TITLE_CHARS)
-    requirement = check_requirement(requirement or f"genzoo[demo]=={__version__}")
+    requirement = check_requirement(default_requirement() if requirement is None else requirement)
     models = SPACE_LOCAL_MODELS if local else repr([source])
     app = SPACE_APP.format(models=models, title=repr(title))
     front = {"title": title, "sdk": "gradio", "sdk_version": gradio.__version__, "app_file": "app.py"}
@@ -132,8 +153,10 @@ def write_space(source: str, out_dir: str | os.PathLike, *, title: str | None = 
         out_dir (str | os.PathLike): a new or empty folder; nothing already there is overwritten.
         title (str | None): the Space's title, one printable line of at most :data:`MAX_TITLE_CHARS` characters
             (default: ``genzoo: <name>``).
-        requirement (str | None): the pip requirement that installs genzoo in the Space, one line (default
-            ``genzoo[demo]==<this version>``; ``genzoo[demo] @ git+https://...`` or a ``git+https://`` URL works too).
+        requirement (str | None): the pip requirement that installs genzoo in the Space, one line, e.g.
+            ``genzoo[demo] @ git+https://github.com/genzoo/genzoo@<commit-or-tag>`` (a ``git+https://`` URL works
+            too). Default: ``genzoo[demo]==<this version>`` for a release; a development version (this one until
+            genzoo is released) has no default (:func:`default_requirement`).
 
     Returns:
         ``out_dir``, holding ``app.py``, ``requirements.txt`` and ``README.md`` (and ``model/``).
@@ -141,7 +164,8 @@ def write_space(source: str, out_dir: str | os.PathLike, *, title: str | None = 
     Raises:
         FileExistsError: ``out_dir`` exists and is not an empty folder.
         FileNotFoundError: ``source`` is a folder without ``model_index.json``.
-        ValueError: ``source`` is neither a folder nor a valid Hub id; a title or requirement that is not one line.
+        ValueError: ``source`` is neither a folder nor a valid Hub id; a title or requirement that is not one line;
+            no requirement for a development version of genzoo (nothing is written).
         genzoo.files.OutsideFolderError: a link in the pipeline folder leads outside it (nothing is written).
     """
     out = Path(out_dir)

@@ -8,9 +8,11 @@ own ``save_pretrained``) with two additions that let plain Diffusers load it wit
 - a tiny ``genzoo_hub.py`` at the root and in each folder of a genzoo component. It holds no model code: it hands
   Diffusers the classes of the *installed* genzoo package and its registered plugins.
 
-So, with genzoo installed, ``diffusers.DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)`` returns
-genzoo's own pipeline class. genzoo's loader never executes those files: it reads the names and looks them up in
-its registry (:mod:`genzoo.registry`), so loading with genzoo needs no ``trust_remote_code``.
+So, with genzoo installed (from its repository, ``pip install "genzoo @ git+https://github.com/genzoo/genzoo"``;
+once genzoo is on PyPI: ``pip install genzoo``), ``diffusers.DiffusionPipeline.from_pretrained(repo,
+trust_remote_code=True)`` returns genzoo's own pipeline class. genzoo's loader never executes those files: it reads
+the names and looks them up in its registry (:mod:`genzoo.registry`), so loading with genzoo needs no
+``trust_remote_code``.
 
 Where a name points (a folder, or a Hub id downloaded) is :mod:`genzoo.pipelines.resolve`; the checks every file
 passes before it is read are :mod:`genzoo.pipelines.untrusted`. Nothing is read through a symlink that leads outside
@@ -39,6 +41,7 @@ from ..model_index import (
     one_line,
     read_model_index,
 )
+from ..project import PYPI_INSTALL, SOURCE_INSTALL
 from .untrusted import (
     check_component_files,
     check_component_folder,
@@ -48,13 +51,16 @@ from .untrusted import (
 )
 
 SHIM_MODULE = "genzoo_hub"
-SHIM_SOURCE = '''\
+SHIM_SOURCE = f'''\
 """Written by genzoo: no model code here.
 
-This file lets plain Diffusers load this repository with the classes of the installed genzoo package
-(``pip install genzoo``) and its registered plugins:
+This file lets plain Diffusers load this repository with the classes of the installed genzoo package and its
+registered plugins:
 
     diffusers.DiffusionPipeline.from_pretrained(<this repo>, trust_remote_code=True)
+
+Install genzoo from its repository first: {SOURCE_INSTALL}
+(once genzoo is on PyPI: {PYPI_INSTALL}).
 
 genzoo itself never runs this file; ``genzoo.load_pipeline(<this repo>)`` reads the class names instead.
 """
