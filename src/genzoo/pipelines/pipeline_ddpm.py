@@ -16,6 +16,27 @@ class DDPMPipeline(DenoisingPipeline):
         tokenizer (transformers.PreTrainedTokenizerBase | None): text-conditional models: the prompts' tokenizer.
         text_encoder (transformers.CLIPTextModel | None): text-conditional models: the prompts' encoder.
         vae (diffusers.AutoencoderKL | None): latent models: the frozen autoencoder the latents decode with.
+
+    Examples:
+        Sample the zoo's DDPM model of the 8x8 digits, then swap in Diffusers' DDIM for fewer steps:
+
+        ```python
+        import torch
+        import genzoo
+
+        pipe = genzoo.DDPMPipeline.from_pretrained("pipelines/ddpm-digits")  # a zoo folder, or a Hub id
+        pipe.set_progress_bar_config(disable=True)
+        images = pipe(batch_size=4, num_inference_steps=50, generator=torch.Generator().manual_seed(0)).images
+        print(len(images), images[0].size)  # 4 (8, 8): PIL images, 8x8 digits
+
+        # any compatible scheduler: Diffusers' DDIM from the saved configuration
+        from diffusers import DDIMScheduler
+
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        digits = pipe(batch_size=4, num_inference_steps=20, output_type="np",
+                      generator=torch.Generator().manual_seed(0))
+        print(digits.images.shape)  # (4, 8, 8, 1), in [0, 1]
+        ```
     """
 
     default_num_inference_steps = 1000

@@ -29,6 +29,22 @@ class FlowMapPipeline(DenoisingPipeline):
             student stores its K (see ``DenoisingPipeline``).
         default_guidance_scale (float | None): the default guidance of a conditional model (``None``: the class's);
             a student with the teacher's guidance baked in stores 1.
+
+    Examples:
+        The zoo's MeanFlow model of the digits samples in one model call (or a few):
+
+        ```python
+        import torch
+        import genzoo
+
+        pipe = genzoo.FlowMapPipeline.from_pretrained("pipelines/meanflow-digits")
+        pipe.set_progress_bar_config(disable=True)
+        calls = []
+        pipe.unet.register_forward_hook(lambda module, args, output: calls.append(1))
+        images = pipe(batch_size=4, generator=torch.Generator().manual_seed(0), output_type="pt").images
+        print(images.shape, len(calls))  # torch.Size([4, 1, 8, 8]) 1: one model call for the batch
+        two = pipe(batch_size=4, num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images  # or a few
+        ```
     """
 
     default_num_inference_steps = 1

@@ -18,6 +18,25 @@ class FlowMatchingPipeline(DenoisingPipeline):
         tokenizer (transformers.PreTrainedTokenizerBase | None): text-conditional models: the prompts' tokenizer.
         text_encoder (transformers.CLIPTextModel | None): text-conditional models: the prompts' encoder.
         vae (diffusers.AutoencoderKL | None): latent models: the frozen autoencoder the latents decode with.
+
+    Examples:
+        Sample the zoo's flow-matching model of the two moons in ten Euler steps, then with Heun:
+
+        ```python
+        import torch
+        import genzoo
+
+        pipe = genzoo.FlowMatchingPipeline.from_pretrained("pipelines/flow-matching-moons")
+        pipe.set_progress_bar_config(disable=True)
+        points = pipe(batch_size=500, num_inference_steps=10, output_type="np",
+                      generator=torch.Generator().manual_seed(0)).samples
+        print(points.shape)  # (500, 2): 2-D points, in the data's own units
+
+        # Heun: second order, 2N - 1 model calls for N steps
+        pipe.scheduler = genzoo.FlowMatchHeunScheduler.from_config(pipe.scheduler.config)
+        again = pipe(batch_size=500, num_inference_steps=5, output_type="np",
+                     generator=torch.Generator().manual_seed(0))
+        ```
     """
 
     default_num_inference_steps = 50

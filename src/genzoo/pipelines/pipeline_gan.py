@@ -16,6 +16,23 @@ class GANPipeline(GenzooPipeline):
 
     Args:
         generator (torch.nn.Module): the GAN's generator.
+
+    Examples:
+        The zoo's GAN of the digits; a sample is one pass of the generator:
+
+        ```python
+        import torch
+        import genzoo
+
+        pipe = genzoo.GANPipeline.from_pretrained("pipelines/gan-digits")
+        images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0)).images  # one generator pass
+        print(len(images), images[0].size)  # 16 (8, 8)
+
+        # the same noise gives the same images: z ~ N(0, I) in the generator's latent_shape
+        z = torch.randn(16, *pipe.generator.latent_shape, generator=torch.Generator().manual_seed(0))
+        same = pipe(batch_size=16, latents=z, output_type="np").images
+        assert (same == pipe(batch_size=16, generator=torch.Generator().manual_seed(0), output_type="np").images).all()
+        ```
     """
 
     model_cpu_offload_seq = "generator"

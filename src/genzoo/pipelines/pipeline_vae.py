@@ -24,6 +24,24 @@ class VAEPipeline(GenzooPipeline):
 
     Args:
         vae (torch.nn.Module): the VAE (``AutoencoderKL``, ``ConditionalAutoencoderKL`` or ``MLPVAE``).
+
+    Examples:
+        The zoo's VAE of the digits: sample the prior, encode, reconstruct, interpolate:
+
+        ```python
+        import torch
+        import genzoo
+
+        pipe = genzoo.VAEPipeline.from_pretrained("pipelines/vae-digits")
+        images = pipe(batch_size=4, generator=torch.Generator().manual_seed(0)).images  # decode z ~ N(0, I)
+        print(len(images), images[0].size)  # 4 (8, 8)
+
+        # the encoder and the decoder: reconstruct, and walk the latent space from one digit to another
+        codes = pipe.encode(images)  # the posterior means
+        print(codes.shape, pipe.reconstruct(images).images.shape)  # torch.Size([4, 4, 4, 4]) torch.Size([4, 1, 8, 8])
+        path = pipe.interpolate(images[0], images[1], steps=6).images
+        print(path.shape)  # torch.Size([6, 1, 8, 8])
+        ```
     """
 
     model_cpu_offload_seq = "vae"

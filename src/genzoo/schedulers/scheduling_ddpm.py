@@ -95,7 +95,7 @@ def ddpm_posterior(alpha_bar_t: torch.Tensor, alpha_bar_prev: torch.Tensor) -> D
 
 
 class DDPMScheduler(SchedulerMixin, ConfigMixin):
-    """Denoising diffusion probabilistic model scheduler.
+    r"""Denoising diffusion probabilistic model scheduler.
 
     Forward (training) process, closed form: ``x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * eps``.
     Reverse (sampling) process: from x_t, estimate x_0 from the model output, then draw x_{t'} from the
@@ -148,6 +148,35 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
 
     Raises:
         ValueError: for any argument that is not allowed (the checks above).
+
+    Examples:
+        The training side, $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1 - \bar\alpha_t}\,\epsilon$ with the target
+        $\epsilon$, and the sampling loop, by hand (what ``DDPMPipeline`` runs):
+
+        ```python
+        import torch
+        import genzoo
+
+        scheduler = genzoo.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+
+        # training side: noise a batch at random timesteps; the model learns to predict the noise
+        data, noise = torch.randn(4, 2), torch.randn(4, 2)
+        t = scheduler.sample_timesteps(4, generator=torch.Generator().manual_seed(0))
+        noisy = scheduler.add_noise(data, noise, t)
+        alpha_bar = scheduler.alphas_cumprod[t].unsqueeze(1)
+        assert torch.allclose(noisy, alpha_bar.sqrt() * data + (1 - alpha_bar).sqrt() * noise)
+        assert torch.equal(scheduler.training_target(data, noise, t), noise)  # prediction_type="epsilon"
+
+        # sampling side: the loop of diffusers.DDPMPipeline, here with the zoo's trained moons denoiser
+        unet = genzoo.DDPMPipeline.from_pretrained("pipelines/ddpm-moons").unet
+        scheduler.set_timesteps(50)
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(500, 2, generator=generator)  # x_T ~ N(0, I)
+        with torch.no_grad():
+            for t in scheduler.timesteps:
+                x = scheduler.step(unet(x, t).sample, t, x, generator=generator).prev_sample
+        print(x.shape)  # torch.Size([500, 2])
+        ```
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]

@@ -35,6 +35,23 @@ class FlowMapEulerScheduler(FlowMatchEulerScheduler):
     ``r_timesteps[k]`` its second (both in model units); ``step`` called in a loop over ``timesteps`` walks the grid
     exactly as the Euler scheduler does (the arithmetic of a step is the same: only what the model was trained to
     predict differs).
+
+    Examples:
+        The grid and the jumps, with a constant average velocity:
+
+        ```python
+        import torch
+        import genzoo
+
+        # a flow map u(x_t, t, r) is the average velocity over [t, r]: one step jumps x_r = x_t + (r - t) u
+        scheduler = genzoo.FlowMapEulerScheduler()
+        scheduler.set_timesteps(2)
+        print(scheduler.timesteps, scheduler.r_timesteps)  # tensor([  0., 500.]) tensor([ 500., 1000.]): t and r
+        x = torch.zeros(1, 2)
+        for t, r in zip(scheduler.timesteps, scheduler.r_timesteps):
+            x = scheduler.step(torch.ones(1, 2), t, x, r_timestep=r).prev_sample
+        assert torch.allclose(x, torch.ones(1, 2))  # two jumps of half the interval at velocity 1
+        ```
     """
 
     model_kind = "flow-map"

@@ -88,7 +88,7 @@ def upcast(x: torch.Tensor) -> torch.Tensor:
 
 
 class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
-    """Euler integration of a flow-matching velocity field, plus the training side of its probability path.
+    r"""Euler integration of a flow-matching velocity field, plus the training side of its probability path.
 
     Args:
         num_train_timesteps: the scale between flow time and the model's time input (see ``scale_timesteps``).
@@ -112,6 +112,33 @@ class FlowMatchEulerScheduler(SchedulerMixin, ConfigMixin):
             path; the strings one of their choices. ``set_timesteps``, ``step``, ``add_noise`` and ``training_target`` check their arguments;
             ``step`` refuses a model output or sample holding NaN/inf (one ``isfinite`` reduction, read with the
             outputs' in one synchronisation).
+
+    Examples:
+        The training side, $x_t = t\,x_1 + (1 - t)\,x_0$ with the target $x_1 - x_0$, and the sampling loop, by hand
+        (what ``FlowMatchingPipeline`` runs):
+
+        ```python
+        import torch
+        import genzoo
+
+        scheduler = genzoo.FlowMatchEulerScheduler()  # noise at t = 0, data at t = 1, target x_1 - x_0
+
+        # training side: a point on the straight path and its velocity
+        data, noise = torch.randn(4, 2), torch.randn(4, 2)
+        timesteps = scheduler.sample_timesteps(4, generator=torch.Generator().manual_seed(0))  # t * 1000
+        t = (timesteps / scheduler.config.num_train_timesteps).unsqueeze(1)
+        assert torch.allclose(scheduler.add_noise(data, noise, timesteps), t * data + (1 - t) * noise, atol=1e-6)
+        assert torch.allclose(scheduler.training_target(data, noise, timesteps), data - noise)
+
+        # sampling side: Euler steps of the zoo's moons flow from t = 0 to t = 1
+        unet = genzoo.FlowMatchingPipeline.from_pretrained("pipelines/flow-matching-moons").unet
+        scheduler.set_timesteps(8)
+        x = torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            for t in scheduler.timesteps:
+                x = scheduler.step(unet(x, t).sample, t, x).prev_sample
+        print(len(scheduler.timesteps), x.shape)  # 8 torch.Size([500, 2])
+        ```
     """
 
     _compatibles: list[str] = []

@@ -20,6 +20,25 @@ class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
     first-order step adds an O(h^2) error once, so the method stays second order overall.
     ``scheduler.timesteps`` therefore holds ``[t_0, t_1, t_1, t_2, t_2, ..., t_{N-1}]`` (2N - 1 entries) and a
     plain ``for t in scheduler.timesteps`` loop drives it, exactly like the Euler scheduler.
+
+    Examples:
+        On an exact velocity field, Heun lands where it must:
+
+        ```python
+        import torch
+        import genzoo
+
+        # all data at the point 2: from noise x_0 the velocity is 2 - x_0 all the way, and every solver must land on 2;
+        # Heun takes 2N - 1 calls for N steps, driven by the same loop as Euler
+        scheduler = genzoo.FlowMatchHeunScheduler()
+        scheduler.set_timesteps(4)
+        print(len(scheduler.timesteps))  # 7
+        x0 = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
+        x = x0.clone()
+        for t in scheduler.timesteps:
+            x = scheduler.step(2.0 - x0, t, x).prev_sample
+        assert torch.allclose(x, torch.full((3, 2), 2.0), atol=1e-5)
+        ```
     """
 
     order = 2
