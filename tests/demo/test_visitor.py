@@ -200,3 +200,25 @@ def test_the_page_has_readable_pictures_and_examples():
     assert by_id["gallery"].object_fit == "contain" and by_id["gallery"].preview is False
     assert by_id["examples"].samples in ([], None)
     assert isinstance(picture(np.zeros((1, 8, 8, 1), np.float32)), PIL.Image.Image)
+
+
+def test_progress_bars_made_before_the_page_still_close(handlers):
+    """The page's progress tracking (gr.Progress(track_tqdm=True)) patches tqdm to read ``self._progress``, which a
+    bar made before the patch (a Hub download's, a pipeline's) lacks; such a bar must still close and be collected
+    without an error."""
+    import gc
+    import sys
+
+    import tqdm
+
+    bar = tqdm.tqdm(total=2, disable=True)
+    vars(bar).pop("_progress", None)  # as a bar made before the page patched tqdm
+    errors = []
+    hook, sys.unraisablehook = sys.unraisablehook, lambda raised: errors.append(raised.exc_value)
+    try:
+        bar.close()
+        del bar
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert errors == []

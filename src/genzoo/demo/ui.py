@@ -36,6 +36,13 @@ def _gradio():
     except ImportError:
         raise ImportError('The demo needs Gradio: pip install "gradio>=6.0" (genzoo\'s [demo] extra; in a source '
                           'checkout: pip install -e ".[demo]").') from None
+    import tqdm
+
+    # The page's progress (gr.Progress(track_tqdm=True)) patches tqdm's methods to read self._progress, which only
+    # bars made after the patch have: closing or collecting an older bar (a Hub download's, a pipeline's) would
+    # raise AttributeError in __del__. A class-level None makes those bars keep tqdm's own behaviour.
+    if not hasattr(tqdm.tqdm, "_progress"):
+        tqdm.tqdm._progress = None
     return gradio
 
 
