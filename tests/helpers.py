@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import diffusers
+import pytest
 import torch
 from torch.utils.data import default_collate
 
@@ -377,3 +378,21 @@ def put_in_hub_cache(folder: Path, cache_dir: Path, repo_id: str, commit: str | 
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def chromium(width: int = 1400, height: int = 1000):
+    """Headless Chromium through Selenium (Debian's chromium and chromium-driver), for the demo's and the site's
+    browser tests; a missing browser skips, or fails under GENZOO_REQUIRE_BROWSER (as in CI)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (binary and driver):
+        if os.environ.get("GENZOO_REQUIRE_BROWSER"):
+            pytest.fail("chromium and chromedriver are required here (apt-get install chromium chromium-driver)")
+        pytest.skip("no chromium/chromedriver (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)

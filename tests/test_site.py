@@ -13,13 +13,13 @@ import http.server
 import itertools
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+from helpers import chromium
 
 import genzoo
 from genzoo.training import build_parser
@@ -175,23 +175,6 @@ def test_the_site_ships_katex_and_loads_nothing_from_elsewhere(site):
 
 
 # ------------------------------------------------------------------------------------------ in a real browser
-def chromium(width: int = 1400, height: int = 1000):
-    """Headless Chromium through Selenium (Debian's chromium and chromium-driver), as tests/demo's browser test."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (binary and driver):
-        if os.environ.get("GENZOO_REQUIRE_BROWSER"):
-            pytest.fail("chromium and chromedriver are required here (apt-get install chromium chromium-driver)")
-        pytest.skip("no chromium/chromedriver (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(driver), options=options)
-
-
 @pytest.fixture(scope="module")
 def served(site):
     """The built site on a local HTTP server (127.0.0.1, a free port), the way a reader's browser gets it."""

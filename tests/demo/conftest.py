@@ -4,7 +4,6 @@ its page in headless Chromium driven by Selenium (``open_page``, a :class:`DemoP
 import contextlib
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,7 +14,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from helpers import free_port
+from helpers import chromium, free_port
 
 
 @contextlib.contextmanager
@@ -51,23 +50,6 @@ def serving(sources, *flags, env=None):
 def demo_server():
     """:func:`serving`: ``with demo_server(sources, *flags, env={...}) as url: ...``."""
     return serving
-
-
-def chromium():
-    """Headless Chromium through Selenium (Debian's chromium and chromium-driver)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (binary and driver):
-        if os.environ.get("GENZOO_REQUIRE_BROWSER"):
-            pytest.fail("chromium and chromedriver are required here (apt-get install chromium chromium-driver)")
-        pytest.skip("no chromium/chromedriver (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(driver), options=options)
 
 
 class DemoPage:
