@@ -213,10 +213,15 @@ def name_metrics(text: str) -> str:
                    for part in parts)
 
 
+def is_table_header(line: str, following: str) -> bool:
+    """Whether ``line`` is a markdown table's header row: ``following`` is its ``|---|`` line."""
+    return line.startswith("|") and re.fullmatch(r"\|[-:| ]+\|", following.strip()) is not None
+
+
 def named_header(line: str, following: str) -> str:
     """``line`` with the cells that are exactly a key of :data:`COLUMN_NAMES` named, if it is a table's header row
     (``following`` is its ``|---|`` line); otherwise ``line`` as it is."""
-    if not (line.startswith("|") and re.fullmatch(r"\|[-:| ]+\|", following.strip())):
+    if not is_table_header(line, following):
         return line
     if not set(table_cells(line)) & set(COLUMN_NAMES):  # left byte for byte as it is (escaped pipes and all)
         return line
@@ -256,7 +261,7 @@ def render_results(markdown: str) -> str:
             i = j
             continue
         line = lines[i]
-        if line.startswith("|") and i + 1 < len(lines) and re.fullmatch(r"\|[-:| ]+\|", lines[i + 1].strip()):
+        if i + 1 < len(lines) and is_table_header(line, lines[i + 1]):
             line = "| " + " | ".join(COLUMN_NAMES.get(cell, name_metrics(cell)) for cell in table_cells(line)) + " |"
         elif not line.startswith(("![", "|")):
             line = name_metrics(line)

@@ -13,6 +13,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import diffusers
@@ -107,6 +110,52 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+#: An HTTP client that reaches 127.0.0.1 directly, whatever proxy the environment names.
+LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def fetch_local(url: str, timeout: float = 10) -> str:
+    """The page at ``url`` (on 127.0.0.1), as text."""
+    with LOCAL_HTTP.open(url, timeout=timeout) as response:
+        return response.read().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def serving(sources, *flags, env=None, program=None, cwd=None, seconds: float = 120):
+    """`genzoo demo SOURCES --port P FLAGS` in its own process on 127.0.0.1, as a user starts it: ``program`` is the
+    command (default: this interpreter's ``-m genzoo.cli``; an installed ``genzoo`` script for a wheel), ``env`` the
+    process's whole environment (default: this one's; Gradio's analytics always off), its output in a file so a full
+    pipe never stalls it. Yields its URL once it serves (within ``seconds``), and stops it afterwards."""
+    port = free_port()
+    env = {**(os.environ if env is None else env), "GRADIO_ANALYTICS_ENABLED": "False"}
+    program = [sys.executable, "-m", "genzoo.cli"] if program is None else list(program)
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen([*program, "demo", *map(str, sources), "--port", str(port), *flags], env=env,
+                                  cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            deadline = time.monotonic() + seconds
+            while True:
+                try:
+                    page = fetch_local(url, timeout=5)
+                    break
+                except OSError:
+                    if server.poll() is not None:
+                        log.seek(0)
+                        pytest.fail(f"genzoo demo exited: {log.read()[-3000:]}")
+                    assert time.monotonic() < deadline, f"genzoo demo did not serve within {seconds:g} s"
+                    time.sleep(0.5)
+            assert "gradio" in page.lower()
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 def launch_command(script, *args) -> list[str]:

@@ -20,14 +20,12 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
-import time
-import urllib.request
 import venv
 import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import free_port
+from helpers import fetch_local, serving
 from packaging.requirements import Requirement
 
 import genzoo
@@ -39,8 +37,6 @@ SOURCE = ROOT / "src" / "genzoo"
 BUILD_FILES = ("pyproject.toml", "setup.cfg", "README.md", "LICENSE")
 #: The longest a command of the installed wheel may take here (imports of torch, Diffusers, Gradio on 2 busy cores).
 COMMAND_SECONDS = 180
-#: An HTTP client that reaches 127.0.0.1 directly, whatever proxy the environment names.
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def setup_cfg() -> configparser.ConfigParser:
@@ -231,16 +227,6 @@ def test_the_installed_wheel_samples_a_hub_model_outside_the_repository(installe
     np.testing.assert_array_equal(np.load(out), np.load(reference))  # the same numbers as the source tree's genzoo
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_the_installed_wheel_serves_a_demo_of_a_given_model_and_refuses_one_without(installed, tmp_path):
@@ -255,21 +241,5 @@ def test_the_installed_wheel_serves_a_demo_of_a_given_model_and_refuses_one_with
     assert "genzoo demo PATH_OR_REPO_ID" in refused.stderr  # how to pass models
 
     model = shutil.copytree(ROOT / "pipelines" / "gan-digits", work / "my-gan")
-    port = free_port()
-    log = tmp_path / "demo.log"
-    with open(log, "wb") as output:
-        process = subprocess.Popen([command(installed, "genzoo"), "demo", str(model), "--port", str(port)],
-                                   cwd=work, env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        deadline, page = time.monotonic() + COMMAND_SECONDS, None
-        while page is None and time.monotonic() < deadline and process.poll() is None:
-            try:
-                with NO_PROXY.open(f"http://127.0.0.1:{port}/", timeout=10) as response:
-                    assert response.status == 200
-                    page = response.read().decode("utf-8", "replace")
-            except OSError:
-                time.sleep(0.5)
-        assert page is not None, f"genzoo demo did not answer (exit {process.poll()}):\n" + log.read_text()[-3000:]
-        assert "my-gan" in page  # the page lists the given model
-    finally:
-        stop(process)
+    with serving([model], program=[command(installed, "genzoo")], env=env, cwd=work, seconds=COMMAND_SECONDS) as url:
+        assert "my-gan" in fetch_local(url)  # the page lists the given model

@@ -1,54 +1,19 @@
 """What the demo's process and browser tests share: `genzoo demo` started in its own process (``demo_server``) and
 its page in headless Chromium driven by Selenium (``open_page``, a :class:`DemoPage`)."""
 
-import contextlib
 import io
-import os
-import subprocess
-import sys
-import tempfile
-import time
 from urllib.request import urlopen
 
 import numpy as np
 import PIL.Image
 import pytest
 
-from helpers import chromium, free_port
-
-
-@contextlib.contextmanager
-def serving(sources, *flags, env=None):
-    """`genzoo demo SOURCES --port P FLAGS` in its own process on 127.0.0.1, as a user starts it (its output in a file,
-    so a full pipe never stalls it); yields its URL once it serves, and stops it afterwards."""
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
-    with tempfile.TemporaryFile("w+") as log:
-        server = subprocess.Popen([sys.executable, "-m", "genzoo.cli", "demo", *map(str, sources), "--port", str(port),
-                                   *flags], env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    page = urlopen(url, timeout=5).read().decode()
-                    break
-                except OSError:
-                    if server.poll() is not None:
-                        log.seek(0)
-                        pytest.fail(f"genzoo demo exited: {log.read()[-3000:]}")
-                    assert time.monotonic() < deadline, "genzoo demo did not serve within 120 s"
-                    time.sleep(0.5)
-            assert "gradio" in page.lower()
-            yield url
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+from helpers import chromium, serving
 
 
 @pytest.fixture(scope="session")
 def demo_server():
-    """:func:`serving`: ``with demo_server(sources, *flags, env={...}) as url: ...``."""
+    """:func:`helpers.serving`: ``with demo_server(sources, *flags, env={...}) as url: ...``."""
     return serving
 
 

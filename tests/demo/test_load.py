@@ -27,7 +27,7 @@ def test_a_cheap_request_is_not_stuck_behind_expensive_ones(demo_server, tmp_pat
 
     for family in ("gan", "ddpm"):
         tiny_pipeline(family, "image").save_pretrained(tmp_path / family)
-    with demo_server([tmp_path / "gan", tmp_path / "ddpm"], env={"OMP_NUM_THREADS": "1"}) as url:
+    with demo_server([tmp_path / "gan", tmp_path / "ddpm"], env={**os.environ, "OMP_NUM_THREADS": "1"}) as url:
         client = Client(url, verbose=False)
         request.addfinalizer(client.close)
 

@@ -76,7 +76,6 @@ class RequestTimeout(TimeoutError):
     """A request ran past the demo's ``max_seconds_per_request``; shown in the page as one line."""
 
 
-
 def check_sample_steps(num_samples: int, steps: int) -> None:
     """A one-line ``ValueError`` when ``num_samples`` x ``steps`` (the cost of one request) is over
     :data:`MAX_SAMPLE_STEPS`."""

@@ -406,8 +406,7 @@ class Model:
         what += self._against_card(steps, used_guidance, solver)
         if ignored:
             what += f"; ignored, as {self.name} does not take them: {', '.join(ignored)}"
-        unknown = self.unknown_words(prompt) + [w for w in self.unknown_words(negative_prompt)
-                                                if w not in self.unknown_words(prompt)]
+        unknown = list(dict.fromkeys(self.unknown_words(prompt) + self.unknown_words(negative_prompt)))
         if unknown:
             what += f"; words this model does not know (not in its training captions): {', '.join(unknown)}"
         return samples, what
